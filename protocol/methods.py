@@ -1,0 +1,141 @@
+"""The method table, written once.
+
+It names every operation of the API with its parameters (name, wire type, default,
+keyword-only), whether it mutates the tree, whether it returns an fd and whether it may
+run long.  ``Root`` is checked against it (tests), and ``Client`` / ``AsyncClient``
+are generated from it; the daemon validates requests with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["REQUIRED", "Param", "Method", "METHODS", "MUTATING", "READ_ONLY"]
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+
+#: Wire value types a parameter may have.
+#: path   - str or bytes, travels as msgpack bin; results echo the caller's type
+#: text   - a symlink target: str or bytes, never resolved
+#: data   - bytes-like payload
+#: int, bool, str - what they say
+#: ns     - None or a pair of ints (atime_ns, mtime_ns)
+#: openmode - a Python open() mode string ("r", "wb", "a+", "x" ...)
+#: optstr - None or str
+PARAM_TYPES = frozenset({"path", "text", "data", "int", "bool", "str", "optstr", "ns", "openmode"})
+
+#: Result kinds: none, bool, stat, names, entries, path, text, bytes, fd
+RESULT_TYPES = frozenset({"none", "bool", "stat", "names", "entries", "path", "text", "bytes", "fd"})
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: str
+    default: Any = REQUIRED
+    kwonly: bool = False
+    #: travels on the wire (False: used by the client only, e.g. open()'s buffering)
+    wire: bool = True
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    params: tuple[Param, ...]
+    result: str
+    mutates: bool
+    returns_fd: bool = False
+    #: True, False, or the name of a bool parameter that makes the call long
+    long: bool | str = False
+    doc: str = ""
+
+    def is_long(self, args: dict[str, Any]) -> bool:
+        if isinstance(self.long, str):
+            return bool(args.get(self.long))
+        return self.long
+
+    @property
+    def wire_params(self) -> tuple[Param, ...]:
+        return tuple(p for p in self.params if p.wire)
+
+
+def _p(name: str, type: str, default: Any = REQUIRED, kwonly: bool = False, wire: bool = True) -> Param:
+    return Param(name, type, default, kwonly, wire)
+
+
+def _k(name: str, type: str, default: Any) -> Param:
+    return Param(name, type, default, True)
+
+
+PATH = _p("path", "path")
+SRC, DST = _p("src", "path"), _p("dst", "path")
+
+_TABLE = [
+    Method("stat", (PATH, _k("follow_symlinks", "bool", True)), "stat", False, doc="os.stat beneath the root"),
+    Method("lstat", (PATH,), "stat", False, doc="os.lstat beneath the root"),
+    Method("exists", (PATH,), "bool", False, doc="True if path exists; escapes still raise"),
+    Method("listdir", (_p("path", "path", "."),), "names", False, long=True, doc="os.listdir"),
+    Method("scandir", (_p("path", "path", "."),), "entries", False, long=True, doc="os.scandir, as a list"),
+    Method("readlink", (PATH,), "text", False, doc="os.readlink"),
+    Method("realpath", (PATH,), "path", False, doc="canonical path relative to the root"),
+    Method(
+        "mkdir",
+        (PATH, _p("mode", "int", 0o777), _k("parents", "bool", False), _k("exist_ok", "bool", False)),
+        "none", True, doc="pathlib.Path.mkdir",
+    ),
+    Method("unlink", (PATH, _k("missing_ok", "bool", False)), "none", True, doc="os.unlink"),
+    Method("rmdir", (PATH,), "none", True, doc="os.rmdir"),
+    Method("rename", (SRC, DST, _k("noreplace", "bool", False)), "none", True, doc="renameat2"),
+    Method("exchange", (_p("a", "path"), _p("b", "path")), "none", True, doc="renameat2(RENAME_EXCHANGE)"),
+    Method("move", (SRC, DST, _k("overwrite", "bool", False)), "none", True, long=True,
+           doc="rename, or copy then remove across mounts"),
+    Method("link", (SRC, DST), "none", True, doc="hard link, never following src"),
+    Method("symlink", (_p("target", "text"), PATH), "none", True, doc="os.symlink(target, path)"),
+    Method("chmod", (PATH, _p("mode", "int")), "none", True, doc="chmod, never through a final symlink"),
+    Method("chown", (PATH, _p("uid", "int"), _p("gid", "int")), "none", True, doc="lchown"),
+    Method("utime", (PATH, _k("ns", "ns", None)), "none", True, doc="utime, not following a final symlink"),
+    Method("truncate", (PATH, _p("length", "int")), "none", True, doc="os.truncate"),
+    Method(
+        "copy_file",
+        (SRC, DST, _k("overwrite", "bool", True), _k("reflink", "str", "auto")),
+        "none", True, long=True, doc="atomic file copy",
+    ),
+    Method(
+        "cp",
+        (SRC, DST, _k("recursive", "bool", False), _k("overwrite", "bool", True), _k("preserve", "bool", True)),
+        "none", True, long=True, doc="cp [-r]; links copied as links",
+    ),
+    Method("rm", (PATH, _k("recursive", "bool", False), _k("force", "bool", False)), "none", True,
+           long="recursive", doc="rm [-r] [-f]"),
+    Method("mkfifo", (PATH, _p("mode", "int", 0o666)), "none", True, doc="os.mkfifo"),
+    Method("read_file", (PATH,), "bytes", False, long=True, doc="whole file contents"),
+    Method("write_file", (PATH, _p("data", "data"), _k("mode", "int", 0o666)), "none", True, long=True,
+           doc="atomic replace"),
+    Method(
+        "open",
+        (
+            PATH,
+            _p("mode", "openmode", "r"),
+            _p("buffering", "int", -1, kwonly=True, wire=False),
+            _p("encoding", "optstr", None, kwonly=True, wire=False),
+            _k("perms", "int", 0o666),
+        ),
+        "fd", False, returns_fd=True, doc="a file object over an fd opened beneath the root",
+    ),
+]
+
+#: name -> Method, in table order.
+METHODS: dict[str, Method] = {m.name: m for m in _TABLE}
+MUTATING = frozenset(m.name for m in _TABLE if m.mutates)
+READ_ONLY = frozenset(m.name for m in _TABLE if not m.mutates)
