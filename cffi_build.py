@@ -23,6 +23,7 @@ CDEF = r"""
 #define BN_REFLINK_ALWAYS 2
 #define BN_AW_OVERWRITE 1
 #define BN_AW_KEEP_MODE 2
+#define BN_AW_EXACT_MODE 4
 
 int bn_openat2(int dirfd, const char *path, int flags, int mode, int rx);
 int bn_open_regular(int root, const char *path, int flags, int mode, int rx);
@@ -116,6 +117,7 @@ struct bn_open_how { uint64_t flags; uint64_t mode; uint64_t resolve; };
 #define BN_REFLINK_ALWAYS 2
 #define BN_AW_OVERWRITE 1
 #define BN_AW_KEEP_MODE 2
+#define BN_AW_EXACT_MODE 4
 #define BN_MAX_DEPTH 4000
 
 static int bn_tries_eagain = BN_EAGAIN_TRIES;
@@ -659,6 +661,8 @@ static int bn_atomic_replace(int dfd, const char *leaf, int mode, int flags,
     r = fill(fd, arg);
     if (r == 0 && (flags & BN_AW_KEEP_MODE) && have_old && S_ISREG(old.st_mode))
         r = bn_neg(fchmod(fd, old.st_mode & 07777));
+    else if (r == 0 && (flags & BN_AW_EXACT_MODE))
+        r = bn_neg(fchmod(fd, mode & 07777));
     if (r == 0 && meta) {
         struct timespec ts[2] = {meta->st_atim, meta->st_mtim};
         if (fchown(fd, meta->st_uid, meta->st_gid) < 0 && errno != EPERM)
@@ -754,7 +758,8 @@ int bn_copy_file(int root, const char *src, const char *dst, int overwrite, int 
         r = -EISDIR;
     else {
         struct bn_src s = {sfd, reflink};
-        r = bn_atomic_replace(p.pfd, p.leaf, st.st_mode & 07777, overwrite ? BN_AW_OVERWRITE : 0,
+        r = bn_atomic_replace(p.pfd, p.leaf, st.st_mode & 07777,
+                              (overwrite ? BN_AW_OVERWRITE : 0) | BN_AW_EXACT_MODE,
                               preserve ? &st : NULL, bn_fill_fd, &s);
     }
     bn_release(&p);

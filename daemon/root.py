@@ -1,0 +1,471 @@
+"""``Root``: every operation of the API, in-process, strictly beneath one directory fd.
+
+All resolution of a caller's path happens in the native helpers (``beneathd._native``):
+``openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)`` for the parent (or the whole
+path), then one ``*at`` call on the final component.  The only lookups done here in
+Python are ``fstatat`` of a single component relative to the root fd without following
+it (the ``stat`` fast path), which cannot leave the root.
+
+``Root`` is thread-safe: it holds no state but the fd.  ``close()`` must not race with
+calls still in flight (as with any file object).
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import stat as _stat
+from typing import IO, Any, AnyStr
+
+from beneathd._native import ffi, lib
+
+from ..protocol.errors import EscapeError, make_error
+from ..protocol.modes import open_flags
+from ..protocol.types import DirEntry, kind_of_mode, stat_from_list, stat_to_list
+
+__all__ = ["Root", "OpenAt2Unavailable"]
+
+_RENAME_NOREPLACE = 1
+_RENAME_EXCHANGE = 2
+_REFLINK = {"never": lib.BN_REFLINK_NEVER, "auto": lib.BN_REFLINK_AUTO, "always": lib.BN_REFLINK_ALWAYS}
+_ENOTREG_MESSAGE = "not a regular file"
+_MAX_LINKS = 40
+_O_PATH = os.O_PATH
+_os_stat = os.stat
+_S_ISLNK = _stat.S_ISLNK
+
+
+class OpenAt2Unavailable(OSError):
+    """openat2(2) is missing (ENOSYS) or blocked (EPERM, seccomp): beneathd fails closed."""
+
+
+def _enc(path: Any) -> bytes:
+    """The bytes of a caller's path (str, bytes or os.PathLike), refusing NUL like ``os``."""
+    p = os.fspath(path)
+    b = os.fsencode(p) if isinstance(p, str) else p
+    if not isinstance(b, bytes):
+        raise TypeError(f"path should be str or bytes, not {type(path).__name__}")
+    if b"\0" in b:
+        raise ValueError("embedded null byte")
+    return b
+
+
+def _echo(value: bytes, like: Any) -> Any:
+    """``value`` in the type the caller used (str stays str, bytes stay bytes)."""
+    return value if isinstance(os.fspath(like), bytes) else os.fsdecode(value)
+
+
+def _error(code: int, path: Any, path2: Any = None) -> OSError:
+    """The exception for a native ``-code``, naming the caller's own path(s)."""
+    if code == lib.BN_EESCAPE:
+        return EscapeError(path, path2)
+    if code == lib.BN_ENOTREG:
+        return PermissionError(errno.EPERM, _ENOTREG_MESSAGE, path)
+    return make_error(code, path, path2)
+
+
+def _check(r: int, path: Any, path2: Any = None) -> int:
+    if r < 0:
+        raise _error(-r, path, path2)
+    return r
+
+
+def _stat_out(out: Any) -> os.stat_result:
+    return stat_from_list(list(out))
+
+
+def _split(b: bytes) -> tuple[bytes, bytes]:
+    """(head, tail) of a relative path, ignoring trailing slashes."""
+    b = b.rstrip(b"/")
+    head, _, tail = b.rpartition(b"/")
+    return head, tail
+
+
+class Root:
+    """A directory opened once; every method acts strictly beneath it."""
+
+    def __init__(self, path: str | bytes | os.PathLike[Any], *, no_xdev: bool = False) -> None:
+        self._fd = -1
+        self._rx = lib.BN_RESOLVE_NO_XDEV if no_xdev else 0
+        self._name = os.fsdecode(os.fspath(path))
+        fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        probe = lib.bn_openat2(fd, b".", _O_PATH, 0, self._rx)
+        if probe < 0:
+            os.close(fd)
+            if -probe == errno.ENOSYS:
+                raise OpenAt2Unavailable(
+                    errno.ENOSYS,
+                    "openat2(2) is not available (ENOSYS): beneathd needs Linux >= 5.6 and "
+                    "refuses to fall back to path-based resolution",
+                )
+            if -probe == errno.EPERM:
+                raise OpenAt2Unavailable(
+                    errno.EPERM,
+                    "openat2(2) is blocked (EPERM), most likely by a seccomp filter: beneathd "
+                    "refuses to fall back to path-based resolution",
+                )
+            raise make_error(-probe, self._name)
+        os.close(probe)
+        self._fd = fd
+
+    # -- lifetime -------------------------------------------------------------------------
+
+    def fileno(self) -> int:
+        """The O_PATH directory fd everything is resolved beneath."""
+        return self._fd
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    @property
+    def closed(self) -> bool:
+        return self._fd < 0
+
+    def __enter__(self) -> Root:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Root {self._name!r} fd={self._fd}>"
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _open(self, path: Any, flags: int, perms: int = 0) -> int:
+        """An fd for a regular file beneath the root (never blocks on FIFOs or devices)."""
+        return _check(lib.bn_open_regular(self._fd, _enc(path), flags, perms, self._rx), path)
+
+    def _opendir(self, path: Any) -> int:
+        b = _enc(path)
+        if b.startswith(b"/"):
+            raise EscapeError(path)
+        if not b:
+            raise make_error(errno.ENOENT, path)
+        return _check(lib.bn_openat2(self._fd, b, os.O_RDONLY | os.O_DIRECTORY, 0, self._rx), path)
+
+    def _resolve_final(self, path: Any) -> bytes:
+        """``path`` with a final in-tree symlink chain followed (for write_file / copy_file)."""
+        b = _enc(path)
+        out = ffi.new("int64_t[13]")
+        buf = ffi.new("char[]", 4097)
+        for _ in range(_MAX_LINKS):
+            if lib.bn_lstat(self._fd, b, out, self._rx) < 0 or not _S_ISLNK(out[0]):
+                return b
+            n = _check(lib.bn_readlink(self._fd, b, buf, 4097, self._rx), path)
+            target = ffi.buffer(buf, n)[:]
+            if target.startswith(b"/"):
+                raise EscapeError(path)
+            head, _ = _split(b)
+            b = head + b"/" + target if head else target
+        raise make_error(errno.ELOOP, path)
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def stat(self, path: AnyStr | os.PathLike[AnyStr], *, follow_symlinks: bool = True) -> os.stat_result:
+        """``os.stat`` beneath the root; ``follow_symlinks=False`` is ``lstat``."""
+        # Fast path: one component is fstatat() on the root fd without following, which
+        # cannot leave the root; only a symlink there needs openat2 to be followed.
+        cls = path.__class__
+        if (cls is str and "/" not in path and path != ".." and path) or (
+            cls is bytes and b"/" not in path and path != b".." and path
+        ):
+            try:
+                st = _os_stat(path, dir_fd=self._fd, follow_symlinks=False)
+            except OSError as e:
+                raise make_error(e.errno, path) from None
+            if not follow_symlinks or not _S_ISLNK(st.st_mode):
+                return st
+        out = ffi.new("int64_t[13]")
+        fn = lib.bn_stat if follow_symlinks else lib.bn_lstat
+        _check(fn(self._fd, _enc(path), out, self._rx), path)
+        return _stat_out(out)
+
+    def lstat(self, path: AnyStr | os.PathLike[AnyStr]) -> os.stat_result:
+        """``os.lstat`` beneath the root."""
+        return self.stat(path, follow_symlinks=False)
+
+    def exists(self, path: AnyStr | os.PathLike[AnyStr]) -> bool:
+        """Like ``os.path.exists`` (follows in-tree links), but an escape raises."""
+        try:
+            self.stat(path)
+        except EscapeError:
+            raise
+        except (OSError, ValueError):
+            return False
+        return True
+
+    def listdir(self, path: AnyStr | os.PathLike[AnyStr] = ".") -> list[AnyStr]:  # type: ignore[assignment]
+        """``os.listdir`` beneath the root (names in the caller's type)."""
+        fd = self._opendir(path)
+        try:
+            names = os.listdir(fd)
+        finally:
+            os.close(fd)
+        if isinstance(os.fspath(path), bytes):
+            return [os.fsencode(n) for n in names]  # type: ignore[misc]
+        return names  # type: ignore[return-value]
+
+    def scandir(self, path: AnyStr | os.PathLike[AnyStr] = ".") -> list[DirEntry]:  # type: ignore[assignment]
+        """``os.scandir`` beneath the root, as a list of ``DirEntry`` (with lstat data)."""
+        p = os.fspath(path)
+        as_bytes = isinstance(p, bytes)
+        fd = self._opendir(path)
+        entries: list[DirEntry] = []
+        links: list[int] = []
+        try:
+            with os.scandir(fd) as it:
+                for e in it:
+                    try:
+                        st = e.stat(follow_symlinks=False)  # fstatat(fd, name, NOFOLLOW)
+                    except FileNotFoundError:
+                        continue
+                    name: Any = os.fsencode(e.name) if as_bytes else e.name
+                    full = os.path.join(p, name)
+                    kind = kind_of_mode(st.st_mode)
+                    if kind == "symlink":
+                        links.append(len(entries))
+                    entries.append(DirEntry(name, full, kind, kind, stat_to_list(st)))
+        finally:
+            os.close(fd)
+        for i in links:  # where a link points, found beneath the root (None: dangling/out)
+            e = entries[i]
+            e._follow = self.stat
+            try:
+                e.target_kind = kind_of_mode(self.stat(e.path).st_mode)
+            except OSError:
+                e.target_kind = None
+        return entries
+
+    def readlink(self, path: AnyStr | os.PathLike[AnyStr]) -> AnyStr:
+        """``os.readlink`` beneath the root."""
+        buf = ffi.new("char[]", 4097)
+        n = _check(lib.bn_readlink(self._fd, _enc(path), buf, 4097, self._rx), path)
+        return _echo(ffi.buffer(buf, n)[:], path)  # type: ignore[no-any-return]
+
+    def realpath(self, path: AnyStr | os.PathLike[AnyStr]) -> AnyStr:
+        """The canonical path relative to the root ("." for the root itself), links resolved."""
+        return _echo(self._realpath(_enc(path), path, 0), path)  # type: ignore[no-any-return]
+
+    def _realpath(self, b: bytes, path: Any, depth: int) -> bytes:
+        if depth > _MAX_LINKS:
+            raise make_error(errno.ELOOP, path)
+        if b.startswith(b"/"):
+            raise EscapeError(path)
+        r = lib.bn_openat2(self._fd, b or b".", _O_PATH, 0, self._rx)
+        if r == -errno.ENOENT:
+            # like os.path.realpath(strict=False): resolve what exists, keep the rest
+            head, tail = _split(b)
+            if not tail:
+                raise make_error(errno.ENOENT, path)
+            out = ffi.new("int64_t[13]")
+            if lib.bn_lstat(self._fd, b, out, self._rx) == 0 and _S_ISLNK(out[0]):
+                target = self.readlink(b)
+                if target.startswith(b"/"):
+                    raise EscapeError(path)
+                return self._realpath(head + b"/" + target if head else target, path, depth + 1)
+            base = self._realpath(head, path, depth + 1) if head else b"."
+            return tail if base == b"." else base + b"/" + tail
+        fd = _check(r, path)
+        try:
+            for _ in range(8):
+                top = os.readlink(f"/proc/self/fd/{self._fd}").encode("utf-8", "surrogateescape")
+                here = os.readlink(f"/proc/self/fd/{fd}").encode("utf-8", "surrogateescape")
+                if here == top:
+                    return b"."
+                prefix = top.rstrip(b"/") + b"/"
+                if here.startswith(prefix):
+                    return here[len(prefix):]
+            raise EscapeError(path)  # not beneath the root's current name: the root moved
+        finally:
+            os.close(fd)
+
+    def read_file(self, path: AnyStr | os.PathLike[AnyStr]) -> bytes:
+        """The whole contents of a regular file."""
+        fd = self._open(path, os.O_RDONLY)
+        with open(fd, "rb", closefd=True) as f:
+            return f.read()
+
+    def open(
+        self,
+        path: AnyStr | os.PathLike[AnyStr],
+        mode: str = "r",
+        *,
+        buffering: int = -1,
+        encoding: str | None = None,
+        perms: int = 0o666,
+    ) -> IO[Any]:
+        """A file object over a regular file opened beneath the root (``io.open`` modes)."""
+        flags = open_flags(mode)
+        if "b" in mode and encoding is not None:
+            raise ValueError("binary mode doesn't take an encoding argument")
+        fd = self._open(path, flags, perms)
+        try:
+            return io.open(fd, mode, buffering=buffering, encoding=encoding, closefd=True)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    # -- namespace changes ------------------------------------------------------------------
+
+    def mkdir(
+        self,
+        path: AnyStr | os.PathLike[AnyStr],
+        mode: int = 0o777,
+        *,
+        parents: bool = False,
+        exist_ok: bool = False,
+    ) -> None:
+        """``pathlib.Path.mkdir`` beneath the root."""
+        b = _enc(path)
+        try:
+            _check(lib.bn_mkdir(self._fd, b, mode, self._rx), path)
+        except FileNotFoundError:
+            head, tail = _split(b)
+            if not parents or not head or not tail:
+                raise
+            self.mkdir(_echo(head, path), parents=True, exist_ok=True)
+            self.mkdir(path, mode, parents=False, exist_ok=exist_ok)
+        except OSError as e:
+            if isinstance(e, EscapeError) or not exist_ok or not self._is_dir(path):
+                raise
+
+    def _is_dir(self, path: Any) -> bool:
+        try:
+            return _stat.S_ISDIR(self.stat(path).st_mode)
+        except OSError:
+            return False
+
+    def unlink(self, path: AnyStr | os.PathLike[AnyStr], *, missing_ok: bool = False) -> None:
+        """``os.unlink`` (``pathlib``'s ``missing_ok``); removes a link, never its target."""
+        r = lib.bn_unlink(self._fd, _enc(path), self._rx)
+        if r == -errno.ENOENT and missing_ok:
+            return
+        _check(r, path)
+
+    def rmdir(self, path: AnyStr | os.PathLike[AnyStr]) -> None:
+        """``os.rmdir``."""
+        _check(lib.bn_rmdir(self._fd, _enc(path), self._rx), path)
+
+    def rename(self, src: AnyStr | os.PathLike[AnyStr], dst: AnyStr | os.PathLike[AnyStr], *,
+               noreplace: bool = False) -> None:
+        """``renameat2``; with ``noreplace`` an existing ``dst`` raises ``FileExistsError``."""
+        flags = _RENAME_NOREPLACE if noreplace else 0
+        _check(lib.bn_rename(self._fd, _enc(src), _enc(dst), flags, self._rx), src, dst)
+
+    def exchange(self, a: AnyStr | os.PathLike[AnyStr], b: AnyStr | os.PathLike[AnyStr]) -> None:
+        """Atomically swap two names (``RENAME_EXCHANGE``)."""
+        _check(lib.bn_rename(self._fd, _enc(a), _enc(b), _RENAME_EXCHANGE, self._rx), a, b)
+
+    def move(self, src: AnyStr | os.PathLike[AnyStr], dst: AnyStr | os.PathLike[AnyStr], *,
+             overwrite: bool = False) -> None:
+        """Rename; across mounts inside the root, copy (preserving) then remove."""
+        flags = 0 if overwrite else _RENAME_NOREPLACE
+        r = lib.bn_rename(self._fd, _enc(src), _enc(dst), flags, self._rx)
+        if r != -errno.EXDEV:  # EXDEV from renameat2 is a mount boundary; escapes are BN_EESCAPE
+            _check(r, src, dst)
+            return
+        st = self.lstat(src)
+        if not overwrite and self._lexists(dst):
+            raise make_error(errno.EEXIST, src, dst)
+        if _S_ISLNK(st.st_mode):
+            target = self.readlink(_enc(src))
+            if overwrite:
+                self.rm(dst, force=True)
+            self.symlink(target, dst)
+        else:
+            self.cp(src, dst, recursive=True, overwrite=overwrite, preserve=True)
+        self.rm(src, recursive=True)
+
+    def _lexists(self, path: Any) -> bool:
+        try:
+            self.lstat(path)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def link(self, src: AnyStr | os.PathLike[AnyStr], dst: AnyStr | os.PathLike[AnyStr]) -> None:
+        """Hard link ``dst`` to ``src`` (never following ``src``; both beneath the root)."""
+        _check(lib.bn_link(self._fd, _enc(src), _enc(dst), self._rx), src, dst)
+
+    def symlink(self, target: AnyStr | os.PathLike[AnyStr], path: AnyStr | os.PathLike[AnyStr]) -> None:
+        """``os.symlink(target, path)``; any target text (it is resolved only when used)."""
+        t = os.fspath(target)
+        tb = os.fsencode(t) if isinstance(t, str) else t
+        if not isinstance(tb, bytes) or b"\0" in tb:
+            raise ValueError("symlink target must be str or bytes without NUL")
+        _check(lib.bn_symlink(self._fd, tb, _enc(path), self._rx), target, path)
+
+    def mkfifo(self, path: AnyStr | os.PathLike[AnyStr], mode: int = 0o666) -> None:
+        """``os.mkfifo``; any file-type bits other than FIFO (device nodes) are refused."""
+        kind = _stat.S_IFMT(mode)
+        if kind not in (0, _stat.S_IFIFO):
+            raise PermissionError(errno.EPERM, "only FIFOs can be created; device nodes are refused", path)
+        _check(lib.bn_mkfifo(self._fd, _enc(path), _stat.S_IMODE(mode), self._rx), path)
+
+    # -- metadata ---------------------------------------------------------------------------
+
+    def chmod(self, path: AnyStr | os.PathLike[AnyStr], mode: int) -> None:
+        """chmod of the final component itself; a symlink raises ``OSError`` (target untouched)."""
+        _check(lib.bn_chmod(self._fd, _enc(path), mode, self._rx), path)
+
+    def chown(self, path: AnyStr | os.PathLike[AnyStr], uid: int, gid: int) -> None:
+        """``os.lchown`` (-1 keeps a value)."""
+        _check(lib.bn_chown(self._fd, _enc(path), uid, gid, self._rx), path)
+
+    def utime(self, path: AnyStr | os.PathLike[AnyStr], *, ns: tuple[int, int] | None = None) -> None:
+        """Set (atime_ns, mtime_ns), or now; never through a final symlink."""
+        if ns is None:
+            _check(lib.bn_utime(self._fd, _enc(path), 0, 0, 1, self._rx), path)
+            return
+        if not isinstance(ns, (tuple, list)) or len(ns) != 2 or not all(isinstance(x, int) for x in ns):
+            raise TypeError("utime: 'ns' must be a tuple of two ints")
+        _check(lib.bn_utime(self._fd, _enc(path), ns[0], ns[1], 0, self._rx), path)
+
+    def truncate(self, path: AnyStr | os.PathLike[AnyStr], length: int) -> None:
+        """``os.truncate`` of a regular file (follows an in-tree link)."""
+        _check(lib.bn_truncate(self._fd, _enc(path), length, self._rx), path)
+
+    # -- data -------------------------------------------------------------------------------
+
+    def write_file(self, path: AnyStr | os.PathLike[AnyStr], data: bytes, *, mode: int = 0o666) -> None:
+        """Atomically replace ``path`` with ``data`` (temporary file, then link or rename in
+        the target's real directory: a final in-tree symlink is followed, not replaced).
+        A new file gets ``mode`` less the umask; an existing one keeps its mode."""
+        if isinstance(data, str):
+            raise TypeError("write_file() data must be bytes-like, not str")
+        b = self._resolve_final(path)
+        buf = ffi.from_buffer(data)
+        flags = lib.BN_AW_OVERWRITE | lib.BN_AW_KEEP_MODE
+        _check(lib.bn_write_file(self._fd, b, buf, len(buf), mode, flags, self._rx), path)
+
+    def copy_file(self, src: AnyStr | os.PathLike[AnyStr], dst: AnyStr | os.PathLike[AnyStr], *,
+                  overwrite: bool = True, reflink: str = "auto") -> None:
+        """Copy contents and permission bits (``FICLONE``, else ``copy_file_range``); the
+        destination appears whole or not at all. A final in-tree link at ``dst`` is followed."""
+        try:
+            how = _REFLINK[reflink]
+        except (KeyError, TypeError):
+            raise ValueError("reflink must be 'auto', 'always' or 'never'") from None
+        d = self._resolve_final(dst)
+        _check(lib.bn_copy_file(self._fd, _enc(src), d, bool(overwrite), how, 0, self._rx), src, dst)
+
+    def cp(self, src: AnyStr | os.PathLike[AnyStr], dst: AnyStr | os.PathLike[AnyStr], *,
+           recursive: bool = False, overwrite: bool = True, preserve: bool = True) -> None:
+        """``cp [-r] [-p]`` with ``dst`` naming the copy itself (as ``shutil.copytree``).
+        The top-level source is followed; links inside are copied as links."""
+        flags = (
+            (lib.BN_CP_RECURSIVE if recursive else 0)
+            | (lib.BN_CP_OVERWRITE if overwrite else 0)
+            | (lib.BN_CP_PRESERVE if preserve else 0)
+        )
+        d = self._resolve_final(dst)
+        _check(lib.bn_cp(self._fd, _enc(src), d, flags, self._rx), src, dst)
+
+    def rm(self, path: AnyStr | os.PathLike[AnyStr], *, recursive: bool = False, force: bool = False) -> None:
+        """``rm [-r] [-f]`` done natively by descending dirfds; never follows a symlink."""
+        _check(lib.bn_rm(self._fd, _enc(path), bool(recursive), bool(force), self._rx), path)
+
