@@ -1,0 +1,158 @@
+"""Value types shared by ``Root`` and the clients: stat results and directory entries.
+
+A stat result travels as a list of 13 ints (see :data:`STAT_FIELDS`) and is rebuilt as a
+real ``os.stat_result``; a directory entry travels as ``[name, kind, target_kind, stat]``.
+"""
+
+from __future__ import annotations
+
+import os
+import stat as _stat
+from typing import Any
+
+__all__ = [
+    "STAT_FIELDS",
+    "KINDS",
+    "stat_from_list",
+    "stat_to_list",
+    "kind_of_mode",
+    "DirEntry",
+]
+
+#: The order of the wire form of a stat result.
+STAT_FIELDS = (
+    "st_mode", "st_ino", "st_dev", "st_nlink", "st_uid", "st_gid", "st_size",
+    "st_atime_ns", "st_mtime_ns", "st_ctime_ns", "st_blksize", "st_blocks", "st_rdev",
+)
+
+#: File kinds, as a DirEntry and the wire name them.
+KINDS = ("file", "dir", "symlink", "fifo", "socket", "char", "block", "other")
+
+_NS = 1_000_000_000
+
+
+def stat_from_list(seq: Any) -> os.stat_result:
+    """An ``os.stat_result`` (the same 10 + float times + ns times + blksize, blocks, rdev)."""
+    v = [int(x) for x in seq]
+    if len(v) != 13:
+        raise ValueError(f"a stat result has 13 fields, got {len(v)}")
+    mode, ino, dev, nlink, uid, gid, size, a_ns, m_ns, c_ns, blksize, blocks, rdev = v
+    seq10 = (mode, ino, dev, nlink, uid, gid, size, a_ns // _NS, m_ns // _NS, c_ns // _NS)
+    extra = (a_ns / _NS, m_ns / _NS, c_ns / _NS, a_ns, m_ns, c_ns, blksize, blocks, rdev)
+    # os.stat_result: 10 sequence fields, then (by index) st_atime, st_mtime, st_ctime
+    # (float), st_atime_ns, st_mtime_ns, st_ctime_ns, st_blksize, st_blocks, st_rdev.
+    return os.stat_result(seq10 + extra)
+
+
+def stat_to_list(st: os.stat_result) -> list[int]:
+    """The wire form of a stat result: 13 ints in :data:`STAT_FIELDS` order."""
+    return [
+        st.st_mode, st.st_ino, st.st_dev, st.st_nlink, st.st_uid, st.st_gid, st.st_size,
+        st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns,
+        getattr(st, "st_blksize", 0), getattr(st, "st_blocks", 0), getattr(st, "st_rdev", 0),
+    ]
+
+
+def kind_of_mode(mode: int) -> str:
+    """``"file"``, ``"dir"``, ``"symlink"``, ``"fifo"``, ``"socket"``, ``"char"``, ``"block"`` or ``"other"``."""
+    fmt = _stat.S_IFMT(mode)
+    return {
+        _stat.S_IFREG: "file",
+        _stat.S_IFDIR: "dir",
+        _stat.S_IFLNK: "symlink",
+        _stat.S_IFIFO: "fifo",
+        _stat.S_IFSOCK: "socket",
+        _stat.S_IFCHR: "char",
+        _stat.S_IFBLK: "block",
+    }.get(fmt, "other")
+
+
+class DirEntry:
+    """One entry of ``scandir()``, like ``os.DirEntry`` but detached from any fd.
+
+    ``kind`` is the entry's own type (lstat); ``target_kind`` is what a symlink points to
+    beneath the root (``None``: dangling, or pointing out); ``stat_list`` is the lstat data
+    (13 ints) or ``None``.
+    """
+
+    __slots__ = ("name", "path", "kind", "target_kind", "_stat_list", "_stat", "_follow")
+
+    def __init__(self, name: Any, path: Any, kind: str | None, target_kind: str | None,
+                 stat_list: Any = None) -> None:
+        self.name = name
+        self.path = path
+        self.kind = kind
+        self.target_kind = target_kind
+        self._stat_list = list(stat_list) if stat_list is not None else None
+        self._stat: os.stat_result | None = None
+        #: optional callable(path) -> os.stat_result used by stat() of a symlink (set by Root/clients)
+        self._follow: Any = None
+
+    def __fspath__(self) -> Any:
+        return self.path
+
+    def __repr__(self) -> str:
+        return f"<DirEntry {self.name!r}>"
+
+    def _kind(self, follow_symlinks: bool) -> str | None:
+        if follow_symlinks and self.kind == "symlink":
+            return self.target_kind
+        return self.kind
+
+    def is_dir(self, *, follow_symlinks: bool = True) -> bool:
+        return self._kind(follow_symlinks) == "dir"
+
+    def is_file(self, *, follow_symlinks: bool = True) -> bool:
+        return self._kind(follow_symlinks) == "file"
+
+    def is_symlink(self) -> bool:
+        return self.kind == "symlink"
+
+    def is_junction(self) -> bool:
+        return False
+
+    def inode(self) -> int:
+        if self._stat_list is None:
+            raise OSError(0, "no stat data for this entry", self.name)
+        return self._stat_list[1]
+
+    def stat(self, *, follow_symlinks: bool = True) -> os.stat_result:
+        """The lstat data held; for a symlink with ``follow_symlinks`` call the fs's ``stat``."""
+        if self._stat_list is None:
+            raise OSError(0, "no stat data for this entry", self.name)
+        if follow_symlinks and self.kind == "symlink":
+            if self._follow is None:
+                raise NotImplementedError(
+                    "DirEntry.stat() of a symlink: call fs.stat(entry.path) (resolved beneath the root)"
+                )
+            return self._follow(self.path)
+        if self._stat is None:
+            self._stat = stat_from_list(self._stat_list)
+        return self._stat
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DirEntry):
+            return NotImplemented
+        return self.to_wire() == other.to_wire() and self.path == other.path
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def to_wire(self) -> list[Any]:
+        """``[name (bin), kind, target_kind, stat list or nil]``; the path is rebuilt by the client."""
+        return [os.fsencode(self.name), self.kind, self.target_kind, self._stat_list]
+
+    @classmethod
+    def from_wire(cls, item: Any, parent: Any) -> DirEntry:
+        """Rebuild from :meth:`to_wire` with ``parent`` the caller's directory (str or bytes)."""
+        if not isinstance(item, (list, tuple)) or len(item) != 4:
+            raise ValueError("malformed DirEntry")
+        name_b, kind, target_kind, st = item
+        if not isinstance(name_b, bytes):
+            raise ValueError("malformed DirEntry name")
+        if kind is not None and kind not in KINDS or target_kind is not None and target_kind not in KINDS:
+            raise ValueError("malformed DirEntry kind")
+        if st is not None and (not isinstance(st, list) or len(st) != 13):
+            raise ValueError("malformed DirEntry stat")
+        p = os.fspath(parent)
+        name: Any = name_b if isinstance(p, bytes) else os.fsdecode(name_b)
+        return cls(name, os.path.join(p, name), kind, target_kind, st)
