@@ -205,8 +205,7 @@ static int bn_split(int root, const char *path, int rx, int want_target, bn_path
         if (fd < 0)
             return fd;
         p->tfd = fd;
-        if (p->dots)
-            return 0;   /* acted on through tfd only, never through the parent */
+        return 0;   /* acted on through tfd only, never through the parent */
     }
     if (!sl) {
         p->pfd = root;
