@@ -48,6 +48,12 @@ int bn_cp(int root, const char *src, const char *dst, int flags, int rx);
 int bn_rm(int root, const char *path, int recursive, int force, int rx);
 int bn_copy_fd(int in, int out, int reflink);
 
+/* Test hook: with bn_set_hook(1), the native code calls bn_py_hook(stage) between its steps
+   (stage 1: parent resolved, before acting on the leaf; 2: in a tree walk, after fstatat and
+   before opening the entry; 3: atomic replace, before the link/rename). Off by default. */
+extern "Python" void bn_py_hook(int stage);
+void bn_set_hook(int on);
+
 int bn_landlock_abi(void);
 int bn_landlock_create(uint64_t handled_fs);
 int bn_landlock_allow(int ruleset, int fd, uint64_t access);
@@ -121,6 +127,12 @@ struct bn_open_how { uint64_t flags; uint64_t mode; uint64_t resolve; };
 #define BN_MAX_DEPTH 4000
 
 static int bn_tries_eagain = BN_EAGAIN_TRIES;
+
+/* Deterministic race tests: a callback between steps, off (one predictable branch) by default. */
+static void bn_py_hook(int stage);
+static volatile int bn_hook_on = 0;
+void bn_set_hook(int on) { bn_hook_on = on; }
+#define BN_HOOK(stage) do { if (bn_hook_on) bn_py_hook(stage); } while (0)
 
 int bn_openat2(int dirfd, const char *path, int flags, int mode, int rx)
 {
@@ -209,6 +221,7 @@ static int bn_split(int root, const char *path, int rx, int want_target, bn_path
     }
     if (!sl) {
         p->pfd = root;
+        BN_HOOK(1);
         return 0;
     }
     char *e = sl;
@@ -222,6 +235,7 @@ static int bn_split(int root, const char *path, int rx, int want_target, bn_path
     }
     p->pfd = fd;
     p->own = 1;
+    BN_HOOK(1);
     return 0;
 }
 
@@ -671,6 +685,8 @@ static int bn_atomic_replace(int dfd, const char *leaf, int mode, int flags,
         if (r == 0)
             r = bn_neg(futimens(fd, ts));
     }
+    if (r == 0)
+        BN_HOOK(3);
     if (r == 0 && !named) {
         /* the unprivileged way to link an O_TMPFILE: through its /proc/self/fd magic link */
         bn_procfd(pb, sizeof pb, fd);
@@ -787,6 +803,7 @@ static int bn_rm_entry(int dfd, const char *name, int depth)
         int why = errno;
         if (why != EISDIR && why != EPERM)
             return -why;
+        BN_HOOK(2);
         int cfd = bn_opendir_at(dfd, name);
         if (cfd == -ENOTDIR || cfd == -ELOOP) {
             if (why == EPERM)
@@ -900,6 +917,7 @@ static int bn_cp_entry(int sfd, int dfd, const char *name, struct bn_cpctx *c, i
     int preserve = c->flags & BN_CP_PRESERVE;
     if (fstatat(sfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
         return errno == ENOENT ? 0 : -errno;
+    BN_HOOK(2);
     if (S_ISDIR(st.st_mode)) {
         if (st.st_dev == c->top_dev && st.st_ino == c->top_ino)
             return 0;   /* the copy itself, inside its source: cp's "into itself" */

@@ -1,0 +1,146 @@
+"""Deterministic swap tests (in the style of CoCalc's openat2 motivation tests).
+
+The native code calls a hook between its steps (``bn_set_hook``): after the parent is
+resolved and before the leaf is acted on (stage 1), inside tree walks between ``fstatat``
+and opening the entry (stage 2), and before an atomic replace links or renames (stage 3).
+Each test flips a component to a symlink pointing outside at exactly that moment and
+checks that nothing outside changed and nothing outside was read.  The same flips done
+against the naive path-checking implementation do escape, which shows the flips land.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from beneathd._native import ffi, lib
+from beneathd.daemon import Root
+from beneathd.protocol import EscapeError
+from conftest import snapshot
+
+_pending: dict[int, Callable[[], None]] = {}
+
+
+@ffi.def_extern()  # type: ignore[misc]
+def bn_py_hook(stage: int) -> None:
+    action = _pending.pop(stage, None)
+    if action is not None:
+        action()
+
+
+@pytest.fixture
+def hook() -> Iterator[Callable[[int, Callable[[], None]], None]]:
+    def arm(stage: int, action: Callable[[], None]) -> None:
+        _pending[stage] = action
+
+    lib.bn_set_hook(1)
+    try:
+        yield arm
+    finally:
+        lib.bn_set_hook(0)
+        _pending.clear()
+
+
+def swap_to_link(path: Path, target: Path) -> Callable[[], None]:
+    """Move the directory ``path`` aside and put a symlink to ``target`` in its place."""
+
+    def act() -> None:
+        os.rename(path, str(path) + ".moved")
+        os.symlink(target, path)
+
+    return act
+
+
+@pytest.fixture
+def tree(root_dir: Path, outside: Path) -> Path:
+    (root_dir / "a" / "b").mkdir(parents=True)
+    (root_dir / "a" / "b" / "f").write_bytes(b"inside\n")
+    (root_dir / "t" / "sub").mkdir(parents=True)
+    (root_dir / "t" / "sub" / "secret").write_bytes(b"inside too\n")
+    return root_dir
+
+
+def _fired() -> bool:
+    return not _pending
+
+
+def test_mkdir_parent_swapped_after_resolution(tree: Path, outside: Path, hook) -> None:
+    before = snapshot(outside)
+    hook(1, swap_to_link(tree / "a" / "b", outside / "dir"))
+    with Root(tree) as fs:
+        fs.mkdir("a/b/new")
+    assert _fired()
+    assert snapshot(outside) == before
+    assert (tree / "a" / "b.moved" / "new").is_dir()  # it landed in the directory it resolved
+
+
+def test_unlink_parent_swapped(tree: Path, outside: Path, hook) -> None:
+    (outside / "dir" / "f").write_bytes(b"outside f\n")
+    before = snapshot(outside)
+    hook(1, swap_to_link(tree / "a" / "b", outside / "dir"))
+    with Root(tree) as fs:
+        fs.unlink("a/b/f")
+    assert _fired()
+    assert snapshot(outside) == before
+
+
+def test_rename_parent_swapped(tree: Path, outside: Path, hook) -> None:
+    before = snapshot(outside)
+    hook(1, swap_to_link(tree / "a" / "b", outside / "dir"))
+    with Root(tree) as fs:
+        # the flip lands between resolving src's parent and dst's: dst now escapes
+        with pytest.raises(EscapeError):
+            fs.rename("a/b/f", "a/b/g")
+    assert _fired()
+    assert snapshot(outside) == before
+    assert (tree / "a" / "b.moved" / "f").read_bytes() == b"inside\n"
+
+
+def test_copy_file_destination_swapped_before_link(tree: Path, outside: Path, hook) -> None:
+    before = snapshot(outside)
+    hook(3, swap_to_link(tree / "a" / "b", outside / "dir"))
+    with Root(tree) as fs:
+        fs.copy_file("a/b/f", "a/b/copy")
+    assert _fired()
+    assert snapshot(outside) == before
+    assert (tree / "a" / "b.moved" / "copy").read_bytes() == b"inside\n"
+
+
+def test_rm_recursive_subdir_swapped_mid_walk(tree: Path, outside: Path, hook) -> None:
+    before = snapshot(outside)
+    hook(2, swap_to_link(tree / "t" / "sub", outside / "dir"))
+    with Root(tree) as fs:
+        try:
+            fs.rm("t", recursive=True)
+        except OSError:
+            pass  # failing is allowed; escaping is not
+    assert _fired()
+    assert snapshot(outside) == before
+
+
+def test_cp_recursive_subdir_swapped_mid_walk(tree: Path, outside: Path, hook) -> None:
+    before = snapshot(outside)
+    hook(2, swap_to_link(tree / "t" / "sub", outside / "dir"))
+    with Root(tree) as fs:
+        try:
+            fs.cp("t", "copy", recursive=True)
+        except OSError:
+            pass
+    assert _fired()
+    assert snapshot(outside) == before
+    for dirpath, _dirs, files in os.walk(tree / "copy"):
+        for name in files:
+            assert b"inner" not in (Path(dirpath) / name).read_bytes(), "outside content copied in"
+
+
+def test_naive_check_then_act_escapes_with_the_same_flip(tree: Path, outside: Path) -> None:
+    """The flip above, between a realpath check and a path-based act, does escape."""
+    root = os.path.realpath(tree)
+    target = os.path.join(root, "a/b/new")
+    assert os.path.realpath(target).startswith(root + os.sep)  # the naive check passes
+    swap_to_link(tree / "a" / "b", outside / "dir")()  # the attacker's flip
+    os.mkdir(target)  # the naive act
+    assert (outside / "dir" / "new").is_dir()  # ...lands outside
