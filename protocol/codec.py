@@ -1,0 +1,519 @@
+"""Sans-I/O codec: frames, messages, validation.  No sockets, no trio (the model is h11).
+
+Layers (documented in PROTOCOL.md):
+
+* **frame** = one ``SOCK_SEQPACKET`` datagram: one header byte (``FINAL`` 0x00 or ``MORE``
+  0x01) followed by payload bytes.  A *message* is the concatenation of the payloads of
+  consecutive frames up to and including a ``FINAL`` one.  A sender never interleaves the
+  frames of two messages on one socket direction.
+* **message** = one msgpack object: request ``[0, msgid, method, params]`` or response
+  ``[1, msgid, error, result]``.
+* **params** = a list in the method's wire-parameter order (trailing ones may be left off
+  and take their defaults) or a map name -> value.
+
+Everything here raises :class:`ProtocolError` (with an errno and a message fit to send back)
+and never anything else for bad input.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import msgpack
+
+from .errors import error_from_wire, error_to_wire
+from .methods import METHODS, Method, Param
+from .modes import open_flags
+from .types import DirEntry, KINDS, stat_from_list, stat_to_list
+
+__all__ = [
+    "REQUEST",
+    "RESPONSE",
+    "FINAL",
+    "MORE",
+    "MAX_FRAME",
+    "MAX_MESSAGE",
+    "Limits",
+    "ProtocolError",
+    "FrameDecoder",
+    "encode_frames",
+    "pack",
+    "pack_request",
+    "pack_response",
+    "unpack",
+    "Request",
+    "Response",
+    "parse_request",
+    "parse_response",
+    "encode_params",
+    "encode_result",
+    "decode_result",
+    "error_reply",
+    "exception_from_reply",
+    "path_indexes",
+]
+
+REQUEST = 0
+RESPONSE = 1
+
+FINAL = 0x00
+MORE = 0x01
+
+#: Largest datagram either side sends (header included).  Linux refuses a datagram larger
+#: than the sender's ``SO_SNDBUF`` - 32 (212992 - 32 by default).
+MAX_FRAME = 200 * 1024
+#: Largest reassembled message accepted by default.
+MAX_MESSAGE = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Hard limits applied when decoding (a daemon and a client may use different ones)."""
+
+    max_frame: int = MAX_FRAME
+    max_message: int = MAX_MESSAGE
+    max_str_len: int = 64 * 1024
+    max_bin_len: int = MAX_MESSAGE
+    max_array_len: int = 64
+    max_map_len: int = 32
+
+    @classmethod
+    def for_requests(cls, max_message: int = MAX_MESSAGE) -> Limits:
+        """What a daemon accepts: small containers, one big bin at most (write_file data)."""
+        return cls(max_message=max_message, max_bin_len=max_message)
+
+    @classmethod
+    def for_responses(cls, max_message: int = MAX_MESSAGE) -> Limits:
+        """What a client accepts: big listings (every entry costs >= 2 bytes)."""
+        return cls(
+            max_message=max_message,
+            max_bin_len=max_message,
+            max_str_len=1024 * 1024,
+            max_array_len=max_message // 2,
+            max_map_len=64,
+        )
+
+
+class ProtocolError(Exception):
+    """A message that cannot be accepted.  ``msgid`` is known when the envelope was readable.
+
+    ``fatal`` means the connection cannot go on (framing broken, size limit exceeded).
+    """
+
+    def __init__(self, message: str, *, err: int = _errno.EPROTO, msgid: int | None = None,
+                 fatal: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.errno = err
+        self.msgid = msgid
+        self.fatal = fatal
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"errno": self.errno, "code": _errno.errorcode.get(self.errno, "EPROTO"), "message": self.message}
+
+
+# -- frames ---------------------------------------------------------------------------------
+
+
+def encode_frames(payload: bytes, max_frame: int = MAX_FRAME) -> list[bytes]:
+    """Split one message into datagrams (each at most ``max_frame`` bytes)."""
+    room = max_frame - 1
+    if len(payload) <= room:
+        return [b"\x00" + payload]
+    mv = memoryview(payload)
+    out = []
+    n = len(payload)
+    for off in range(0, n, room):
+        last = off + room >= n
+        out.append((b"\x00" if last else b"\x01") + bytes(mv[off:off + room]))
+    return out
+
+
+class FrameDecoder:
+    """Reassembles datagrams into messages.  ``feed()`` returns a payload once it is whole."""
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    @property
+    def pending(self) -> bool:
+        """True while a message is partly received."""
+        return bool(self._parts)
+
+    @property
+    def pending_size(self) -> int:
+        return self._size
+
+    def reset(self) -> None:
+        self._parts = []
+        self._size = 0
+
+    def feed(self, datagram: bytes) -> bytes | None:
+        if not datagram:
+            self.reset()
+            raise ProtocolError("empty frame", fatal=True)
+        if len(datagram) > self.limits.max_frame:
+            self.reset()
+            raise ProtocolError(f"frame of {len(datagram)} bytes exceeds {self.limits.max_frame}",
+                                err=_errno.EMSGSIZE, fatal=True)
+        head = datagram[0]
+        if head not in (FINAL, MORE):
+            self.reset()
+            raise ProtocolError(f"bad frame header byte 0x{head:02x}", fatal=True)
+        self._size += len(datagram) - 1
+        if self._size > self.limits.max_message:
+            self.reset()
+            raise ProtocolError(f"message exceeds {self.limits.max_message} bytes", err=_errno.EMSGSIZE,
+                                fatal=True)
+        if head == MORE:
+            self._parts.append(datagram[1:])
+            return None
+        if not self._parts:
+            self._size = 0
+            return datagram[1:]
+        self._parts.append(datagram[1:])
+        payload = b"".join(self._parts)
+        self.reset()
+        return payload
+
+
+# -- messages ---------------------------------------------------------------------------------
+
+
+def pack(obj: Any) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def pack_request(msgid: int, method: str, params: Any) -> bytes:
+    return msgpack.packb([REQUEST, msgid, method, params], use_bin_type=True)
+
+
+def pack_response(msgid: int | None, error: Any, result: Any) -> bytes:
+    return msgpack.packb([RESPONSE, msgid, error, result], use_bin_type=True)
+
+
+def _refuse_ext(code: int, data: bytes) -> Any:
+    raise ValueError("msgpack ext types are refused")
+
+
+def unpack(payload: bytes, limits: Limits) -> Any:
+    """One msgpack object, with the limits applied; ext types and trailing bytes refused."""
+    try:
+        return msgpack.unpackb(
+            payload,
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+            max_str_len=limits.max_str_len,
+            max_bin_len=limits.max_bin_len,
+            max_array_len=limits.max_array_len,
+            max_map_len=limits.max_map_len,
+            max_ext_len=0,
+            ext_hook=_refuse_ext,
+        )
+    except RecursionError:
+        raise ProtocolError("message nested too deeply") from None
+    except Exception as e:  # msgpack raises ValueError, ExtraData, FormatError, StackError, ...
+        raise ProtocolError(f"undecodable message: {type(e).__name__}: {e}"[:300]) from None
+
+
+@dataclass
+class Request:
+    msgid: int
+    method: Method
+    #: name -> value, every wire parameter present (defaults filled in), paths as bytes
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Response:
+    msgid: int | None
+    error: dict[str, Any] | None
+    result: Any
+
+
+_MAX_MSGID = 2**32 - 1
+
+
+def _is_int(v: Any) -> bool:
+    return type(v) is int
+
+
+def _check_param(p: Param, v: Any, msgid: int) -> Any:
+    """Validate one wire value; return what the daemon passes to Root."""
+    t = p.type
+
+    def bad(what: str) -> ProtocolError:
+        return ProtocolError(f"parameter {p.name!r}: {what}", err=_errno.EINVAL, msgid=msgid)
+
+    if t in ("path", "text"):
+        if isinstance(v, str):
+            try:
+                v = os.fsencode(v)
+            except UnicodeError:
+                raise bad("not encodable") from None
+        if not isinstance(v, bytes):
+            raise bad(f"expected bin, got {type(v).__name__}")
+        if b"\x00" in v:
+            raise bad("embedded NUL byte")
+        if len(v) > 65536:
+            raise bad("too long")
+        return v
+    if t == "data":
+        if not isinstance(v, bytes):
+            raise bad(f"expected bin, got {type(v).__name__}")
+        return v
+    if t == "int":
+        if not _is_int(v):
+            raise bad(f"expected int, got {type(v).__name__}")
+        if not -(2**63) <= v < 2**64:
+            raise bad("out of range")
+        return v
+    if t == "bool":
+        if type(v) is not bool:
+            raise bad(f"expected bool, got {type(v).__name__}")
+        return v
+    if t == "str":
+        if not isinstance(v, str):
+            raise bad(f"expected str, got {type(v).__name__}")
+        return v
+    if t == "optstr":
+        if v is not None and not isinstance(v, str):
+            raise bad(f"expected str or nil, got {type(v).__name__}")
+        return v
+    if t == "ns":
+        if v is None:
+            return None
+        if not (isinstance(v, list) and len(v) == 2 and all(_is_int(x) for x in v)):
+            raise bad("expected nil or [atime_ns, mtime_ns]")
+        return (v[0], v[1])
+    if t == "openmode":
+        if not isinstance(v, str) or len(v) > 8:
+            raise bad("expected an open() mode string")
+        try:
+            open_flags(v)
+        except (TypeError, ValueError) as e:
+            raise bad(str(e)) from None
+        return v
+    raise bad(f"unknown parameter type {t!r}")  # pragma: no cover - table error
+
+
+def parse_request(obj: Any) -> Request:
+    """Validate a decoded request against the method table."""
+    if not isinstance(obj, list) or len(obj) != 4:
+        raise ProtocolError("a request is [0, msgid, method, params]")
+    kind, msgid, name, params = obj
+    if kind != REQUEST or type(kind) is not int:
+        raise ProtocolError("not a request (type must be 0)")
+    if not _is_int(msgid) or not 0 <= msgid <= _MAX_MSGID:
+        raise ProtocolError("msgid must be an int in [0, 2**32)")
+    if not isinstance(name, str):
+        raise ProtocolError("method name must be a str", err=_errno.EINVAL, msgid=msgid)
+    method = METHODS.get(name)
+    if method is None:
+        raise ProtocolError(f"unknown method {name[:64]!r}", err=_errno.ENOSYS, msgid=msgid)
+    wire = method.wire_params
+    given: dict[str, Any] = {}
+    if isinstance(params, list):
+        if len(params) > len(wire):
+            raise ProtocolError(f"{name}: at most {len(wire)} parameters, got {len(params)}",
+                                err=_errno.EINVAL, msgid=msgid)
+        for p, v in zip(wire, params):
+            given[p.name] = v
+    elif isinstance(params, dict):
+        names = {p.name for p in wire}
+        for k in params:
+            if k not in names:
+                raise ProtocolError(f"{name}: unknown parameter {str(k)[:64]!r}", err=_errno.EINVAL, msgid=msgid)
+        given = params
+    elif params is None:
+        pass
+    else:
+        raise ProtocolError("params must be an array or a map", err=_errno.EINVAL, msgid=msgid)
+    args: dict[str, Any] = {}
+    for p in wire:
+        if p.name in given:
+            args[p.name] = _check_param(p, given[p.name], msgid)
+        elif p.required:
+            raise ProtocolError(f"{name}: missing parameter {p.name!r}", err=_errno.EINVAL, msgid=msgid)
+        else:
+            d = p.default
+            if p.type in ("path", "text") and isinstance(d, str):
+                d = os.fsencode(d)
+            args[p.name] = d
+    return Request(msgid, method, args)
+
+
+def parse_response(obj: Any) -> Response:
+    if not isinstance(obj, list) or len(obj) != 4 or obj[0] != RESPONSE or type(obj[0]) is not int:
+        raise ProtocolError("a response is [1, msgid, error, result]")
+    _, msgid, error, result = obj
+    if msgid is not None and not _is_int(msgid):
+        raise ProtocolError("bad msgid in response")
+    if error is not None and not isinstance(error, dict):
+        raise ProtocolError("bad error in response")
+    return Response(msgid, error, result)
+
+
+# -- parameters and results on each side ----------------------------------------------------
+
+
+def _fs(v: Any) -> Any:
+    v = os.fspath(v)
+    if isinstance(v, str):
+        return os.fsencode(v)
+    if isinstance(v, bytes):
+        return v
+    raise TypeError(f"expected str, bytes or os.PathLike object, not {type(v).__name__}")
+
+
+def encode_params(method: Method, args: dict[str, Any]) -> list[Any]:
+    """Client side: the wire params list (every wire parameter, in order)."""
+    out = []
+    for p in method.wire_params:
+        v = args[p.name]
+        if p.type in ("path", "text"):
+            v = _fs(v)
+            if b"\x00" in v:
+                raise ValueError("embedded null byte")  # what os raises
+        elif p.type == "data":
+            if not isinstance(v, (bytes, bytearray, memoryview)):
+                raise TypeError(f"{method.name}() {p.name} must be bytes-like, not {type(v).__name__}")
+            v = bytes(v)
+        elif p.type == "ns":
+            if v is not None:
+                if not (isinstance(v, (tuple, list)) and len(v) == 2):
+                    raise TypeError(f"{method.name}: ns must be a tuple of two ints")
+                v = [int(v[0]), int(v[1])]
+        elif p.type == "int":
+            if isinstance(v, bool) or not isinstance(v, int):
+                v = v.__index__()  # TypeError for non-integers, like os
+            v = int(v)
+        elif p.type == "bool":
+            v = bool(v)
+        out.append(v)
+    return out
+
+
+def encode_result(method: Method, value: Any) -> Any:
+    """Daemon side: the wire form of what Root returned (paths were given as bytes)."""
+    kind = method.result
+    if kind in ("none", "fd"):
+        return None
+    if kind == "bool":
+        return bool(value)
+    if kind == "stat":
+        return stat_to_list(value)
+    if kind == "names":
+        return [os.fsencode(n) for n in value]
+    if kind == "entries":
+        return [e.to_wire() for e in value]
+    if kind in ("path", "text"):
+        return os.fsencode(value)
+    if kind == "bytes":
+        return bytes(value)
+    raise ValueError(f"unknown result kind {kind!r}")  # pragma: no cover
+
+
+def _bad_result(method: Method) -> OSError:
+    return OSError(_errno.EPROTO, f"malformed {method.name} result from the daemon")
+
+
+def decode_result(method: Method, wire: Any, like: Any = ".") -> Any:
+    """Client side: the Python value, echoing ``like``'s type (the caller's first path)."""
+    kind = method.result
+    as_str = isinstance(os.fspath(like), str) if like is not None else True
+    try:
+        if kind in ("none", "fd"):
+            return None
+        if kind == "bool":
+            if type(wire) is not bool:
+                raise _bad_result(method)
+            return wire
+        if kind == "stat":
+            return stat_from_list(wire)
+        if kind == "names":
+            if not isinstance(wire, list) or not all(isinstance(n, bytes) for n in wire):
+                raise _bad_result(method)
+            return [os.fsdecode(n) for n in wire] if as_str else wire
+        if kind == "entries":
+            if not isinstance(wire, list):
+                raise _bad_result(method)
+            parent = os.fspath(like)
+            return [DirEntry.from_wire(item, parent) for item in wire]
+        if kind in ("path", "text"):
+            if not isinstance(wire, bytes):
+                raise _bad_result(method)
+            return os.fsdecode(wire) if as_str else wire
+        if kind == "bytes":
+            if not isinstance(wire, bytes):
+                raise _bad_result(method)
+            return wire
+    except OSError:
+        raise
+    except (TypeError, ValueError):
+        raise _bad_result(method) from None
+    raise _bad_result(method)
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+
+def path_indexes(method: Method, args: dict[str, Any], exc: BaseException) -> list[int]:
+    """Which of the method's path parameters ``exc.filename`` / ``filename2`` name."""
+    paths = [args[p.name] for p in method.wire_params if p.type in ("path", "text")]
+    out: list[int] = []
+    for attr in ("filename", "filename2"):
+        fn = getattr(exc, attr, None)
+        if fn is None:
+            continue
+        try:
+            fb = _fs(fn)
+        except TypeError:
+            continue
+        for i, p in enumerate(paths):
+            if p == fb and i not in out:
+                out.append(i)
+                break
+    return out
+
+
+def error_reply(exc: BaseException, method: Method | None = None, args: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The wire error map for an exception raised by Root (``paths``, ``exception`` added)."""
+    err = error_to_wire(exc)
+    if isinstance(exc, (TypeError, ValueError)) and not isinstance(exc, OSError):
+        err["exception"] = type(exc).__name__
+        err["message"] = str(exc)[:1000]
+    if method is not None and args is not None and isinstance(exc, OSError):
+        err["paths"] = path_indexes(method, args, exc)
+    return err
+
+
+def exception_from_reply(err: Any, method: Method | None = None, args: dict[str, Any] | None = None) -> BaseException:
+    """Client side: rebuild the exception naming the caller's own path(s)."""
+    if isinstance(err, dict) and err.get("exception") in ("ValueError", "TypeError"):
+        cls = ValueError if err["exception"] == "ValueError" else TypeError
+        msg = err.get("message")
+        return cls(msg if isinstance(msg, str) else "invalid argument")
+    names: list[Any] = []
+    if method is not None and args is not None:
+        paths = [args[p.name] for p in method.params if p.type in ("path", "text")]
+        idx = err.get("paths") if isinstance(err, dict) else None
+        if isinstance(idx, list) and all(_is_int(i) and 0 <= i < len(paths) for i in idx):
+            names = [paths[i] for i in idx]
+        else:
+            names = paths[:2]
+        # symlink(target, path): the path is what the caller means, like os.symlink's filename
+        # (os names both); keep the table order otherwise.
+    fn = names[0] if names else None
+    fn2 = names[1] if len(names) > 1 else None
+    return error_from_wire(err, fn, fn2)
+
+
+def iter_frames(payload: bytes, max_frame: int = MAX_FRAME) -> Iterator[bytes]:
+    yield from encode_frames(payload, max_frame)
