@@ -29,3 +29,147 @@ def _root(root_dir: Path) -> Iterator[Any]:
 
     with Root(str(root_dir)) as fs:
         yield fs
+
+
+# -- the daemon backends: a real server on a real socket ---------------------------------------
+
+
+@contextlib.contextmanager
+def server_thread(root_dir: Path, **config: Any) -> Iterator[str]:
+    """An in-process daemon (``Server`` over ``Root``) on a fresh socket, run by trio in a
+    thread, without privilege drop (the tests run as root).  Yields the socket path.
+
+    The real CLI (``python -m beneathd.daemon``, privilege drop and all) is exercised by
+    tests/test_daemon.py; this keeps the shared suites fast and its files owned as with Root.
+    """
+    import os
+    import shutil
+    import socket
+    import tempfile
+    import threading
+
+    import trio
+
+    from beneathd.daemon import Root
+    from beneathd.daemon.auth import Policy
+    from beneathd.daemon.server import Server, ServerConfig
+
+    sockdir = tempfile.mkdtemp(prefix="beneathd-sock-")
+    path = os.path.join(sockdir, "s")
+    lsock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    lsock.bind(path)
+    lsock.listen(64)
+    root = Root(str(root_dir))
+    config.setdefault("policy", Policy({os.geteuid()}))
+    server = Server(root, lsock, ServerConfig(**config))
+    state: dict[str, Any] = {}
+    ready = threading.Event()
+
+    def run() -> None:
+        async def main() -> None:
+            state["token"] = trio.lowlevel.current_trio_token()
+            with trio.CancelScope() as cs:
+                state["cs"] = cs
+                async with trio.open_nursery() as n:
+                    await n.start(server.serve)
+                    ready.set()
+
+        try:
+            trio.run(main)
+        except BaseException as e:  # pragma: no cover
+            state["error"] = e
+        finally:
+            ready.set()
+
+    t = threading.Thread(target=run, name="beneathd-server", daemon=True)
+    t.start()
+    ready.wait(10)
+    if "error" in state:  # pragma: no cover
+        raise state["error"]
+    try:
+        yield path
+    finally:
+        trio.from_thread.run_sync(state["cs"].cancel, trio_token=state["token"])
+        t.join(10)
+        lsock.close()
+        root.close()
+        shutil.rmtree(sockdir, ignore_errors=True)
+
+
+class AsyncAdapter:
+    """The synchronous ``Root`` API over an ``AsyncClient`` driven by trio in a thread."""
+
+    def __init__(self, socket_path: str) -> None:
+        import threading
+
+        import trio
+
+        from beneathd.client import AsyncClient
+
+        self._trio = trio
+        self._state: dict[str, Any] = {}
+        ready = threading.Event()
+
+        def run() -> None:
+            async def main() -> None:
+                async with AsyncClient(socket_path) as c:
+                    self._state["client"] = c
+                    self._state["token"] = trio.lowlevel.current_trio_token()
+                    self._state["stop"] = trio.Event()
+                    ready.set()
+                    await self._state["stop"].wait()
+
+            try:
+                trio.run(main)
+            except BaseException as e:  # pragma: no cover
+                self._state["error"] = e
+            finally:
+                ready.set()
+
+        self._thread = threading.Thread(target=run, name="beneathd-async-client", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        if "error" in self._state:
+            raise self._state["error"]
+
+    def __getattr__(self, name: str) -> Any:
+        import functools
+
+        from beneathd.protocol import METHODS
+
+        if name not in METHODS:
+            raise AttributeError(name)
+        fn = getattr(self._state["client"], name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._trio.from_thread.run(functools.partial(fn, *args, **kwargs), trio_token=self._state["token"])
+
+        call.__name__ = name
+        return call
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._trio.from_thread.run_sync(self._state["stop"].set, trio_token=self._state["token"])
+            self._thread.join(10)
+
+    def __enter__(self) -> "AsyncAdapter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@backend("client")
+@contextlib.contextmanager
+def _client(root_dir: Path) -> Iterator[Any]:
+    from beneathd.client import Client
+
+    with server_thread(root_dir) as path, Client(path) as fs:
+        yield fs
+
+
+@backend("async")
+@contextlib.contextmanager
+def _async(root_dir: Path) -> Iterator[Any]:
+    with server_thread(root_dir) as path, AsyncAdapter(path) as fs:
+        yield fs

@@ -1,0 +1,303 @@
+"""The blocking ``Client``: stdlib ``socket`` + msgpack only (no trio, no compiled extension).
+
+Thread-safe and pipelined: any number of threads may call at once; each request gets a
+msgid, the frames of one request are sent under a lock, and whichever waiting thread
+finds nobody reading reads replies for everyone and hands them out by msgid.
+"""
+
+from __future__ import annotations
+
+import array
+import itertools
+import os
+import socket
+import threading
+from typing import Any
+
+from ..protocol.codec import (
+    MAX_FRAME,
+    MAX_MESSAGE,
+    FrameDecoder,
+    Limits,
+    ProtocolError,
+    encode_frames,
+    exception_from_reply,
+    pack_request,
+    parse_response,
+    unpack,
+)
+from ..protocol.methods import METHODS, Method
+from ._common import finish, install_methods, prepare, retryable, wrap_fd
+
+__all__ = ["Client", "Pending"]
+
+_ANC_SPACE = socket.CMSG_SPACE(16 * array.array("i").itemsize)
+
+
+def _fds_of(anc: list[tuple[int, int, bytes]]) -> list[int]:
+    out: list[int] = []
+    for level, typ, data in anc:
+        if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
+            a = array.array("i")
+            a.frombytes(data[: len(data) - len(data) % a.itemsize])
+            out.extend(a)
+    return out
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+class _Broken(ConnectionError):
+    pass
+
+
+class Pending:
+    """A request sent and not yet answered (from :meth:`Client.submit`)."""
+
+    __slots__ = ("_client", "_m", "_values", "_msgid", "_gen", "_done", "_value")
+
+    def __init__(self, client: Client, m: Method, values: dict[str, Any], msgid: int, gen: int) -> None:
+        self._client = client
+        self._m = m
+        self._values = values
+        self._msgid = msgid
+        self._gen = gen
+        self._done = False
+        self._value: Any = None
+
+    def result(self) -> Any:
+        if not self._done:
+            err, res, fds = self._client._wait(self._msgid, self._gen)
+            self._done = True
+            self._value = self._client._finish(self._m, self._values, err, res, fds)
+        return self._value
+
+
+class Client:
+    """The ``Root`` API over a daemon's socket (blocking)."""
+
+    def __init__(self, socket_path: str | bytes | os.PathLike[Any], *, timeout: float | None = None,
+                 max_message: int = MAX_MESSAGE) -> None:
+        self._path = os.fspath(socket_path)
+        self._timeout = timeout
+        self._limits = Limits.for_responses(max_message)
+        self._send_lock = threading.Lock()
+        self._cond = threading.Condition(threading.Lock())
+        self._ids = itertools.count(1)
+        self._results: dict[int, tuple[Any, Any, list[int]]] = {}
+        self._pending: set[int] = set()
+        self._reading = False
+        self._sock: socket.socket | None = None
+        self._decoder = FrameDecoder(self._limits)
+        self._gen = 0
+        self._broken: BaseException | None = None
+        self._closed = False
+        with self._cond:
+            self._connect_locked()
+
+    # -- connection --------------------------------------------------------------------------
+
+    def _connect_locked(self) -> None:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        try:
+            s.settimeout(self._timeout)
+            s.connect(self._path)
+        except BaseException:
+            s.close()
+            raise
+        self._sock = s
+        self._decoder = FrameDecoder(self._limits)
+        self._gen += 1
+        self._broken = None
+
+    def _break_locked(self, exc: BaseException) -> None:
+        if self._broken is None:
+            self._broken = exc
+        if self._sock is not None:
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self._sock.close()
+            self._sock = None
+        self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._break_locked(ConnectionError("client closed"))
+            for _, _, fds in self._results.values():
+                _close_all(fds)
+            self._results.clear()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<beneathd.Client {self._path!r}{' closed' if self._closed else ''}>"
+
+    def __del__(self) -> None:
+        try:
+            if self._sock is not None:
+                self._sock.close()
+        except Exception:
+            pass
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def _send(self, name: str, wire: list[Any]) -> tuple[int, int]:
+        """Send one request; returns (msgid, connection generation)."""
+        with self._cond:
+            if self._closed:
+                raise ValueError("I/O operation on closed client")
+            if self._sock is None or self._broken is not None:
+                self._break_locked(ConnectionError("reconnecting"))
+                try:
+                    self._connect_locked()
+                except OSError as e:
+                    raise ConnectionError(f"cannot reconnect to beneathd at {self._path!r}: {e}") from e
+            sock = self._sock
+            gen = self._gen
+            msgid = next(self._ids) & 0xFFFFFFFF
+            self._pending.add(msgid)
+        assert sock is not None
+        frames = encode_frames(pack_request(msgid, name, wire), MAX_FRAME)
+        try:
+            with self._send_lock:
+                for fr in frames:
+                    sock.sendmsg([fr])
+        except OSError as e:
+            with self._cond:
+                self._pending.discard(msgid)
+                if self._gen == gen:
+                    self._break_locked(e)
+            raise _Broken(f"connection to beneathd at {self._path!r} broken: {e}") from e
+        return msgid, gen
+
+    def _recv_one(self, sock: socket.socket) -> tuple[Any, Any, Any, list[int]]:
+        decoder = self._decoder
+        fds: list[int] = []
+        try:
+            while True:
+                data, anc, flags, _ = sock.recvmsg(MAX_FRAME + 1, _ANC_SPACE)
+                if anc:
+                    fds.extend(_fds_of(anc))
+                if not data:
+                    raise ConnectionError("beneathd closed the connection")
+                if flags & socket.MSG_TRUNC:
+                    raise ConnectionError("oversized frame from beneathd")
+                payload = decoder.feed(data)
+                if payload is not None:
+                    r = parse_response(unpack(payload, self._limits))
+                    return r.msgid, r.error, r.result, fds
+        except ProtocolError as e:
+            _close_all(fds)
+            raise ConnectionError(f"protocol error from beneathd: {e.message}") from None
+        except BaseException:
+            _close_all(fds)
+            raise
+
+    def _wait(self, msgid: int, gen: int) -> tuple[Any, Any, list[int]]:
+        cond = self._cond
+        with cond:
+            try:
+                while True:
+                    if msgid in self._results:
+                        return self._results.pop(msgid)
+                    if self._gen != gen or self._broken is not None:
+                        b = self._broken
+                        if getattr(b, "_beneathd", False):
+                            raise b  # type: ignore[misc]
+                        raise _Broken(f"connection to beneathd at {self._path!r} broken: {b}")
+                    if self._reading:
+                        cond.wait()
+                        continue
+                    self._reading = True
+                    sock = self._sock
+                    cond.release()
+                    exc: BaseException | None = None
+                    msg = None
+                    try:
+                        assert sock is not None
+                        msg = self._recv_one(sock)
+                    except (OSError, ValueError) as e:
+                        exc = e
+                    finally:
+                        cond.acquire()
+                        self._reading = False
+                        cond.notify_all()
+                    if self._gen != gen:
+                        if msg is not None:
+                            _close_all(msg[3])
+                        continue
+                    if exc is not None:
+                        self._break_locked(exc if isinstance(exc, OSError) else ConnectionError(str(exc)))
+                        continue
+                    assert msg is not None
+                    rid, err, res, fds = msg
+                    if rid is None:
+                        # a connection-level error (peer refused, too many connections,
+                        # a request the daemon could not read): every waiter gets it
+                        _close_all(fds)
+                        e2 = exception_from_reply(err)
+                        e2._beneathd = True  # type: ignore[attr-defined]
+                        self._break_locked(e2)
+                        continue
+                    if rid in self._pending:
+                        self._results[rid] = (err, res, fds)
+                    else:
+                        _close_all(fds)
+            finally:
+                self._pending.discard(msgid)
+
+    def _finish(self, m: Method, values: dict[str, Any], err: Any, res: Any, fds: list[int]) -> Any:
+        if m.returns_fd and err is None:
+            if len(fds) != 1:
+                _close_all(fds)
+                raise OSError(71, "the daemon sent no fd with an open() reply")
+            return wrap_fd(values, fds[0])
+        _close_all(fds)
+        return finish(m, values, err, res)
+
+    def _call(self, m: Method, values: dict[str, Any], wire: list[Any]) -> Any:
+        for attempt in (0, 1):
+            try:
+                msgid, gen = self._send(m.name, wire)
+                err, res, fds = self._wait(msgid, gen)
+            except _Broken:
+                if attempt == 0 and retryable(m, values):
+                    continue
+                raise
+            return self._finish(m, values, err, res, fds)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def submit(self, name: str, *args: Any, **kwargs: Any) -> Pending:
+        """Send a request without waiting (pipelining); ``.result()`` waits for its reply."""
+        m = METHODS[name]
+        fn = getattr(type(self), name)
+        values, wire = prepare(m, fn.__signature__, args, kwargs)
+        msgid, gen = self._send(m.name, wire)
+        return Pending(self, m, values, msgid, gen)
+
+
+def _make(m: Method, sig: Any) -> Any:
+    def method(self: Client, *args: Any, **kwargs: Any) -> Any:
+        values, wire = prepare(m, sig, args, kwargs)
+        return self._call(m, values, wire)
+
+    return method
+
+
+install_methods(Client, _make)
