@@ -1,0 +1,55 @@
+"""Helpers shared by the behaviour, escape and race suites (no fixtures from conftest here)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from typing import Any, Callable
+
+from beneathd.protocol import EscapeError
+
+__all__ = ["EscapeError", "call_with_timeout", "outcome", "IS_ROOT", "ESCAPE"]
+
+IS_ROOT = os.geteuid() == 0
+
+#: marker for "the call must raise EscapeError"
+ESCAPE = "ESCAPE"
+
+
+def outcome(fn: Callable[[], Any]) -> tuple[str, Any]:
+    """Run fn; ("ok", result) or ("raise", exception)."""
+    try:
+        return "ok", fn()
+    except Exception as e:  # noqa: BLE001 - we classify every failure
+        return "raise", e
+
+
+def describe(exc: BaseException | None) -> str:
+    if exc is None:
+        return "success"
+    if isinstance(exc, EscapeError):
+        return "EscapeError"
+    if isinstance(exc, OSError):
+        return f"{type(exc).__name__}({errno.errorcode.get(exc.errno or 0, exc.errno)})"
+    return type(exc).__name__
+
+
+def call_with_timeout(fn: Callable[[], Any], timeout: float = 5.0) -> Any:
+    """Run fn in a daemon thread; a hang fails the test instead of hanging the run."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = fn()
+        except BaseException as e:  # noqa: BLE001
+            box["exc"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        raise AssertionError(f"call did not return within {timeout} s (it blocks)")
+    if "exc" in box:
+        raise box["exc"]
+    return box.get("result")
