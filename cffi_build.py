@@ -350,11 +350,8 @@ int bn_open_regular(int root, const char *path, int flags, int mode, int rx)
         close(fd);
         return S_ISDIR(st.st_mode) ? -EISDIR : -BN_ENOTREG;
     }
-    if (!(flags & O_NONBLOCK)) {
-        int fl = fcntl(fd, F_GETFL);
-        if (fl >= 0)
-            fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
-    }
+    if (!(flags & O_NONBLOCK))
+        fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);   /* F_SETFL takes only the status flags */
     return fd;
 }
 
@@ -690,7 +687,9 @@ static int bn_atomic_replace(int dfd, const char *leaf, int mode, int flags,
     if (r == 0 && !named) {
         /* the unprivileged way to link an O_TMPFILE: through its /proc/self/fd magic link */
         bn_procfd(pb, sizeof pb, fd);
-        if (linkat(AT_FDCWD, pb, dfd, leaf, AT_SYMLINK_FOLLOW) == 0)
+        if (have_old)
+            errno = EEXIST;   /* known to exist: the noreplace link would fail anyway */
+        else if (linkat(AT_FDCWD, pb, dfd, leaf, AT_SYMLINK_FOLLOW) == 0)
             goto done;
         if (errno != EEXIST || !(flags & BN_AW_OVERWRITE)) {
             r = -errno;

@@ -16,13 +16,14 @@ import errno
 import io
 import os
 import stat as _stat
+import sys
 from typing import IO, Any, AnyStr
 
 from beneathd._native import ffi, lib
 
 from ..protocol.errors import EscapeError, make_error
 from ..protocol.modes import open_flags
-from ..protocol.types import DirEntry, kind_of_mode, stat_from_list, stat_to_list
+from ..protocol.types import DirEntry, kind_of_mode, stat_to_list
 
 __all__ = ["Root", "OpenAt2Unavailable"]
 
@@ -33,7 +34,15 @@ _ENOTREG_MESSAGE = "not a regular file"
 _MAX_LINKS = 40
 _O_PATH = os.O_PATH
 _os_stat = os.stat
+_os_close = os.close
 _S_ISLNK = _stat.S_ISLNK
+_FS_ENCODING = sys.getfilesystemencoding()
+_FS_ERRORS = sys.getfilesystemencodeerrors()
+_NS = 1_000_000_000
+_stat_result = os.stat_result
+_unpack = ffi.unpack
+#: open() mode string -> flags, filled lazily (only valid modes get in; bounded)
+_OPEN_FLAGS: dict[str, int] = {}
 
 
 class OpenAt2Unavailable(OSError):
@@ -42,6 +51,15 @@ class OpenAt2Unavailable(OSError):
 
 def _enc(path: Any) -> bytes:
     """The bytes of a caller's path (str, bytes or os.PathLike), refusing NUL like ``os``."""
+    cls = path.__class__
+    if cls is str:
+        if "\0" in path:
+            raise ValueError("embedded null byte")
+        return path.encode(_FS_ENCODING, _FS_ERRORS)  # type: ignore[no-any-return]
+    if cls is bytes:
+        if b"\0" in path:
+            raise ValueError("embedded null byte")
+        return path  # type: ignore[no-any-return]
     p = os.fspath(path)
     b = os.fsencode(p) if isinstance(p, str) else p
     if not isinstance(b, bytes):
@@ -72,7 +90,10 @@ def _check(r: int, path: Any, path2: Any = None) -> int:
 
 
 def _stat_out(out: Any) -> os.stat_result:
-    return stat_from_list(list(out))
+    """An ``os.stat_result`` from the native ``int64_t[13]`` (the wire order of protocol.types)."""
+    mode, ino, dev, nlink, uid, gid, size, a, m, c, blksize, blocks, rdev = _unpack(out, 13)
+    return _stat_result((mode, ino, dev, nlink, uid, gid, size, a // _NS, m // _NS, c // _NS,
+                         a / _NS, m / _NS, c / _NS, a, m, c, blksize, blocks, rdev))
 
 
 def _split(b: bytes) -> tuple[bytes, bytes]:
@@ -179,9 +200,18 @@ class Root:
                 raise make_error(e.errno, path) from None
             if not follow_symlinks or not _S_ISLNK(st.st_mode):
                 return st
+        b = _enc(path)
+        if follow_symlinks:
+            # openat2 (beneath, following in-tree links) pins the target; fstat it
+            fd = lib.bn_openat2(self._fd, b, _O_PATH, 0, self._rx)
+            if fd < 0:
+                raise _error(-fd, path)
+            try:
+                return _os_stat(fd)
+            finally:
+                _os_close(fd)
         out = ffi.new("int64_t[13]")
-        fn = lib.bn_stat if follow_symlinks else lib.bn_lstat
-        _check(fn(self._fd, _enc(path), out, self._rx), path)
+        _check(lib.bn_lstat(self._fd, b, out, self._rx), path)
         return _stat_out(out)
 
     def lstat(self, path: AnyStr | os.PathLike[AnyStr]) -> os.stat_result:
@@ -299,7 +329,11 @@ class Root:
         perms: int = 0o666,
     ) -> IO[Any]:
         """A file object over a regular file opened beneath the root (``io.open`` modes)."""
-        flags = open_flags(mode)
+        flags = _OPEN_FLAGS.get(mode) if mode.__class__ is str else None
+        if flags is None:
+            flags = open_flags(mode)
+            if len(_OPEN_FLAGS) < 256:
+                _OPEN_FLAGS[mode] = flags
         if "b" in mode and encoding is not None:
             raise ValueError("binary mode doesn't take an encoding argument")
         fd = self._open(path, flags, perms)
