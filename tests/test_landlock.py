@@ -1,0 +1,209 @@
+"""Landlock self-confinement (daemon/landlock.py).
+
+Confinement is irreversible and per process, so every test that applies it runs a child
+Python that calls the same ``confine()`` the daemon calls, then reports what worked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from beneathd.daemon import landlock
+
+ABI = landlock.abi_version()
+needs_landlock = pytest.mark.skipif(ABI < 2, reason=f"kernel Landlock ABI {ABI} (< 2): confine() is a no-op")
+
+
+def run_child(code: str, *args: str) -> dict:
+    prog = textwrap.dedent(code)
+    p = subprocess.run([sys.executable, "-c", prog, *args], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def test_handled_access_by_abi() -> None:
+    A = landlock.ACCESS
+    assert landlock.handled_access(1) == (1 << 13) - 1
+    assert landlock.handled_access(2) == landlock.handled_access(1) | A["REFER"]
+    assert landlock.handled_access(3) == landlock.handled_access(2) | A["TRUNCATE"]
+    assert landlock.handled_access(4) == landlock.handled_access(3)
+    assert landlock.handled_access(5) == landlock.handled_access(4) | A["IOCTL_DEV"]
+    assert landlock.handled_access(7) == landlock.handled_access(99) == (1 << 16) - 1
+    with pytest.raises(ValueError):
+        landlock.handled_access(0)
+
+
+def test_no_landlock_is_a_warning(tmp_path: Path) -> None:
+    # these return before anything is applied, so they are safe in-process
+    for e in (38, 95):  # ENOSYS, EOPNOTSUPP
+        msg = landlock.confine(str(tmp_path), _abi=-e)
+        assert msg.startswith("warning: Landlock unavailable")
+    assert landlock.confine(str(tmp_path), _abi=1).startswith("warning: Landlock ABI 1")
+    with pytest.raises(OSError):
+        landlock.confine(str(tmp_path), _abi=-1)  # EPERM: anything else fails closed
+
+
+def test_refuses_with_threads(tmp_path: Path) -> None:
+    import threading
+
+    ev = threading.Event()
+    t = threading.Thread(target=ev.wait)
+    t.start()
+    try:
+        with pytest.raises(RuntimeError, match="before any other thread"):
+            landlock.confine(str(tmp_path), _abi=7)
+    finally:
+        ev.set()
+        t.join()
+
+
+CHILD = r"""
+import errno, json, os, socket, sys
+from beneathd.daemon.landlock import confine
+from beneathd.daemon.systemd import notify as sd_notify   # every import before confine()
+root, outside, notify = sys.argv[1], sys.argv[2], sys.argv[3]
+res = {}
+def attempt(name, fn):
+    try:
+        r = fn()
+        res[name] = "ok" if r is None or not isinstance(r, int) or r >= 0 else f"errno {-r}"
+    except OSError as e:
+        res[name] = f"errno {e.errno}"
+
+# as the daemon does: open the root first, then confine
+from beneathd.daemon import Root
+fs = Root(root)
+res["log"] = confine(fs.fileno())   # the dirfd, as the CLI passes it
+
+attempt("read_outside", lambda: open(os.path.join(outside, "secret")).read())
+attempt("write_outside", lambda: open(os.path.join(outside, "new"), "w"))
+attempt("list_outside", lambda: os.listdir(outside))
+attempt("read_etc", lambda: open("/etc/passwd").read())
+attempt("mkdir_outside", lambda: os.mkdir(os.path.join(outside, "d")))
+attempt("read_inside_by_path", lambda: open(os.path.join(root, "f")).read())
+attempt("root_read", lambda: fs.read_file("f"))
+attempt("root_open_w", lambda: fs.open("o", "w").write("x"))
+attempt("root_open_r", lambda: fs.open("f").read())
+attempt("root_write_file", lambda: fs.write_file("w", b"data"))          # O_TMPFILE + /proc/self/fd linkat
+attempt("root_mkdir", lambda: fs.mkdir("d/e", parents=True))
+attempt("root_copy_file", lambda: fs.copy_file("f", "d/e/c"))            # cross-directory: REFER
+attempt("root_rename", lambda: fs.rename("d/e/c", "c2"))
+attempt("root_link", lambda: fs.link("f", "d/l"))
+attempt("root_symlink", lambda: fs.symlink("f", "s"))
+attempt("root_truncate", lambda: fs.truncate("w", 2))
+attempt("root_chmod", lambda: fs.chmod("w", 0o600))
+attempt("root_utime", lambda: fs.utime("w"))
+attempt("root_mkfifo", lambda: fs.mkfifo("fifo"))
+attempt("root_listdir", lambda: fs.listdir("."))
+attempt("root_realpath", lambda: fs.realpath("s"))
+attempt("root_cp_r", lambda: fs.cp("d", "d2", recursive=True))
+attempt("root_rm_r", lambda: fs.rm("d", recursive=True))
+res["content_w"] = fs.read_file("w").decode()
+res["listing"] = sorted(fs.listdir("."))
+# sd_notify to a socket outside the root still works (sendto is not an open)
+os.environ["NOTIFY_SOCKET"] = notify
+res["notify"] = sd_notify("READY=1")
+print(json.dumps(res))
+"""
+
+
+@needs_landlock
+def test_confined_process(tmp_path: Path, root_dir: Path, outside: Path) -> None:
+    (root_dir / "f").write_text("inside\n")
+    ns = tmp_path / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.bind(str(ns))
+        s.settimeout(5)
+        res = run_child(CHILD, str(root_dir), str(outside), str(ns))
+        assert s.recv(100) == b"READY=1"
+    eacces = f"errno {13}"
+    for k in ("read_outside", "write_outside", "list_outside", "read_etc", "mkdir_outside"):
+        assert res[k] == eacces, (k, res[k])
+    for k, v in res.items():
+        if k.startswith("root_") or k == "read_inside_by_path":
+            assert v == "ok", (k, v)
+    assert res["log"].startswith(f"Landlock ABI {ABI} applied")
+    assert res["content_w"] == "da"
+    assert res["listing"] == ["c2", "d2", "f", "fifo", "o", "s", "w"]
+    assert res["notify"] is True
+    assert not (outside / "new").exists() and not (outside / "d").exists()
+
+
+TRIO_CHILD = r"""
+import json, os, socket, sys, msgpack, trio
+from beneathd.daemon.landlock import confine
+root, sockpath = sys.argv[1], sys.argv[2]
+ls = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+ls.bind(sockpath); ls.listen()
+log = confine(root)
+out = {}
+async def main():
+    l = trio.socket.from_stdlib_socket(ls)
+    async def client():
+        c = trio.socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        await c.connect(sockpath)
+        await c.send(msgpack.packb([0, 1, "stat", [b"."]]))
+        out["reply"] = msgpack.unpackb(await c.recv(1000))
+    async with trio.open_nursery() as n:
+        n.start_soon(client)
+        s, _ = await l.accept()
+        req = msgpack.unpackb(await s.recv(1000))
+        # a worker thread made after confinement inherits it and still works beneath the root
+        size = await trio.to_thread.run_sync(lambda: os.stat(root).st_mode)
+        with trio.move_on_after(0.01):
+            await trio.sleep(1)
+        await s.send(msgpack.packb([1, req[1], None, size]))
+        try:
+            await trio.to_thread.run_sync(lambda: open("/etc/hostname").read())
+        except PermissionError:
+            out["thread_outside"] = "EACCES"
+trio.run(main)
+print(json.dumps(out))
+"""
+
+
+@needs_landlock
+def test_trio_and_threads_after_confinement(tmp_path: Path, root_dir: Path) -> None:
+    res = run_child(TRIO_CHILD, str(root_dir), str(tmp_path / "s.sock"))
+    assert res["reply"][:3] == [1, 1, None]
+    assert res["thread_outside"] == "EACCES"
+
+
+@needs_landlock
+def test_extra_read(tmp_path: Path, root_dir: Path, outside: Path) -> None:
+    code = r"""
+import json, os, sys
+from beneathd.daemon.landlock import confine
+root, outside = sys.argv[1], sys.argv[2]
+log = confine(root, extra_read=[outside])
+r = {"log": log, "read": open(os.path.join(outside, "secret")).read()}
+try:
+    open(os.path.join(outside, "secret"), "a")
+except PermissionError:
+    r["write"] = "EACCES"
+print(json.dumps(r))
+"""
+    res = run_child(code, str(root_dir), str(outside))
+    assert res["read"] == "top secret\n" and res["write"] == "EACCES"
+    assert f"read-only {outside}" in res["log"]
+
+
+@needs_landlock
+def test_missing_root_fails_closed(tmp_path: Path) -> None:
+    code = r"""
+import sys
+from beneathd.daemon.landlock import confine
+try:
+    confine(sys.argv[1])
+except FileNotFoundError:
+    print('{"raised": true}')
+"""
+    assert run_child(code, str(tmp_path / "nope")) == {"raised": True}
