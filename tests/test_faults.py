@@ -1,0 +1,331 @@
+"""Faults: ``kill -9`` the real daemon in the middle of ``write_file``, ``copy_file`` and ``cp -r``.
+
+For each: the destination (every destination file, for ``cp -r``) holds the old content or
+the new, never a mix and never a truncated file; no temporary name (``.NAME.beneathd-XXXX``)
+is left visible; the client sees a ``ConnectionError`` (not a hang, not a garbage result)
+and, once the daemon is restarted, the same ``Client`` object carries on.
+
+The kill lands mid-operation: the test watches ``/proc/PID/fd`` for the daemon's open
+``O_TMPFILE`` (shown as ``... (deleted)``) or a named temporary, and sends SIGKILL then
+(or, in some rounds, after a random delay).  Rounds per case: ``BENEATHD_FAULT_ROUNDS``
+(CI: 2); sizes: ``BENEATHD_FAULT_MIB`` (CI: 48 MiB for write_file, whose data must fit one
+64 MiB message; copy_file and cp -r use 2x that).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.bench_load import DaemonProc  # noqa: E402
+
+from beneathd.client import Client  # noqa: E402
+
+ROUNDS = int(os.environ.get("BENEATHD_FAULT_ROUNDS", "2"))
+MIB = int(os.environ.get("BENEATHD_FAULT_MIB", "48"))
+SMALL_FILES = int(os.environ.get("BENEATHD_FAULT_SMALL_FILES", "1500"))
+
+TEMP_MARK = ".beneathd-"
+
+#: The known finding pinned by test_killed_between_link_and_rename_leaves_no_temporary: a kill
+#: between linking the temporary name and renaming it over the destination leaves the name.
+#: While it stands, the random-kill tests below report such leftovers as an xfail instead of
+#: failing at random; set to False once the product cleans them up.
+KNOWN_TEMP_LEFTOVER = True
+LEFTOVERS: list[str] = []
+
+
+def _no_temps(top: str, what: str) -> None:
+    left = _temps(top)
+    if left and KNOWN_TEMP_LEFTOVER:
+        LEFTOVERS.extend(left)
+        for p in left:  # so that the next rounds are judged on their own
+            os.unlink(p)
+        return
+    assert left == [], f"{what}: temporaries left visible: {left[:5]}"
+
+
+def _report_leftovers(name: str) -> None:
+    if LEFTOVERS:
+        names = [os.path.basename(p) for p in LEFTOVERS]
+        LEFTOVERS.clear()
+        pytest.xfail(f"{name}: kill -9 left temporaries visible (known finding): {names[:5]}")
+
+
+def _fill(path: str, byte: bytes, size: int) -> None:
+    block = byte * (1 << 20)
+    with open(path, "wb") as f:
+        left = size
+        while left > 0:
+            f.write(block[: min(left, len(block))])
+            left -= len(block)
+
+
+def _digest(byte: bytes, size: int) -> str:
+    h = hashlib.sha256()
+    block = byte * (1 << 20)
+    left = size
+    while left > 0:
+        h.update(block[: min(left, len(block))])
+        left -= len(block)
+    return h.hexdigest()
+
+
+def _file_digest(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _temps(top: str) -> list[str]:
+    out = []
+    for dp, dns, fns in os.walk(top):
+        out += [os.path.join(dp, n) for n in dns + fns if TEMP_MARK in n]
+    return out
+
+
+def _busy(d: DaemonProc) -> bool:
+    """The daemon has a temporary destination open (O_TMPFILE or a named temporary)."""
+    try:
+        targets = d.fds().values()
+    except OSError:
+        return False
+    return any(t.endswith(" (deleted)") and d.root in t or TEMP_MARK in t for t in targets)
+
+
+def _kill_during(d: DaemonProc, c: Client, call: Callable[[Client], Any], rng: random.Random,
+                 mode: str, max_wait: float = 30.0) -> tuple[str, BaseException | None]:
+    """Run ``call(c)`` in a thread and SIGKILL the daemon mid-way; (how it was killed, error)."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = call(c)
+        except BaseException as e:  # noqa: BLE001
+            box["exc"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t0 = time.monotonic()
+    how = "finished-first"
+    if mode == "tmpfile":
+        while time.monotonic() - t0 < max_wait and t.is_alive():
+            if _busy(d):
+                time.sleep(rng.random() * 0.05)
+                how = "tmpfile-open"
+                break
+            time.sleep(0.001)
+    else:
+        time.sleep(rng.random() * 0.08)
+        how = "random-delay"
+    if t.is_alive():
+        d.kill9()
+    else:
+        how = "finished-first"
+    t.join(30)
+    assert not t.is_alive(), "the client call hangs after the daemon was killed"
+    return how, box.get("exc")
+
+
+def _after_kill(d: DaemonProc, c: Client, how: str, exc: BaseException | None) -> None:
+    if how != "finished-first":
+        assert exc is not None, "the call returned success although the daemon was killed"
+        assert isinstance(exc, ConnectionError), f"{type(exc).__name__}: {exc}"
+    d.restart()
+    # the same Client carries on: an idempotent call, then a mutating one
+    assert c.exists(".") is True
+    c.write_file("after-restart", b"ok")
+    assert c.read_file("after-restart") == b"ok"
+
+
+@pytest.fixture
+def daemon() -> Any:
+    d = DaemonProc("--workers", "2")
+    with d:
+        yield d
+
+
+def _modes() -> list[str]:
+    return ["tmpfile" if i % 2 == 0 else "random" for i in range(ROUNDS)]
+
+
+FIGURES: dict[str, list[str]] = {}
+
+
+def test_kill9_during_write_file(daemon: DaemonProc) -> None:
+    size = min(MIB, 60) << 20  # one message is at most 64 MiB
+    old, new = _digest(b"O", size), _digest(b"N", size)
+    dst = os.path.join(daemon.root, "big")
+    rng = random.Random(1)
+    data = b"N" * size
+    hows = []
+    with Client(daemon.socket, timeout=60) as c:
+        for i, mode in enumerate(_modes()):
+            _fill(dst, b"O", size)
+            daemon.chown(dst)
+            how, exc = _kill_during(daemon, c, lambda cl: cl.write_file("big", data), rng, mode)
+            hows.append(how)
+            got = _file_digest(dst)
+            assert got in (old, new), f"round {i} ({how}): destination is a mix"
+            _no_temps(daemon.root, f"round {i} ({how})")
+            _after_kill(daemon, c, how, exc)
+    FIGURES["write_file"] = hows
+    print("write_file kills:", hows)
+    _report_leftovers("write_file")
+
+
+def test_kill9_during_copy_file(daemon: DaemonProc) -> None:
+    size = 2 * MIB << 20
+    old, new = _digest(b"O", size), _digest(b"N", size)
+    src = os.path.join(daemon.root, "src")
+    dst = os.path.join(daemon.root, "dst")
+    _fill(src, b"N", size)
+    daemon.chown(src)
+    rng = random.Random(2)
+    hows = []
+    with Client(daemon.socket, timeout=60) as c:
+        for i, mode in enumerate(_modes()):
+            _fill(dst, b"O", size)
+            daemon.chown(dst)
+            os.sync()  # so the copy's own writeback, not ours, is what the kill interrupts
+            how, exc = _kill_during(daemon, c, lambda cl: cl.copy_file("src", "dst"), rng, mode)
+            hows.append(how)
+            got = _file_digest(dst)
+            assert got in (old, new), f"round {i} ({how}): destination is a mix"
+            _no_temps(daemon.root, f"round {i} ({how})")
+            _after_kill(daemon, c, how, exc)
+    FIGURES["copy_file"] = hows
+    print("copy_file kills:", hows)
+    _report_leftovers("copy_file")
+
+
+def _tree(top: str, byte: bytes, big: int, small: int) -> None:
+    os.makedirs(os.path.join(top, "big"), exist_ok=True)
+    for k in range(4):
+        _fill(os.path.join(top, "big", f"b{k}"), byte, big)
+    for k in range(small):
+        sub = os.path.join(top, f"s{k % 10}")
+        os.makedirs(sub, exist_ok=True)
+        with open(os.path.join(sub, f"f{k}"), "wb") as f:
+            f.write(byte * (100 + k % 900))
+
+
+def _check_tree(dst: str, big: int) -> int:
+    """Every file under dst is wholly old or wholly new; returns how many are new."""
+    new = 0
+    for dp, _, fns in os.walk(dst):
+        for n in fns:
+            if TEMP_MARK in n:
+                continue  # reported by _temps()
+            p = os.path.join(dp, n)
+            data = Path(p).read_bytes() if os.path.getsize(p) < (1 << 20) else None
+            if data is None:
+                dg = _file_digest(p)
+                assert dg in (_digest(b"O", big), _digest(b"N", big)), f"{p}: a mix"
+                new += dg == _digest(b"N", big)
+            else:
+                assert data and (set(data) == {ord("O")} or set(data) == {ord("N")}), f"{p}: a mix"
+                k = int(n[1:])
+                assert len(data) == 100 + k % 900, f"{p}: truncated"
+                new += data[0] == ord("N")
+    return new
+
+
+def test_kill9_during_cp_r(daemon: DaemonProc) -> None:
+    big = (2 * MIB << 20) // 4
+    src = os.path.join(daemon.root, "tree-src")
+    dst = os.path.join(daemon.root, "tree-dst")
+    _tree(src, b"N", big, SMALL_FILES)
+    daemon.chown_tree(src)
+    rng = random.Random(3)
+    hows = []
+    with Client(daemon.socket, timeout=120) as c:
+        for i, mode in enumerate(_modes()):
+            _tree(dst, b"O", big, SMALL_FILES)
+            daemon.chown_tree(dst)
+            how, exc = _kill_during(daemon, c, lambda cl: cl.cp("tree-src", "tree-dst", recursive=True,
+                                                                 overwrite=True), rng, mode)
+            hows.append(how)
+            n_new = _check_tree(dst, big)
+            _no_temps(daemon.root, f"round {i} ({how}, {n_new} files already new)")
+            _after_kill(daemon, c, how, exc)
+    FIGURES["cp_r"] = hows
+    print("cp -r kills:", hows)
+    _report_leftovers("cp -r")
+
+
+# -- the window between linking the temporary name and renaming it over the destination ------
+
+_KILL_CHILD = r'''
+import ctypes, os, platform, sys
+sys.path.insert(0, sys.argv[2])
+from seccomp_util import _SockFilter, _SockFprog
+from beneathd._native import ffi, lib
+from beneathd.daemon import Root
+
+# renameat / renameat2 (x86_64), renameat2 (aarch64: no renameat)
+NRS = {"x86_64": (264, 316), "aarch64": (276,)}[platform.machine()]
+
+def kill_on_rename():
+    ins = [_SockFilter(0x20, 0, 0, 0)]                      # A = seccomp_data.nr
+    for nr in NRS:
+        ins += [_SockFilter(0x15, 0, 1, nr),                 # if A == nr
+                _SockFilter(0x06, 0, 0, 0x80000000)]         #   SECCOMP_RET_KILL_PROCESS
+    ins.append(_SockFilter(0x06, 0, 0, 0x7FFF0000))          # else allow
+    prog = (_SockFilter * len(ins))(*ins)
+    fprog = _SockFprog(len(ins), prog)
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.prctl(38, 1, 0, 0, 0) == 0
+    assert libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) == 0
+
+@ffi.def_extern()
+def bn_py_hook(stage):
+    if stage == 3:          # the new content is complete; next: link it in, rename it over
+        kill_on_rename()
+
+root = Root(sys.argv[1])
+lib.bn_set_hook(1)
+getattr(root, sys.argv[3])(*sys.argv[4:])
+print("SURVIVED")
+'''
+
+
+@pytest.mark.parametrize("op", ["write_file", "copy_file", "cp"])
+@pytest.mark.xfail(strict=True, reason=(
+    "product finding: replacing an existing file (write_file, copy_file, cp/cp -r with "
+    "overwrite) links the O_TMPFILE under a visible temporary name .NAME.beneathd-XXXX and "
+    "then renames it over the destination (cffi_build.py bn_atomic_replace); a SIGKILL between "
+    "the two leaves that name behind for good. Seen in ~1 of 20 kill -9 rounds during cp -r "
+    "over 1500 existing files; made deterministic here by killing at the rename. "
+    "Fix: e.g. sweep stale '.*.beneathd-*' names (older than the daemon) when a directory is "
+    "replaced into, or at startup; then remove this xfail."))
+def test_killed_between_link_and_rename_leaves_no_temporary(tmp_path: Path, op: str) -> None:
+    import subprocess
+
+    root = tmp_path / "r"
+    root.mkdir()
+    (root / "dst").write_bytes(b"old content\n")
+    (root / "src").write_bytes(b"new content\n")
+    args = {"write_file": ["dst", "new content\n"], "copy_file": ["src", "dst"], "cp": ["src", "dst"]}[op]
+    code = _KILL_CHILD
+    if op == "write_file":  # argv gives str; write_file wants bytes
+        code = code.replace("getattr(root, sys.argv[3])(*sys.argv[4:])",
+                            "root.write_file(sys.argv[4], sys.argv[5].encode())")
+    r = subprocess.run([sys.executable, "-c", code, str(root), str(Path(__file__).parent), op, *args],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == -31, (r.returncode, r.stdout, r.stderr)  # SIGSYS: killed at the rename
+    assert (root / "dst").read_bytes() in (b"old content\n", b"new content\n")
+    left = _temps(str(root))
+    assert left == [], f"{op} killed before its rename left {[os.path.basename(p) for p in left]}"
