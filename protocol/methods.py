@@ -56,13 +56,18 @@ class Method:
     result: str
     mutates: bool
     returns_fd: bool = False
-    #: True, False, or the name of a bool parameter that makes the call long
-    long: bool | str = False
+    #: True, False, the name of a bool parameter that makes the call long, or
+    #: ("size", param, limit): long when that bytes parameter is larger than limit
+    long: bool | str | tuple[str, str, int] = False
     doc: str = ""
 
     def is_long(self, args: dict[str, Any]) -> bool:
         if isinstance(self.long, str):
             return bool(args.get(self.long))
+        if isinstance(self.long, tuple):
+            _, param, limit = self.long
+            data = args.get(param)
+            return not isinstance(data, (bytes, bytearray, memoryview)) or len(data) > limit
         return self.long
 
     @property
@@ -77,6 +82,9 @@ def _p(name: str, type: str, default: Any = REQUIRED, kwonly: bool = False, wire
 def _k(name: str, type: str, default: Any) -> Param:
     return Param(name, type, default, True)
 
+
+#: write_file payloads up to this size run inline on the daemon's loop (one small write)
+SMALL_WRITE = 64 * 1024
 
 PATH = _p("path", "path")
 SRC, DST = _p("src", "path"), _p("dst", "path")
@@ -120,7 +128,8 @@ _TABLE = [
            long="recursive", doc="rm [-r] [-f]"),
     Method("mkfifo", (PATH, _p("mode", "int", 0o666)), "none", True, doc="os.mkfifo"),
     Method("read_file", (PATH,), "bytes", False, long=True, doc="whole file contents"),
-    Method("write_file", (PATH, _p("data", "data"), _k("mode", "int", 0o666)), "none", True, long=True,
+    Method("write_file", (PATH, _p("data", "data"), _k("mode", "int", 0o666)), "none", True,
+           long=("size", "data", SMALL_WRITE),
            doc="atomic replace"),
     Method(
         "open",
