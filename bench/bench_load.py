@@ -338,6 +338,7 @@ async def _clients(path: str, first: int, count: int, depth: int, seconds: float
                 await c.mkdir(base, parents=True, exist_ok=True)
 
                 async def lane(ln: int) -> None:
+                    nonlocal nerr
                     k = 0
                     while time.monotonic() < deadline:
                         k += 1

@@ -19,7 +19,6 @@ Order of events (each step fails closed with a one-line message and exit status 
 from __future__ import annotations
 
 import argparse
-import errno
 import os
 import select
 import signal

@@ -8,7 +8,6 @@ must be the caller's own path (never the root's absolute path).
 
 from __future__ import annotations
 
-import errno
 import io
 import os
 import stat

@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import pytest
 
-from _util import ESCAPE, IS_ROOT, EscapeError, describe
+from _util import IS_ROOT, EscapeError, describe
 from conftest import snapshot
 
 # --------------------------------------------------------------------------------------

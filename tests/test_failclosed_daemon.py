@@ -6,7 +6,6 @@ traceback, nothing served, and no socket file left behind.  (tests/test_native.p
 
 from __future__ import annotations
 
-import errno
 import os
 import socket
 import subprocess

@@ -17,12 +17,10 @@ corpus (fuzz/corpus) is replayed through ``one_input`` here, without atheris.
 from __future__ import annotations
 
 import array
-import errno
 import json
 import os
 import random
 import socket
-import struct
 import sys
 import time
 from pathlib import Path

@@ -6,7 +6,6 @@ import array
 import os
 import socket
 import time
-from pathlib import Path
 from typing import Iterator
 
 import msgpack

@@ -7,7 +7,6 @@ Python that calls the same ``confine()`` the daemon calls, then reports what wor
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
