@@ -190,9 +190,10 @@ class Root:
         """``os.stat`` beneath the root; ``follow_symlinks=False`` is ``lstat``."""
         # Fast path: one component is fstatat() on the root fd without following, which
         # cannot leave the root; only a symlink there needs openat2 to be followed.
-        cls = path.__class__
-        if (cls is str and "/" not in path and path != ".." and path) or (
-            cls is bytes and b"/" not in path and path != b".." and path
+        p: Any = path
+        cls = p.__class__
+        if (cls is str and "/" not in p and p != ".." and p) or (
+            cls is bytes and b"/" not in p and p != b".." and p
         ):
             try:
                 st = _os_stat(path, dir_fd=self._fd, follow_symlinks=False)
@@ -406,7 +407,7 @@ class Root:
         if not overwrite and self._lexists(dst):
             raise make_error(errno.EEXIST, src, dst)
         if _S_ISLNK(st.st_mode):
-            target = self.readlink(_enc(src))
+            target: bytes = self.readlink(_enc(src))
             if overwrite:
                 self.rm(dst, force=True)
             self.symlink(target, dst)
@@ -425,7 +426,7 @@ class Root:
         """Hard link ``dst`` to ``src`` (never following ``src``; both beneath the root)."""
         _check(lib.bn_link(self._fd, _enc(src), _enc(dst), self._rx), src, dst)
 
-    def symlink(self, target: AnyStr | os.PathLike[AnyStr], path: AnyStr | os.PathLike[AnyStr]) -> None:
+    def symlink(self, target: str | bytes | os.PathLike[Any], path: AnyStr | os.PathLike[AnyStr]) -> None:
         """``os.symlink(target, path)``; any target text (it is resolved only when used)."""
         t = os.fspath(target)
         tb = os.fsencode(t) if isinstance(t, str) else t
