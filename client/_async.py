@@ -11,6 +11,7 @@ import os
 import socket as _stdsocket
 from typing import Any
 
+import msgpack
 import trio
 
 from ..protocol.codec import (
@@ -18,22 +19,36 @@ from ..protocol.codec import (
     MAX_MESSAGE,
     FrameDecoder,
     Limits,
+    MessageUnpacker,
     ProtocolError,
     encode_frames,
     exception_from_reply,
-    pack_request,
-    parse_response,
-    unpack,
+    parse_reply,
 )
-from ..protocol.methods import METHODS, Method
-from ._common import finish, install_methods, prepare, retryable, wrap_fd
-from ._sync import _ANC_SPACE, _Broken, _close_all, _fds_of
+from ..protocol.methods import Method
+from ._common import ENCODERS, SPECS, Spec, generate_method, install_methods, wrap_fd
+from ._sync import _ANC_SPACE, _FINAL, _MSG_TRUNC, _Broken, _close_all, _fds_of
 
 __all__ = ["AsyncClient"]
 
+_wait_readable = trio.lowlevel.wait_readable
+_wait_writable = trio.lowlevel.wait_writable
+
+
+def _notify_closing(sock: _stdsocket.socket) -> None:
+    try:
+        trio.lowlevel.notify_closing(sock)
+    except RuntimeError:  # not inside trio (the synchronous close())
+        pass
+
 
 class AsyncClient:
-    """``async with AsyncClient(path) as fs: await fs.stat("x")``; connects in ``__aenter__``."""
+    """``async with AsyncClient(path) as fs: await fs.stat("x")``; connects in ``__aenter__``.
+
+    The socket is a stdlib socket in non-blocking mode: ``sendmsg``/``recvmsg`` are tried
+    at once and trio is only asked to wait (``wait_readable``/``wait_writable``) when they
+    would block.  Every call is a trio checkpoint.
+    """
 
     def __init__(self, socket_path: str | bytes | os.PathLike[Any], *, max_message: int = MAX_MESSAGE) -> None:
         self._path = os.fspath(socket_path)
@@ -42,14 +57,18 @@ class AsyncClient:
         self._results: dict[int, tuple[Any, Any, list[int]]] = {}
         self._pending: set[int] = set()
         self._reading = False
+        self._nwait = 0  # tasks waiting on _wake
         self._wake = trio.Event()
         self._send_lock = trio.Lock()
         self._connect_lock = trio.Lock()
-        self._sock: Any = None
+        self._sock: _stdsocket.socket | None = None
         self._decoder = FrameDecoder(self._limits)
+        self._unpack = MessageUnpacker(self._limits)
+        self._packb = msgpack.Packer(use_bin_type=True).pack
         self._gen = 0
         self._broken: BaseException | None = None
         self._closed = False
+        self._yielded = False  # set by _recv_one when it had to wait
 
     async def connect(self) -> None:
         async with self._connect_lock:
@@ -62,19 +81,24 @@ class AsyncClient:
             except BaseException:
                 s.close()
                 raise
-            self._sock = s
+            raw = _stdsocket.socket(_stdsocket.AF_UNIX, _stdsocket.SOCK_SEQPACKET, 0, s.detach())
+            raw.setblocking(False)
+            self._sock = raw
             self._decoder = FrameDecoder(self._limits)
+            self._unpack = MessageUnpacker(self._limits)
             self._gen += 1
             self._broken = None
 
     def _drop(self) -> None:
         if self._sock is not None:
+            sock = self._sock
+            self._sock = None
             try:
-                self._sock.shutdown(_stdsocket.SHUT_RDWR)
+                sock.shutdown(_stdsocket.SHUT_RDWR)
             except OSError:
                 pass
-            self._sock.close()
-            self._sock = None
+            _notify_closing(sock)  # a task waiting on it gets ClosedResourceError
+            sock.close()
 
     def _break(self, exc: BaseException) -> None:
         if self._broken is None:
@@ -86,7 +110,6 @@ class AsyncClient:
         ev = self._wake
         self._wake = trio.Event()
         ev.set()
-
     async def aclose(self) -> None:
         self._closed = True
         self._break(ConnectionError("client closed"))
@@ -118,6 +141,7 @@ class AsyncClient:
     # -- requests ----------------------------------------------------------------------------
 
     async def _send(self, name: str, wire: list[Any]) -> tuple[int, int]:
+        await trio.lowlevel.checkpoint_if_cancelled()
         if self._closed:
             raise ValueError("I/O operation on closed client")
         if self._sock is None or self._broken is not None:
@@ -126,69 +150,114 @@ class AsyncClient:
             except OSError as e:
                 raise ConnectionError(f"cannot reconnect to beneathd at {self._path!r}: {e}") from e
         sock, gen = self._sock, self._gen
+        assert sock is not None
         msgid = next(self._ids) & 0xFFFFFFFF
-        frames = encode_frames(pack_request(msgid, name, wire), MAX_FRAME)
+        payload = self._packb([0, msgid, name, wire])
         self._pending.add(msgid)
         try:
-            async with self._send_lock:
-                for fr in frames:
-                    await sock.sendmsg([fr])
-        except OSError as e:
+            lock = self._send_lock
+            if len(payload) < MAX_FRAME and not lock.locked():
+                # one frame, nobody half-way through a message: no await between the
+                # check and the send, so nothing can interleave
+                try:
+                    sock.sendmsg([_FINAL, payload])
+                    return msgid, gen
+                except BlockingIOError:
+                    pass
+            async with lock:
+                for fr in encode_frames(payload, MAX_FRAME):
+                    while True:
+                        try:
+                            sock.sendmsg([fr])
+                            break
+                        except BlockingIOError:
+                            await _wait_writable(sock)
+        except (OSError, trio.ClosedResourceError) as e:
             self._pending.discard(msgid)
             if self._gen == gen:
-                self._break(e)
+                self._break(e if isinstance(e, OSError) else ConnectionError(str(e)))
             raise _Broken(f"connection to beneathd at {self._path!r} broken: {e}") from e
         except BaseException:
             self._pending.discard(msgid)
             raise
         return msgid, gen
 
-    async def _recv_one(self, sock: Any) -> tuple[Any, Any, Any, list[int]]:
+    async def _recv_one(self, sock: _stdsocket.socket) -> tuple[Any, Any, Any, list[int]]:
         fds: list[int] = []
+        feed = self._decoder.feed
         try:
             while True:
-                data, anc, flags, _ = await sock.recvmsg(MAX_FRAME + 1, _ANC_SPACE)
+                try:
+                    data, anc, flags, _ = sock.recvmsg(MAX_FRAME + 1, _ANC_SPACE)
+                except BlockingIOError:
+                    self._yielded = True
+                    await _wait_readable(sock)
+                    continue
                 if anc:
                     fds.extend(_fds_of(anc))
                 if not data:
                     raise ConnectionError("beneathd closed the connection")
-                if flags & _stdsocket.MSG_TRUNC:
+                if flags & _MSG_TRUNC:
                     raise ConnectionError("oversized frame from beneathd")
-                payload = self._decoder.feed(data)
+                payload = feed(data)
                 if payload is not None:
-                    r = parse_response(unpack(payload, self._limits))
-                    return r.msgid, r.error, r.result, fds
+                    msgid, err, res = parse_reply(self._unpack(payload))
+                    return msgid, err, res, fds
         except ProtocolError as e:
             _close_all(fds)
             raise ConnectionError(f"protocol error from beneathd: {e.message}") from None
+        except trio.ClosedResourceError:
+            _close_all(fds)
+            raise ConnectionError("connection to beneathd closed") from None
         except BaseException:
             _close_all(fds)
             raise
 
     async def _wait(self, msgid: int, gen: int) -> tuple[Any, Any, list[int]]:
+        """Wait for the reply to ``msgid``; whichever waiter finds nobody reading reads.
+
+        A checkpoint, as every trio call: when the reply was there without waiting, it
+        still lets other tasks run (and honours a cancellation) before returning."""
+        yielded = False
         try:
             while True:
                 if msgid in self._results:
-                    return self._results.pop(msgid)
+                    out = self._results.pop(msgid)
+                    if not yielded:
+                        try:
+                            await trio.lowlevel.checkpoint()
+                        except BaseException:
+                            _close_all(out[2])
+                            raise
+                    return out
                 if self._gen != gen or self._broken is not None:
                     b = self._broken
                     if getattr(b, "_beneathd", False):
                         raise b  # type: ignore[misc]
                     raise _Broken(f"connection to beneathd at {self._path!r} broken: {b}")
                 if self._reading:
-                    await self._wake.wait()
+                    self._nwait += 1
+                    yielded = True
+                    try:
+                        await self._wake.wait()
+                    finally:
+                        self._nwait -= 1
                     continue
                 self._reading = True
                 sock = self._sock
                 try:
+                    assert sock is not None
+                    self._yielded = False
                     msg = await self._recv_one(sock)
+                    yielded = yielded or self._yielded
                 except (OSError, ValueError) as e:
                     if self._gen == gen:
                         self._break(e if isinstance(e, OSError) else ConnectionError(str(e)))
                     continue
                 finally:
                     self._reading = False
-                    self._wakeup()
+                    if self._nwait:
+                        self._wakeup()
                 if self._gen != gen:
                     _close_all(msg[3])
                     continue
@@ -199,6 +268,14 @@ class AsyncClient:
                     e2._beneathd = True  # type: ignore[attr-defined]
                     self._break(e2)
                     continue
+                if rid == msgid:
+                    if not yielded:
+                        try:
+                            await trio.lowlevel.checkpoint()
+                        except BaseException:
+                            _close_all(fds)
+                            raise
+                    return err, res, fds
                 if rid in self._pending:
                     self._results[rid] = (err, res, fds)
                 else:
@@ -209,34 +286,39 @@ class AsyncClient:
             if late is not None:  # cancelled after the reply came
                 _close_all(late[2])
 
-    def _finish(self, m: Method, values: dict[str, Any], err: Any, res: Any, fds: list[int]) -> Any:
-        if m.returns_fd and err is None:
+    def _finish(self, spec: Spec, vals: tuple[Any, ...], err: Any, res: Any, fds: list[int]) -> Any:
+        if spec.returns_fd and err is None:
             if len(fds) != 1:
                 _close_all(fds)
                 raise OSError(71, "the daemon sent no fd with an open() reply")
-            return wrap_fd(values, fds[0])
-        _close_all(fds)
-        return finish(m, values, err, res)
+            return wrap_fd(spec.values(vals), fds[0])
+        if fds:
+            _close_all(fds)
+        return spec.result(err, res, vals)
 
-    async def _call(self, m: Method, values: dict[str, Any], wire: list[Any]) -> Any:
-        for attempt in (0, 1):
-            try:
-                msgid, gen = await self._send(m.name, wire)
-                err, res, fds = await self._wait(msgid, gen)
-            except _Broken:
-                if attempt == 0 and retryable(m, values):
-                    continue
+    async def _call(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any]) -> Any:
+        try:
+            msgid, gen = await self._send(spec.name, wire)
+            err, res, fds = await self._wait(msgid, gen)
+        except _Broken:
+            if not spec.retryable(vals):
                 raise
-            return self._finish(m, values, err, res, fds)
-        raise AssertionError("unreachable")  # pragma: no cover
+            msgid, gen = await self._send(spec.name, wire)
+            err, res, fds = await self._wait(msgid, gen)
+        if fds or spec.returns_fd:
+            return self._finish(spec, vals, err, res, fds)
+        return spec.result(err, res, vals)
+
+
+_TEMPLATE = """\
+async def {name}({sig}):
+{body}
+    return await self._call(_SPEC, {vals}, {wire})
+"""
 
 
 def _make(m: Method, sig: Any) -> Any:
-    async def method(self: AsyncClient, *args: Any, **kwargs: Any) -> Any:
-        values, wire = prepare(m, sig, args, kwargs)
-        return await self._call(m, values, wire)
-
-    return method
+    return generate_method(m, _TEMPLATE)
 
 
 install_methods(AsyncClient, _make)

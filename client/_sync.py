@@ -14,24 +14,27 @@ import socket
 import threading
 from typing import Any
 
+import msgpack
+
 from ..protocol.codec import (
     MAX_FRAME,
     MAX_MESSAGE,
     FrameDecoder,
     Limits,
+    MessageUnpacker,
     ProtocolError,
     encode_frames,
     exception_from_reply,
-    pack_request,
-    parse_response,
-    unpack,
+    parse_reply,
 )
-from ..protocol.methods import METHODS, Method
-from ._common import finish, install_methods, prepare, retryable, wrap_fd
+from ..protocol.methods import Method
+from ._common import ENCODERS, SPECS, Spec, generate_method, install_methods, wrap_fd
 
 __all__ = ["Client", "Pending"]
 
 _ANC_SPACE = socket.CMSG_SPACE(16 * array.array("i").itemsize)
+_FINAL = b"\x00"
+_MSG_TRUNC = int(socket.MSG_TRUNC)  # a plain int: IntFlag & costs microseconds
 
 
 def _fds_of(anc: list[tuple[int, int, bytes]]) -> list[int]:
@@ -59,12 +62,12 @@ class _Broken(ConnectionError):
 class Pending:
     """A request sent and not yet answered (from :meth:`Client.submit`)."""
 
-    __slots__ = ("_client", "_m", "_values", "_msgid", "_gen", "_done", "_value")
+    __slots__ = ("_client", "_spec", "_vals", "_msgid", "_gen", "_done", "_value")
 
-    def __init__(self, client: Client, m: Method, values: dict[str, Any], msgid: int, gen: int) -> None:
+    def __init__(self, client: Client, spec: Spec, vals: tuple[Any, ...], msgid: int, gen: int) -> None:
         self._client = client
-        self._m = m
-        self._values = values
+        self._spec = spec
+        self._vals = vals
         self._msgid = msgid
         self._gen = gen
         self._done = False
@@ -74,7 +77,7 @@ class Pending:
         if not self._done:
             err, res, fds = self._client._wait(self._msgid, self._gen)
             self._done = True
-            self._value = self._client._finish(self._m, self._values, err, res, fds)
+            self._value = self._client._finish(self._spec, self._vals, err, res, fds)
         return self._value
 
 
@@ -87,13 +90,18 @@ class Client:
         self._timeout = timeout
         self._limits = Limits.for_responses(max_message)
         self._send_lock = threading.Lock()
-        self._cond = threading.Condition(threading.Lock())
+        # ``with self._lock`` (C) where no wait/notify is needed; the same lock as _cond
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._ids = itertools.count(1)
         self._results: dict[int, tuple[Any, Any, list[int]]] = {}
         self._pending: set[int] = set()
         self._reading = False
+        self._nwait = 0  # threads waiting on _cond
         self._sock: socket.socket | None = None
         self._decoder = FrameDecoder(self._limits)
+        self._unpack = MessageUnpacker(self._limits)
+        self._packb = msgpack.Packer(use_bin_type=True).pack  # under _send_lock only
         self._gen = 0
         self._broken: BaseException | None = None
         self._closed = False
@@ -112,6 +120,7 @@ class Client:
             raise
         self._sock = s
         self._decoder = FrameDecoder(self._limits)
+        self._unpack = MessageUnpacker(self._limits)
         self._gen += 1
         self._broken = None
 
@@ -159,7 +168,7 @@ class Client:
 
     def _send(self, name: str, wire: list[Any]) -> tuple[int, int]:
         """Send one request; returns (msgid, connection generation)."""
-        with self._cond:
+        with self._lock:
             if self._closed:
                 raise ValueError("I/O operation on closed client")
             if self._sock is None or self._broken is not None:
@@ -173,21 +182,28 @@ class Client:
             msgid = next(self._ids) & 0xFFFFFFFF
             self._pending.add(msgid)
         assert sock is not None
-        frames = encode_frames(pack_request(msgid, name, wire), MAX_FRAME)
         try:
             with self._send_lock:
-                for fr in frames:
-                    sock.sendmsg([fr])
+                payload = self._packb([0, msgid, name, wire])
+                if len(payload) < MAX_FRAME:
+                    sock.sendmsg([_FINAL, payload])
+                else:
+                    for fr in encode_frames(payload, MAX_FRAME):
+                        sock.sendmsg([fr])
         except OSError as e:
-            with self._cond:
+            with self._lock:
                 self._pending.discard(msgid)
                 if self._gen == gen:
                     self._break_locked(e)
             raise _Broken(f"connection to beneathd at {self._path!r} broken: {e}") from e
+        except BaseException:
+            with self._lock:
+                self._pending.discard(msgid)
+            raise
         return msgid, gen
 
     def _recv_one(self, sock: socket.socket) -> tuple[Any, Any, Any, list[int]]:
-        decoder = self._decoder
+        feed = self._decoder.feed
         fds: list[int] = []
         try:
             while True:
@@ -196,12 +212,12 @@ class Client:
                     fds.extend(_fds_of(anc))
                 if not data:
                     raise ConnectionError("beneathd closed the connection")
-                if flags & socket.MSG_TRUNC:
+                if flags & _MSG_TRUNC:
                     raise ConnectionError("oversized frame from beneathd")
-                payload = decoder.feed(data)
+                payload = feed(data)
                 if payload is not None:
-                    r = parse_response(unpack(payload, self._limits))
-                    return r.msgid, r.error, r.result, fds
+                    msgid, err, res = parse_reply(self._unpack(payload))
+                    return msgid, err, res, fds
         except ProtocolError as e:
             _close_all(fds)
             raise ConnectionError(f"protocol error from beneathd: {e.message}") from None
@@ -211,7 +227,7 @@ class Client:
 
     def _wait(self, msgid: int, gen: int) -> tuple[Any, Any, list[int]]:
         cond = self._cond
-        with cond:
+        with self._lock:
             try:
                 while True:
                     if msgid in self._results:
@@ -222,7 +238,11 @@ class Client:
                             raise b  # type: ignore[misc]
                         raise _Broken(f"connection to beneathd at {self._path!r} broken: {b}")
                     if self._reading:
-                        cond.wait()
+                        self._nwait += 1
+                        try:
+                            cond.wait()
+                        finally:
+                            self._nwait -= 1
                         continue
                     self._reading = True
                     sock = self._sock
@@ -237,7 +257,8 @@ class Client:
                     finally:
                         cond.acquire()
                         self._reading = False
-                        cond.notify_all()
+                        if self._nwait:
+                            cond.notify_all()
                     if self._gen != gen:
                         if msg is not None:
                             _close_all(msg[3])
@@ -262,42 +283,46 @@ class Client:
             finally:
                 self._pending.discard(msgid)
 
-    def _finish(self, m: Method, values: dict[str, Any], err: Any, res: Any, fds: list[int]) -> Any:
-        if m.returns_fd and err is None:
+    def _finish(self, spec: Spec, vals: tuple[Any, ...], err: Any, res: Any, fds: list[int]) -> Any:
+        if spec.returns_fd and err is None:
             if len(fds) != 1:
                 _close_all(fds)
                 raise OSError(71, "the daemon sent no fd with an open() reply")
-            return wrap_fd(values, fds[0])
-        _close_all(fds)
-        return finish(m, values, err, res)
+            return wrap_fd(spec.values(vals), fds[0])
+        if fds:
+            _close_all(fds)
+        return spec.result(err, res, vals)
 
-    def _call(self, m: Method, values: dict[str, Any], wire: list[Any]) -> Any:
-        for attempt in (0, 1):
-            try:
-                msgid, gen = self._send(m.name, wire)
-                err, res, fds = self._wait(msgid, gen)
-            except _Broken:
-                if attempt == 0 and retryable(m, values):
-                    continue
+    def _call(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any]) -> Any:
+        try:
+            msgid, gen = self._send(spec.name, wire)
+            err, res, fds = self._wait(msgid, gen)
+        except _Broken:
+            if not spec.retryable(vals):
                 raise
-            return self._finish(m, values, err, res, fds)
-        raise AssertionError("unreachable")  # pragma: no cover
+            msgid, gen = self._send(spec.name, wire)
+            err, res, fds = self._wait(msgid, gen)
+        if fds or spec.returns_fd:
+            return self._finish(spec, vals, err, res, fds)
+        return spec.result(err, res, vals)
 
     def submit(self, name: str, *args: Any, **kwargs: Any) -> Pending:
         """Send a request without waiting (pipelining); ``.result()`` waits for its reply."""
-        m = METHODS[name]
-        fn = getattr(type(self), name)
-        values, wire = prepare(m, fn.__signature__, args, kwargs)
-        msgid, gen = self._send(m.name, wire)
-        return Pending(self, m, values, msgid, gen)
+        spec = SPECS[name]
+        vals, wire = ENCODERS[name](*args, **kwargs)
+        msgid, gen = self._send(name, wire)
+        return Pending(self, spec, vals, msgid, gen)
+
+
+_TEMPLATE = """\
+def {name}({sig}):
+{body}
+    return self._call(_SPEC, {vals}, {wire})
+"""
 
 
 def _make(m: Method, sig: Any) -> Any:
-    def method(self: Client, *args: Any, **kwargs: Any) -> Any:
-        values, wire = prepare(m, sig, args, kwargs)
-        return self._call(m, values, wire)
-
-    return method
+    return generate_method(m, _TEMPLATE)
 
 
 install_methods(Client, _make)

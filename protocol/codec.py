@@ -44,10 +44,13 @@ __all__ = [
     "pack_request",
     "pack_response",
     "unpack",
+    "MessageUnpacker",
     "Request",
     "Response",
     "parse_request",
     "parse_response",
+    "parse_reply",
+    "stat_from_wire",
     "encode_params",
     "encode_result",
     "decode_result",
@@ -139,6 +142,8 @@ class FrameDecoder:
         self.limits = limits or Limits()
         self._parts: list[bytes] = []
         self._size = 0
+        # a lone FINAL frame this size or smaller is a whole, acceptable message
+        self._fast_max = min(self.limits.max_frame, self.limits.max_message + 1)
 
     @property
     def pending(self) -> bool:
@@ -154,6 +159,9 @@ class FrameDecoder:
         self._size = 0
 
     def feed(self, datagram: bytes) -> bytes | None:
+        # The common case first: one FINAL frame, nothing pending (one header byte check).
+        if not self._parts and datagram and datagram[0] == FINAL and len(datagram) <= self._fast_max:
+            return datagram[1:]
         if not datagram:
             self.reset()
             raise ProtocolError("empty frame", fatal=True)
@@ -222,7 +230,64 @@ def unpack(payload: bytes, limits: Limits) -> Any:
         raise ProtocolError(f"undecodable message: {type(e).__name__}: {e}"[:300]) from None
 
 
-@dataclass
+class MessageUnpacker:
+    """:func:`unpack` with the limits bound once (one per connection; not thread-safe).
+
+    Payloads up to :attr:`SMALL` bytes go through one reused ``msgpack.Unpacker`` (no
+    keyword parsing per call); bigger ones through :func:`unpack`, so that no connection
+    keeps a big buffer.  Same results and errors as :func:`unpack`.
+    """
+
+    SMALL = 64 * 1024
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self._u = self._new()
+        self._pos = 0
+
+    def _new(self) -> Any:
+        lim = self.limits
+        return msgpack.Unpacker(
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+            max_buffer_size=self.SMALL,
+            max_str_len=lim.max_str_len,
+            max_bin_len=lim.max_bin_len,
+            max_array_len=lim.max_array_len,
+            max_map_len=lim.max_map_len,
+            max_ext_len=0,
+            ext_hook=_refuse_ext,
+        )
+
+    def __call__(self, payload: Any) -> Any:
+        n = len(payload)
+        if n > self.SMALL or n == 0:
+            return unpack(payload, self.limits)
+        u = self._u
+        try:
+            u.feed(payload)
+            obj = u.unpack()
+            pos = u.tell()
+        except BaseException as e:
+            self._u = self._new()
+            self._pos = 0
+            if isinstance(e, RecursionError):
+                raise ProtocolError("message nested too deeply") from None
+            if isinstance(e, msgpack.OutOfData):
+                raise ProtocolError("undecodable message: incomplete msgpack object") from None
+            if isinstance(e, Exception):
+                raise ProtocolError(f"undecodable message: {type(e).__name__}: {e}"[:300]) from None
+            raise
+        if pos - self._pos != n:
+            self._u = self._new()
+            self._pos = 0
+            raise ProtocolError("undecodable message: ExtraData: trailing bytes after the object")
+        self._pos = pos
+        return obj
+
+
+@dataclass(slots=True)
 class Request:
     msgid: int
     method: Method
@@ -230,7 +295,7 @@ class Request:
     args: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class Response:
     msgid: int | None
     error: dict[str, Any] | None
@@ -244,109 +309,185 @@ def _is_int(v: Any) -> bool:
     return type(v) is int
 
 
-def _check_param(p: Param, v: Any, msgid: int) -> Any:
-    """Validate one wire value; return what the daemon passes to Root."""
-    t = p.type
+class _Bad(Exception):
+    """A wire value refused by a checker (the message names what is wrong)."""
 
-    def bad(what: str) -> ProtocolError:
-        return ProtocolError(f"parameter {p.name!r}: {what}", err=_errno.EINVAL, msgid=msgid)
 
-    if t in ("path", "text"):
+def _c_path(v: Any) -> Any:
+    if v.__class__ is not bytes:
         if isinstance(v, str):
             try:
                 v = os.fsencode(v)
             except UnicodeError:
-                raise bad("not encodable") from None
+                raise _Bad("not encodable") from None
         if not isinstance(v, bytes):
-            raise bad(f"expected bin, got {type(v).__name__}")
-        if b"\x00" in v:
-            raise bad("embedded NUL byte")
-        if len(v) > 65536:
-            raise bad("too long")
-        return v
-    if t == "data":
-        if not isinstance(v, bytes):
-            raise bad(f"expected bin, got {type(v).__name__}")
-        return v
-    if t == "int":
-        if not _is_int(v):
-            raise bad(f"expected int, got {type(v).__name__}")
-        if not -(2**63) <= v < 2**64:
-            raise bad("out of range")
-        return v
-    if t == "bool":
-        if type(v) is not bool:
-            raise bad(f"expected bool, got {type(v).__name__}")
-        return v
-    if t == "str":
-        if not isinstance(v, str):
-            raise bad(f"expected str, got {type(v).__name__}")
-        return v
-    if t == "optstr":
-        if v is not None and not isinstance(v, str):
-            raise bad(f"expected str or nil, got {type(v).__name__}")
-        return v
-    if t == "ns":
-        if v is None:
-            return None
-        if not (isinstance(v, list) and len(v) == 2 and all(_is_int(x) for x in v)):
-            raise bad("expected nil or [atime_ns, mtime_ns]")
-        return (v[0], v[1])
-    if t == "openmode":
-        if not isinstance(v, str) or len(v) > 8:
-            raise bad("expected an open() mode string")
-        try:
-            open_flags(v)
-        except (TypeError, ValueError) as e:
-            raise bad(str(e)) from None
-        return v
-    raise bad(f"unknown parameter type {t!r}")  # pragma: no cover - table error
+            raise _Bad(f"expected bin, got {type(v).__name__}")
+    if b"\x00" in v:
+        raise _Bad("embedded NUL byte")
+    if len(v) > 65536:
+        raise _Bad("too long")
+    return v
+
+
+def _c_data(v: Any) -> Any:
+    if not isinstance(v, bytes):
+        raise _Bad(f"expected bin, got {type(v).__name__}")
+    return v
+
+
+def _c_int(v: Any) -> Any:
+    if v.__class__ is not int:
+        raise _Bad(f"expected int, got {type(v).__name__}")
+    if not -(2**63) <= v < 2**64:
+        raise _Bad("out of range")
+    return v
+
+
+def _c_bool(v: Any) -> Any:
+    if v.__class__ is not bool:
+        raise _Bad(f"expected bool, got {type(v).__name__}")
+    return v
+
+
+def _c_str(v: Any) -> Any:
+    if not isinstance(v, str):
+        raise _Bad(f"expected str, got {type(v).__name__}")
+    return v
+
+
+def _c_optstr(v: Any) -> Any:
+    if v is not None and not isinstance(v, str):
+        raise _Bad(f"expected str or nil, got {type(v).__name__}")
+    return v
+
+
+def _c_ns(v: Any) -> Any:
+    if v is None:
+        return None
+    if not (isinstance(v, list) and len(v) == 2 and all(_is_int(x) for x in v)):
+        raise _Bad("expected nil or [atime_ns, mtime_ns]")
+    return (v[0], v[1])
+
+
+def _c_openmode(v: Any) -> Any:
+    if not isinstance(v, str) or len(v) > 8:
+        raise _Bad("expected an open() mode string")
+    try:
+        open_flags(v)
+    except (TypeError, ValueError) as e:
+        raise _Bad(str(e)) from None
+    return v
+
+
+#: wire type -> checker: returns the value the daemon passes to Root, raises _Bad
+_CHECKERS = {
+    "path": _c_path,
+    "text": _c_path,
+    "data": _c_data,
+    "int": _c_int,
+    "bool": _c_bool,
+    "str": _c_str,
+    "optstr": _c_optstr,
+    "ns": _c_ns,
+    "openmode": _c_openmode,
+}
+
+
+def _check_param(p: Param, v: Any, msgid: int) -> Any:
+    """Validate one wire value; return what the daemon passes to Root."""
+    check = _CHECKERS.get(p.type)
+    if check is None:  # pragma: no cover - table error
+        raise ProtocolError(f"parameter {p.name!r}: unknown parameter type {p.type!r}", err=_errno.EINVAL, msgid=msgid)
+    try:
+        return check(v)
+    except _Bad as e:
+        raise ProtocolError(f"parameter {p.name!r}: {e}", err=_errno.EINVAL, msgid=msgid) from None
+
+
+class _ReqSpec:
+    """What parse_request needs of one method, computed once from the table."""
+
+    __slots__ = ("method", "params", "names", "n")
+
+    def __init__(self, m: Method) -> None:
+        self.method = m
+        out = []
+        for p in m.wire_params:
+            d = p.default
+            if p.type in ("path", "text") and isinstance(d, str):
+                d = os.fsencode(d)
+            out.append((p.name, _CHECKERS[p.type], p.required, d))
+        #: (name, checker, required, default) in wire order
+        self.params: tuple[tuple[str, Any, bool, Any], ...] = tuple(out)
+        self.names = frozenset(p.name for p in m.wire_params)
+        self.n = len(out)
+
+
+_REQ_SPECS: dict[str, _ReqSpec] = {name: _ReqSpec(m) for name, m in METHODS.items()}
 
 
 def parse_request(obj: Any) -> Request:
     """Validate a decoded request against the method table."""
-    if not isinstance(obj, list) or len(obj) != 4:
-        raise ProtocolError("a request is [0, msgid, method, params]")
+    if obj.__class__ is not list or len(obj) != 4:
+        if not isinstance(obj, list) or len(obj) != 4:
+            raise ProtocolError("a request is [0, msgid, method, params]")
     kind, msgid, name, params = obj
-    if kind != REQUEST or type(kind) is not int:
+    if kind.__class__ is not int or kind != REQUEST:
         raise ProtocolError("not a request (type must be 0)")
-    if not _is_int(msgid) or not 0 <= msgid <= _MAX_MSGID:
+    if msgid.__class__ is not int or not 0 <= msgid <= _MAX_MSGID:
         raise ProtocolError("msgid must be an int in [0, 2**32)")
     if not isinstance(name, str):
         raise ProtocolError("method name must be a str", err=_errno.EINVAL, msgid=msgid)
-    method = METHODS.get(name)
-    if method is None:
+    spec = _REQ_SPECS.get(name)
+    if spec is None:
         raise ProtocolError(f"unknown method {name[:64]!r}", err=_errno.ENOSYS, msgid=msgid)
-    wire = method.wire_params
-    given: dict[str, Any] = {}
-    if isinstance(params, list):
-        if len(params) > len(wire):
-            raise ProtocolError(f"{name}: at most {len(wire)} parameters, got {len(params)}",
-                                err=_errno.EINVAL, msgid=msgid)
-        for p, v in zip(wire, params):
-            given[p.name] = v
-    elif isinstance(params, dict):
-        names = {p.name for p in wire}
-        for k in params:
-            if k not in names:
-                raise ProtocolError(f"{name}: unknown parameter {str(k)[:64]!r}", err=_errno.EINVAL, msgid=msgid)
-        given = params
-    elif params is None:
-        pass
-    else:
-        raise ProtocolError("params must be an array or a map", err=_errno.EINVAL, msgid=msgid)
     args: dict[str, Any] = {}
-    for p in wire:
-        if p.name in given:
-            args[p.name] = _check_param(p, given[p.name], msgid)
-        elif p.required:
-            raise ProtocolError(f"{name}: missing parameter {p.name!r}", err=_errno.EINVAL, msgid=msgid)
+    pname = ""
+    try:
+        if params.__class__ is list or isinstance(params, list):
+            n = len(params)
+            if n > spec.n:
+                raise ProtocolError(f"{name}: at most {spec.n} parameters, got {n}",
+                                    err=_errno.EINVAL, msgid=msgid)
+            i = 0
+            for pname, check, required, default in spec.params:
+                if i < n:
+                    args[pname] = check(params[i])
+                elif required:
+                    raise ProtocolError(f"{name}: missing parameter {pname!r}", err=_errno.EINVAL, msgid=msgid)
+                else:
+                    args[pname] = default
+                i += 1
+        elif isinstance(params, dict) or params is None:
+            given = params or {}
+            names = spec.names
+            for k in given:
+                if k not in names:
+                    raise ProtocolError(f"{name}: unknown parameter {str(k)[:64]!r}", err=_errno.EINVAL,
+                                        msgid=msgid)
+            for pname, check, required, default in spec.params:
+                if pname in given:
+                    args[pname] = check(given[pname])
+                elif required:
+                    raise ProtocolError(f"{name}: missing parameter {pname!r}", err=_errno.EINVAL, msgid=msgid)
+                else:
+                    args[pname] = default
         else:
-            d = p.default
-            if p.type in ("path", "text") and isinstance(d, str):
-                d = os.fsencode(d)
-            args[p.name] = d
-    return Request(msgid, method, args)
+            raise ProtocolError("params must be an array or a map", err=_errno.EINVAL, msgid=msgid)
+    except _Bad as e:
+        raise ProtocolError(f"parameter {pname!r}: {e}", err=_errno.EINVAL, msgid=msgid) from None
+    return Request(msgid, spec.method, args)
+
+
+def parse_reply(obj: Any) -> tuple[Any, Any, Any]:
+    """:func:`parse_response` as a tuple ``(msgid, error, result)`` (the clients' hot path)."""
+    if obj.__class__ is list and len(obj) == 4:
+        kind, msgid, error, result = obj
+        if kind.__class__ is int and kind == RESPONSE and (msgid is None or msgid.__class__ is int) and (
+                error is None or error.__class__ is dict):
+            return msgid, error, result
+    r = parse_response(obj)
+    return r.msgid, r.error, r.result
 
 
 def parse_response(obj: Any) -> Response:
@@ -400,24 +541,47 @@ def encode_params(method: Method, args: dict[str, Any]) -> list[Any]:
     return out
 
 
+def _none(value: Any) -> None:
+    return None
+
+
+#: result kind -> daemon-side encoder (paths were given to Root as bytes)
+_RESULT_ENCODERS: dict[str, Any] = {
+    "none": _none,
+    "fd": _none,
+    "bool": bool,
+    "stat": stat_to_list,
+    "names": lambda value: [os.fsencode(n) for n in value],
+    "entries": lambda value: [e.to_wire() for e in value],
+    "path": os.fsencode,
+    "text": os.fsencode,
+    "bytes": bytes,
+}
+
+
 def encode_result(method: Method, value: Any) -> Any:
     """Daemon side: the wire form of what Root returned (paths were given as bytes)."""
-    kind = method.result
-    if kind in ("none", "fd"):
-        return None
-    if kind == "bool":
-        return bool(value)
-    if kind == "stat":
-        return stat_to_list(value)
-    if kind == "names":
-        return [os.fsencode(n) for n in value]
-    if kind == "entries":
-        return [e.to_wire() for e in value]
-    if kind in ("path", "text"):
-        return os.fsencode(value)
-    if kind == "bytes":
-        return bytes(value)
-    raise ValueError(f"unknown result kind {kind!r}")  # pragma: no cover
+    enc = _RESULT_ENCODERS.get(method.result)
+    if enc is None:  # pragma: no cover
+        raise ValueError(f"unknown result kind {method.result!r}")
+    return enc(value)
+
+
+_NS = 1_000_000_000
+_stat_result = os.stat_result
+
+
+def stat_from_wire(w: Any) -> os.stat_result:
+    """``stat_from_list`` with a fast path for the usual 13 plain ints."""
+    if w.__class__ is list and len(w) == 13:
+        for x in w:
+            if x.__class__ is not int:
+                break
+        else:
+            mode, ino, dev, nlink, uid, gid, size, a_ns, m_ns, c_ns, blksize, blocks, rdev = w
+            return _stat_result((mode, ino, dev, nlink, uid, gid, size, a_ns // _NS, m_ns // _NS, c_ns // _NS,
+                                 a_ns / _NS, m_ns / _NS, c_ns / _NS, a_ns, m_ns, c_ns, blksize, blocks, rdev))
+    return stat_from_list(w)
 
 
 def _bad_result(method: Method) -> OSError:
@@ -436,7 +600,7 @@ def decode_result(method: Method, wire: Any, like: Any = ".") -> Any:
                 raise _bad_result(method)
             return wire
         if kind == "stat":
-            return stat_from_list(wire)
+            return stat_from_wire(wire)
         if kind == "names":
             if not isinstance(wire, list) or not all(isinstance(n, bytes) for n in wire):
                 raise _bad_result(method)
