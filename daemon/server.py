@@ -96,6 +96,10 @@ class ServerConfig:
     max_message: int = MAX_MESSAGE
     max_frame: int = MAX_FRAME
     worker_threads: int = 4
+    #: bytes of replies built for long requests but not yet taken by the peer, per
+    #: connection; further long requests of that peer wait (a peer that never reads cannot
+    #: make the daemon build and hold its replies)
+    max_reply_bytes: int = 4 * 1024 * 1024
     #: protocol faults tolerated on one connection before it is closed
     max_faults: int = 16
     log: Callable[[str], None] = _stderr_log
@@ -111,6 +115,11 @@ class _Conn:
         self.inflight = 0
         self.inflight_bytes = 0
         self.bytes_changed = trio.Event()
+        #: bytes of long replies built and not yet sent (bounded by max_reply_bytes)
+        self.reply_bytes = 0
+        self.reply_sent = trio.Event()
+        #: long requests of this connection being checked against the budget and built
+        self.building = trio.Semaphore(2)
         self.faults = 0
         self.cancel: trio.CancelScope | None = None
         self.dead = False
@@ -438,13 +447,24 @@ class Server:
     async def _request(self, conn: _Conn, req: Request, size: int) -> None:
         """A long request, in its own task: the work runs in a worker thread."""
         fd: int | None = None
+        built = 0
         try:
-            payload, fd = await trio.to_thread.run_sync(self._call_in_thread, req, limiter=self.limiter)
+            async with conn.building:  # the budget check and the build, two at a time
+                while conn.reply_bytes >= self.cfg.max_reply_bytes and not conn.dead:
+                    conn.reply_sent = trio.Event()
+                    await conn.reply_sent.wait()  # the peer has not taken earlier replies yet
+                if conn.dead:
+                    return
+                payload, fd = await trio.to_thread.run_sync(self._call_in_thread, req, limiter=self.limiter)
+                built = len(payload)
+                conn.reply_bytes += built
             conn.inflight_bytes -= size
             size = 0
             conn.bytes_changed.set()
             await self._send(conn, payload, fd)
         finally:
+            conn.reply_bytes -= built
+            conn.reply_sent.set()
             if fd is not None:
                 os.close(fd)
             conn.inflight -= 1
