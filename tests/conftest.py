@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any, Iterator
@@ -10,6 +9,9 @@ from typing import Any, Iterator
 import pytest
 
 from backends import BACKENDS
+from race_harness import snapshot
+
+__all__ = ["snapshot"]  # one snapshot for every suite (names, modes, sizes, times, contents)
 
 
 @pytest.fixture
@@ -29,22 +31,6 @@ def outside(tmp_path: Path) -> Path:
     (d / "dir" / "file").write_bytes(b"inner\n")
     os.chmod(d / "secret", 0o640)
     return d
-
-
-def snapshot(path: Path) -> dict[str, Any]:
-    """Names, types, modes, sizes, mtimes and contents of everything under path (itself included)."""
-    out: dict[str, Any] = {}
-    for dirpath, dirnames, filenames in os.walk(path):
-        for name in [".", *dirnames, *filenames]:
-            p = os.path.join(dirpath, name)
-            st = os.lstat(p)
-            rec: tuple[Any, ...] = (st.st_mode, st.st_size, st.st_mtime_ns, st.st_nlink, st.st_uid)
-            if os.path.isfile(p) and not os.path.islink(p):
-                rec += (hashlib.sha256(Path(p).read_bytes()).hexdigest(),)
-            elif os.path.islink(p):
-                rec += (os.readlink(p),)
-            out[os.path.relpath(p, path)] = rec
-    return out
 
 
 @pytest.fixture(params=sorted(BACKENDS))

@@ -82,7 +82,8 @@ def exchange_at(dfd_a: int, a: bytes, dfd_b: int, b: bytes) -> int:
 
 
 def snapshot(path: Path) -> dict[str, Any]:
-    """As conftest.snapshot (kept here so the harness is usable outside pytest)."""
+    """Names, modes, sizes, mtimes, link counts, owners and contents (or link text) of
+    everything under path, itself included, never following a link (conftest re-exports it)."""
     out: dict[str, Any] = {}
     for dirpath, dirnames, filenames in os.walk(path):
         for name in [".", *dirnames, *filenames]:
