@@ -264,11 +264,13 @@ class Root:
             os.close(fd)
         for i in links:  # where a link points, found beneath the root (None: dangling/out)
             e = entries[i]
-            e._follow = self.stat
             try:
-                e.target_kind = kind_of_mode(self.stat(e.path).st_mode)
+                target = self.stat(e.path)
             except OSError:
                 e.target_kind = None
+            else:
+                e.target_kind = kind_of_mode(target.st_mode)
+                e._target_stat_list = stat_to_list(target)
         return entries
 
     def readlink(self, path: AnyStr | os.PathLike[AnyStr]) -> AnyStr:

@@ -6,6 +6,7 @@ real ``os.stat_result``; a directory entry travels as ``[name, kind, target_kind
 
 from __future__ import annotations
 
+import errno
 import os
 import stat as _stat
 from typing import Any
@@ -72,21 +73,22 @@ class DirEntry:
 
     ``kind`` is the entry's own type (lstat); ``target_kind`` is what a symlink points to
     beneath the root (``None``: dangling, or pointing out); ``stat_list`` is the lstat data
-    (13 ints) or ``None``.
+    (13 ints) or ``None``; ``target_stat_list`` is a symlink's target's stat data, resolved
+    beneath the root when the listing was made (``None`` for non-links, dangling links and
+    links out).
     """
 
-    __slots__ = ("name", "path", "kind", "target_kind", "_stat_list", "_stat", "_follow")
+    __slots__ = ("name", "path", "kind", "target_kind", "_stat_list", "_target_stat_list", "_stat")
 
     def __init__(self, name: Any, path: Any, kind: str | None, target_kind: str | None,
-                 stat_list: Any = None) -> None:
+                 stat_list: Any = None, target_stat_list: Any = None) -> None:
         self.name = name
         self.path = path
         self.kind = kind
         self.target_kind = target_kind
         self._stat_list = list(stat_list) if stat_list is not None else None
+        self._target_stat_list = list(target_stat_list) if target_stat_list is not None else None
         self._stat: os.stat_result | None = None
-        #: optional callable(path) -> os.stat_result used by stat() of a symlink (set by Root/clients)
-        self._follow: Any = None
 
     def __fspath__(self) -> Any:
         return self.path
@@ -117,15 +119,14 @@ class DirEntry:
         return self._stat_list[1]
 
     def stat(self, *, follow_symlinks: bool = True) -> os.stat_result:
-        """The lstat data held; for a symlink with ``follow_symlinks`` call the fs's ``stat``."""
+        """The entry's lstat data, or for a symlink with ``follow_symlinks`` its target's
+        (``FileNotFoundError`` when it dangles or points outside the root)."""
+        if follow_symlinks and self.kind == "symlink":
+            if self._target_stat_list is None:
+                raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), self.path)
+            return stat_from_list(self._target_stat_list)
         if self._stat_list is None:
             raise OSError(0, "no stat data for this entry", self.name)
-        if follow_symlinks and self.kind == "symlink":
-            if self._follow is None:
-                raise NotImplementedError(
-                    "DirEntry.stat() of a symlink: call fs.stat(entry.path) (resolved beneath the root)"
-                )
-            return self._follow(self.path)
         if self._stat is None:
             self._stat = stat_from_list(self._stat_list)
         return self._stat
@@ -138,21 +139,25 @@ class DirEntry:
     __hash__ = None  # type: ignore[assignment]
 
     def to_wire(self) -> list[Any]:
-        """``[name (bin), kind, target_kind, stat list or nil]``; the path is rebuilt by the client."""
-        return [os.fsencode(self.name), self.kind, self.target_kind, self._stat_list]
+        """``[name (bin), kind, target_kind, stat list or nil, target stat list or nil]``;
+        the path is rebuilt by the client."""
+        return [os.fsencode(self.name), self.kind, self.target_kind, self._stat_list, self._target_stat_list]
 
     @classmethod
     def from_wire(cls, item: Any, parent: Any) -> DirEntry:
         """Rebuild from :meth:`to_wire` with ``parent`` the caller's directory (str or bytes)."""
-        if not isinstance(item, (list, tuple)) or len(item) != 4:
+        if not isinstance(item, (list, tuple)) or len(item) not in (4, 5):
             raise ValueError("malformed DirEntry")
-        name_b, kind, target_kind, st = item
+        name_b, kind, target_kind, st = item[:4]
+        tst = item[4] if len(item) == 5 else None
         if not isinstance(name_b, bytes):
             raise ValueError("malformed DirEntry name")
         if kind is not None and kind not in KINDS or target_kind is not None and target_kind not in KINDS:
             raise ValueError("malformed DirEntry kind")
-        if st is not None and (not isinstance(st, list) or len(st) != 13):
-            raise ValueError("malformed DirEntry stat")
+        for sl in (st, tst):
+            if sl is not None and (not isinstance(sl, list) or len(sl) != 13
+                                   or not all(isinstance(x, int) for x in sl)):
+                raise ValueError("malformed DirEntry stat")
         p = os.fspath(parent)
         name: Any = name_b if isinstance(p, bytes) else os.fsdecode(name_b)
-        return cls(name, os.path.join(p, name), kind, target_kind, st)
+        return cls(name, os.path.join(p, name), kind, target_kind, st, tst)

@@ -155,6 +155,26 @@ def test_scandir_entries(fs: Any, root_dir: Path, ref: Path) -> None:
     assert sorted(e.name for e in bents) == [b"g", b"sub"]
 
 
+def test_scandir_entry_stat_like_os(fs: Any, root_dir: Path, ref: Path) -> None:
+    """entry.stat() (following in-tree links) and stat(follow_symlinks=False) on every backend."""
+    ents = {e.name: e for e in fs.scandir(".")}
+    with os.scandir(ref) as it:
+        want = {e.name: e for e in it}
+    for name, e in ents.items():
+        w = want[name]
+        assert e.stat(follow_symlinks=False).st_mode == w.stat(follow_symlinks=False).st_mode, name
+        assert e.inode() == os.lstat(root_dir / name).st_ino, name
+        try:
+            ws = w.stat()
+        except FileNotFoundError:
+            with pytest.raises(FileNotFoundError):
+                e.stat()
+            continue
+        got = e.stat()
+        assert (got.st_mode, got.st_size) == (ws.st_mode, ws.st_size), name
+        assert got.st_ino == os.stat(root_dir / name).st_ino, name
+
+
 def test_listdir_10k_entries(fs: Any, root_dir: Path, ref: Path) -> None:
     big = root_dir / "big"
     big.mkdir()
