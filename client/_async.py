@@ -23,11 +23,10 @@ from ..protocol.codec import (
     ProtocolError,
     encode_frames,
     exception_from_reply,
-    parse_reply,
 )
 from ..protocol.methods import Method
-from ._common import ENCODERS, SPECS, Spec, generate_method, install_methods, wrap_fd
-from ._sync import _ANC_SPACE, _FINAL, _MSG_TRUNC, _Broken, _close_all, _fds_of
+from ._common import Spec, generate_method, install_methods, wrap_fd
+from ._sync import _ANC_SPACE, _FINAL, _Broken, _close_all, _take_frame
 
 __all__ = ["AsyncClient"]
 
@@ -193,16 +192,9 @@ class AsyncClient:
                     self._yielded = True
                     await _wait_readable(sock)
                     continue
-                if anc:
-                    fds.extend(_fds_of(anc))
-                if not data:
-                    raise ConnectionError("beneathd closed the connection")
-                if flags & _MSG_TRUNC:
-                    raise ConnectionError("oversized frame from beneathd")
-                payload = feed(data)
-                if payload is not None:
-                    msgid, err, res = parse_reply(self._unpack(payload))
-                    return msgid, err, res, fds
+                reply = _take_frame(data, anc, flags, fds, feed, self._unpack)
+                if reply is not None:
+                    return reply[0], reply[1], reply[2], fds
         except ProtocolError as e:
             _close_all(fds)
             raise ConnectionError(f"protocol error from beneathd: {e.message}") from None

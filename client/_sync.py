@@ -47,6 +47,20 @@ def _fds_of(anc: list[tuple[int, int, bytes]]) -> list[int]:
     return out
 
 
+def _take_frame(data: bytes, anc: list[tuple[int, int, bytes]], flags: int, fds: list[int],
+                feed: Any, unpack: Any) -> tuple[Any, Any, Any] | None:
+    """One received datagram (both clients): keep its fds, check it, feed the decoder;
+    ``(msgid, error, result)`` once a reply is complete."""
+    if anc:
+        fds.extend(_fds_of(anc))
+    if not data:
+        raise ConnectionError("beneathd closed the connection")
+    if flags & _MSG_TRUNC:
+        raise ConnectionError("oversized frame from beneathd")
+    payload = feed(data)
+    return None if payload is None else parse_reply(unpack(payload))
+
+
 def _close_all(fds: list[int]) -> None:
     for fd in fds:
         try:
@@ -208,16 +222,9 @@ class Client:
         try:
             while True:
                 data, anc, flags, _ = sock.recvmsg(MAX_FRAME + 1, _ANC_SPACE)
-                if anc:
-                    fds.extend(_fds_of(anc))
-                if not data:
-                    raise ConnectionError("beneathd closed the connection")
-                if flags & _MSG_TRUNC:
-                    raise ConnectionError("oversized frame from beneathd")
-                payload = feed(data)
-                if payload is not None:
-                    msgid, err, res = parse_reply(self._unpack(payload))
-                    return msgid, err, res, fds
+                reply = _take_frame(data, anc, flags, fds, feed, self._unpack)
+                if reply is not None:
+                    return reply[0], reply[1], reply[2], fds
         except ProtocolError as e:
             _close_all(fds)
             raise ConnectionError(f"protocol error from beneathd: {e.message}") from None

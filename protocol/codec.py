@@ -27,7 +27,7 @@ import msgpack
 from .errors import error_from_wire, error_to_wire
 from .methods import METHODS, Method, Param
 from .modes import open_flags
-from .types import DirEntry, KINDS, stat_from_list, stat_to_list
+from .types import DirEntry, stat_from_list, stat_to_list
 
 __all__ = [
     "REQUEST",
