@@ -25,8 +25,8 @@ from ..protocol.codec import (
     exception_from_reply,
 )
 from ..protocol.methods import Method
-from ._common import Spec, generate_method, install_methods, wrap_fd
-from ._sync import _ANC_SPACE, _FINAL, _Broken, _close_all, _take_frame
+from ._common import Spec, generate_method, install_methods
+from ._sync import _ANC_SPACE, _FINAL, _Broken, _close_all, _finish, _take_frame
 
 __all__ = ["AsyncClient"]
 
@@ -278,16 +278,6 @@ class AsyncClient:
             if late is not None:  # cancelled after the reply came
                 _close_all(late[2])
 
-    def _finish(self, spec: Spec, vals: tuple[Any, ...], err: Any, res: Any, fds: list[int]) -> Any:
-        if spec.returns_fd and err is None:
-            if len(fds) != 1:
-                _close_all(fds)
-                raise OSError(71, "the daemon sent no fd with an open() reply")
-            return wrap_fd(spec.values(vals), fds[0])
-        if fds:
-            _close_all(fds)
-        return spec.result(err, res, vals)
-
     async def _call(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any]) -> Any:
         try:
             msgid, gen = await self._send(spec.name, wire)
@@ -298,7 +288,7 @@ class AsyncClient:
             msgid, gen = await self._send(spec.name, wire)
             err, res, fds = await self._wait(msgid, gen)
         if fds or spec.returns_fd:
-            return self._finish(spec, vals, err, res, fds)
+            return _finish(spec, vals, err, res, fds)
         return spec.result(err, res, vals)
 
 

@@ -61,6 +61,19 @@ def _take_frame(data: bytes, anc: list[tuple[int, int, bytes]], flags: int, fds:
     return None if payload is None else parse_reply(unpack(payload))
 
 
+def _finish(spec: Spec, vals: tuple[Any, ...], err: Any, res: Any, fds: list[int]) -> Any:
+    """A reply as the caller sees it (both clients): the file object for open(), the
+    decoded result, or the exception; fds that came with anything else are closed."""
+    if spec.returns_fd and err is None:
+        if len(fds) != 1:
+            _close_all(fds)
+            raise OSError(71, "the daemon sent no fd with an open() reply")
+        return wrap_fd(spec.values(vals), fds[0])
+    if fds:
+        _close_all(fds)
+    return spec.result(err, res, vals)
+
+
 def _close_all(fds: list[int]) -> None:
     for fd in fds:
         try:
@@ -91,7 +104,7 @@ class Pending:
         if not self._done:
             err, res, fds = self._client._wait(self._msgid, self._gen)
             self._done = True
-            self._value = self._client._finish(self._spec, self._vals, err, res, fds)
+            self._value = _finish(self._spec, self._vals, err, res, fds)
         return self._value
 
 
@@ -290,16 +303,6 @@ class Client:
             finally:
                 self._pending.discard(msgid)
 
-    def _finish(self, spec: Spec, vals: tuple[Any, ...], err: Any, res: Any, fds: list[int]) -> Any:
-        if spec.returns_fd and err is None:
-            if len(fds) != 1:
-                _close_all(fds)
-                raise OSError(71, "the daemon sent no fd with an open() reply")
-            return wrap_fd(spec.values(vals), fds[0])
-        if fds:
-            _close_all(fds)
-        return spec.result(err, res, vals)
-
     def _call(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any]) -> Any:
         try:
             msgid, gen = self._send(spec.name, wire)
@@ -310,7 +313,7 @@ class Client:
             msgid, gen = self._send(spec.name, wire)
             err, res, fds = self._wait(msgid, gen)
         if fds or spec.returns_fd:
-            return self._finish(spec, vals, err, res, fds)
+            return _finish(spec, vals, err, res, fds)
         return spec.result(err, res, vals)
 
     def submit(self, name: str, *args: Any, **kwargs: Any) -> Pending:
