@@ -30,12 +30,13 @@ def _why(e: OSError) -> str:
 
 
 def _each(paths: list[str], verb: str, fn: Callable[[str], Any]) -> int:
+    """Run fn on each path; report failures as coreutils does ("VERB 'p': why", or "p: why")."""
     rc = 0
     for p in paths:
         try:
             fn(p)
         except OSError as e:
-            _err(f"{verb} '{p}': {_why(e)}")
+            _err(f"{verb} '{p}': {_why(e)}" if verb else f"{p}: {_why(e)}")
             rc = 1
     return rc
 
@@ -163,14 +164,7 @@ def _cat(c: Client, a: argparse.Namespace) -> int:
                 out.write(b)
         out.flush()
 
-    rc = 0
-    for p in a.paths:
-        try:
-            one(p)
-        except OSError as e:
-            _err(f"{p}: {_why(e)}")
-            rc = 1
-    return rc
+    return _each(a.paths, "", one)  # cat's messages: "NAME: why"
 
 
 def _put(c: Client, a: argparse.Namespace) -> int:
