@@ -42,9 +42,9 @@ int bn_chmod(int root, const char *path, int mode, int rx);
 int bn_chown(int root, const char *path, int uid, int gid, int rx);
 int bn_utime(int root, const char *path, int64_t atime_ns, int64_t mtime_ns, int now, int rx);
 int bn_truncate(int root, const char *path, int64_t length, int rx);
-int bn_write_file(int root, const char *path, const char *buf, size_t len, int mode, int flags, int rx);
-int bn_copy_file(int root, const char *src, const char *dst, int overwrite, int reflink, int preserve, int rx);
-int bn_cp(int root, const char *src, const char *dst, int flags, int rx);
+int bn_write_file(int root, const char *path, const char *buf, size_t len, int mode, int flags, int jfd, int rx);
+int bn_copy_file(int root, const char *src, const char *dst, int overwrite, int reflink, int preserve, int jfd, int rx);
+int bn_cp(int root, const char *src, const char *dst, int flags, int jfd, int rx);
 int bn_rm(int root, const char *path, int recursive, int force, int rx);
 int bn_copy_fd(int in, int out, int reflink);
 
@@ -636,17 +636,50 @@ static void bn_tmpname(char *out, size_t n, const char *leaf)
 }
 
 /*
+ * Crash journal for temporary names. Linux cannot link an O_TMPFILE over an existing
+ * name, so replacing one takes a visible temporary name and a rename; a SIGKILL between
+ * the two would leave that name behind. So, when `jfd` (a private directory outside the
+ * root) is given, a record exists from just before a temporary name appears until just
+ * after it is gone: a symlink named by the temporary's random part, pointing at the
+ * temporary's absolute path as /proc/self/fd shows its directory. The next Root that
+ * takes the journal removes what the records name (beneath the root only). Best effort:
+ * a record that cannot be written (e.g. a path over PATH_MAX) leaves the call unjournaled.
+ */
+static void bn_jadd(int jfd, int dfd, const char *tmp, char rec[32])
+{
+    char pb[64], p[PATH_MAX];
+    rec[0] = 0;
+    if (jfd < 0)
+        return;
+    ssize_t n = readlink(bn_procfd(pb, sizeof pb, dfd), p, sizeof p);
+    size_t t = strlen(tmp);
+    if (n <= 0 || (size_t)n + 1 + t >= sizeof p)
+        return;
+    p[n] = '/';
+    memcpy(p + n + 1, tmp, t + 1);
+    snprintf(rec, 32, "%s", strrchr(tmp, '-') + 1);
+    if (symlinkat(p, jfd, rec) < 0)
+        rec[0] = 0;
+}
+
+static void bn_jdel(int jfd, const char rec[32])
+{
+    if (jfd >= 0 && rec[0])
+        unlinkat(jfd, rec, 0);
+}
+
+/*
  * Atomically make dfd/leaf hold new content: fill an O_TMPFILE (or, where the file system
  * has none, a hidden temporary name) with `fill`, then link it in (noreplace) or rename
  * it over the old name. The destination is whole or absent; the temporary name, if any,
- * is removed on every failure.
+ * is removed on every failure and journaled in `jfd` (see bn_jadd) while it exists.
  */
 typedef int (*bn_fill_fn)(int fd, void *arg);
 
 static int bn_atomic_replace(int dfd, const char *leaf, int mode, int flags,
-                             const struct stat *meta, bn_fill_fn fill, void *arg)
+                             const struct stat *meta, bn_fill_fn fill, void *arg, int jfd)
 {
-    char tmp[NAME_MAX + 64], pb[64];
+    char tmp[NAME_MAX + 64], pb[64], rec[32] = "";
     int r, fd, named = 0;
     struct stat old;
     int have_old = fstatat(dfd, leaf, &old, AT_SYMLINK_NOFOLLOW) == 0;
@@ -659,10 +692,16 @@ static int bn_atomic_replace(int dfd, const char *leaf, int mode, int flags,
     if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
         for (int i = 0; i < 16 && fd < 0; i++) {
             bn_tmpname(tmp, sizeof tmp, leaf);
+            bn_jadd(jfd, dfd, tmp, rec);
             fd = openat(dfd, tmp, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC,
                         (mode_t)(mode & 07777));
-            if (fd < 0 && errno != EEXIST)
-                break;
+            if (fd < 0) {
+                int e = errno;
+                bn_jdel(jfd, rec);
+                errno = e;
+                if (e != EEXIST)
+                    break;
+            }
         }
         named = fd >= 0;
     }
@@ -697,12 +736,15 @@ static int bn_atomic_replace(int dfd, const char *leaf, int mode, int flags,
         }
         for (int i = 0; i < 16; i++) {
             bn_tmpname(tmp, sizeof tmp, leaf);
+            bn_jadd(jfd, dfd, tmp, rec);
             if (linkat(AT_FDCWD, pb, dfd, tmp, AT_SYMLINK_FOLLOW) == 0) {
                 named = 1;
                 break;
             }
-            if (errno != EEXIST) {
-                r = -errno;
+            int e = errno;
+            bn_jdel(jfd, rec);
+            if (e != EEXIST) {
+                r = -e;
                 goto done;
             }
         }
@@ -717,6 +759,8 @@ static int bn_atomic_replace(int dfd, const char *leaf, int mode, int flags,
     }
     if (r < 0 && named)
         unlinkat(dfd, tmp, 0);
+    if (named)
+        bn_jdel(jfd, rec);
 done:
     close(fd);
     return r;
@@ -736,7 +780,7 @@ static int bn_fill_fd(int fd, void *arg)
     return bn_copy_fd(s->fd, fd, s->reflink);
 }
 
-int bn_write_file(int root, const char *path, const char *buf, size_t len, int mode, int flags, int rx)
+int bn_write_file(int root, const char *path, const char *buf, size_t len, int mode, int flags, int jfd, int rx)
 {
     bn_path p;
     int r = bn_split(root, path, rx, 0, &p);
@@ -748,13 +792,13 @@ int bn_write_file(int root, const char *path, const char *buf, size_t len, int m
         r = -EISDIR;
     else {
         struct bn_buf b = {buf, len};
-        r = bn_atomic_replace(p.pfd, p.leaf, mode, flags, NULL, bn_fill_buf, &b);
+        r = bn_atomic_replace(p.pfd, p.leaf, mode, flags, NULL, bn_fill_buf, &b, jfd);
     }
     bn_release(&p);
     return r;
 }
 
-int bn_copy_file(int root, const char *src, const char *dst, int overwrite, int reflink, int preserve, int rx)
+int bn_copy_file(int root, const char *src, const char *dst, int overwrite, int reflink, int preserve, int jfd, int rx)
 {
     struct stat st;
     bn_path p;
@@ -774,7 +818,7 @@ int bn_copy_file(int root, const char *src, const char *dst, int overwrite, int 
         struct bn_src s = {sfd, reflink};
         r = bn_atomic_replace(p.pfd, p.leaf, st.st_mode & 07777,
                               (overwrite ? BN_AW_OVERWRITE : 0) | BN_AW_EXACT_MODE,
-                              preserve ? &st : NULL, bn_fill_fd, &s);
+                              preserve ? &st : NULL, bn_fill_fd, &s, jfd);
     }
     bn_release(&p);
     close(sfd);
@@ -888,6 +932,7 @@ int bn_rm(int root, const char *path, int recursive, int force, int rx)
 
 struct bn_cpctx {
     int flags;
+    int jfd;         /* crash journal for temporary names, or -1 */
     dev_t top_dev;
     ino_t top_ino;   /* the destination top directory: never copied into itself */
 };
@@ -956,15 +1001,20 @@ static int bn_cp_entry(int sfd, int dfd, const char *name, struct bn_cpctx *c, i
             struct stat dst;
             if (fstatat(dfd, name, &dst, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(dst.st_mode))
                 return -EISDIR;
-            char tmp[NAME_MAX + 64];
+            char tmp[NAME_MAX + 64], rec[32];
             bn_tmpname(tmp, sizeof tmp, name);
-            if (symlinkat(target, dfd, tmp) < 0)
-                return -errno;
-            if (renameat(dfd, tmp, dfd, name) < 0) {
+            bn_jadd(c->jfd, dfd, tmp, rec);
+            if (symlinkat(target, dfd, tmp) < 0) {
                 int e = errno;
-                unlinkat(dfd, tmp, 0);
+                bn_jdel(c->jfd, rec);
                 return -e;
             }
+            int e = renameat(dfd, tmp, dfd, name) < 0 ? errno : 0;
+            if (e)
+                unlinkat(dfd, tmp, 0);
+            bn_jdel(c->jfd, rec);
+            if (e)
+                return -e;
         }
         return preserve ? bn_set_meta(dfd, &st, 1, name) : 0;
     }
@@ -987,7 +1037,7 @@ static int bn_cp_entry(int sfd, int dfd, const char *name, struct bn_cpctx *c, i
         struct bn_src s = {fd, BN_REFLINK_AUTO};
         r = bn_atomic_replace(dfd, name, st2.st_mode & 07777,
                               (c->flags & BN_CP_OVERWRITE) ? BN_AW_OVERWRITE : 0,
-                              preserve ? &st2 : NULL, bn_fill_fd, &s);
+                              preserve ? &st2 : NULL, bn_fill_fd, &s, c->jfd);
     }
     close(fd);
     return r;
@@ -1024,7 +1074,7 @@ static int bn_cp_dir(int sfd, int dfd, struct bn_cpctx *c, int depth)
     return first;
 }
 
-int bn_cp(int root, const char *src, const char *dst, int flags, int rx)
+int bn_cp(int root, const char *src, const char *dst, int flags, int jfd, int rx)
 {
     struct stat st;
     bn_path p;
@@ -1042,7 +1092,7 @@ int bn_cp(int root, const char *src, const char *dst, int flags, int rx)
         if (!S_ISREG(st.st_mode))
             return -BN_ENOTREG;
         return bn_copy_file(root, src, dst, flags & BN_CP_OVERWRITE, BN_REFLINK_AUTO,
-                            flags & BN_CP_PRESERVE, rx);
+                            flags & BN_CP_PRESERVE, jfd, rx);
     }
     if (!(flags & BN_CP_RECURSIVE))
         return -EISDIR;
@@ -1070,7 +1120,7 @@ int bn_cp(int root, const char *src, const char *dst, int flags, int rx)
         goto out;
     }
     struct stat dst_st;
-    struct bn_cpctx c = {flags, 0, 0};
+    struct bn_cpctx c = {flags, jfd, 0, 0};
     if (fstat(dd, &dst_st) == 0) {
         c.top_dev = dst_st.st_dev;
         c.top_ino = dst_st.st_ino;

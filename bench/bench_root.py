@@ -43,8 +43,9 @@ def build(top: str) -> None:
         open(os.path.join(top, "ls", f"entry-{i:03d}"), "wb").close()
 
 
-def cases(root: Root, dfd: int) -> list[tuple[str, float, list[Case], int]]:
-    """(row title, cost weight, [os case, Root case, (native case)], ...)."""
+def cases(root: Root, dfd: int, jroot: Root) -> list[tuple[str, float, list[Case], int]]:
+    """(row title, cost weight, [os case, Root case, (native case)], ...).  ``jroot``: the
+    same root with a crash journal attached, as the daemon runs it."""
     O_RDONLY = os.O_RDONLY | os.O_CLOEXEC
     rfd = root.fileno()
     out = ffi.new("int64_t[13]")
@@ -218,10 +219,16 @@ def cases(root: Root, dfd: int) -> list[tuple[str, float, list[Case], int]]:
         f = lib.bn_write_file
         fl = lib.BN_AW_OVERWRITE | lib.BN_AW_KEEP_MODE
         for _ in range(n):
-            f(rfd, b"w", SMALL, len(SMALL), 0o666, fl, 0)
+            f(rfd, b"w", SMALL, len(SMALL), 0o666, fl, -1, 0)
+
+    def journaled_write(n: int) -> None:
+        wf = jroot.write_file
+        for _ in range(n):
+            wf("w", SMALL)
 
     rows.append(("write_file `w` 100 B (os: tmp+write+rename)", 10,
                  [Case("os", os_write), Case("Root", root_write),
+                  Case("Root + crash journal", journaled_write),
                   Case("native bn_write_file", native_write)], 0))
 
     # -- listdir -------------------------------------------------------------------------
@@ -254,12 +261,15 @@ def main(argv: list[str] | None = None) -> int:
     repeats = a.repeats or (7 if a.quick else 15)
     target = (a.sample_ms or (5 if a.quick else 20)) * 1e6
     top = tempfile.mkdtemp(prefix="bench-root-", dir=a.dir)
+    jdir = tempfile.mkdtemp(prefix="bench-journal-", dir=a.dir)
     try:
         build(top)
         dfd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         root = Root(top)
+        # the daemon's configuration: a journal outside the root (same file system here)
+        jroot = Root(top, journal=jdir)
         table = []
-        for title, weight, cs, _ in cases(root, dfd):
+        for title, weight, cs, _ in cases(root, dfd, jroot):
             # n is set so that one sample of the os contender lasts about --sample-ms
             n = a.n or max(20, calibrate(cs[0], target))
             res = interleave(cs, repeats, n)
@@ -280,9 +290,11 @@ def main(argv: list[str] | None = None) -> int:
                 ])
             print(f"  done: {title} (n={n})", file=sys.stderr)
         root.close()
+        jroot.close()
         os.close(dfd)
     finally:
         shutil.rmtree(top, ignore_errors=True)
+        shutil.rmtree(jdir, ignore_errors=True)
 
     print("### Root vs os.* with dir_fd (per operation, in-process)\n")
     print(f"Command: `python -m bench.bench_root{' --quick' if a.quick else ''}`; "

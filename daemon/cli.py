@@ -7,13 +7,16 @@ Order of events (each step fails closed with a one-line message and exit status 
    listens on is replaced, a live one is an error);
 2. started as root: ``--user`` is required; the socket file is chowned to that user and
    its primary group;
-3. open the ``Root`` (fails closed without openat2);
+3. open the ``Root`` (fails closed without openat2); find or make the crash journal's
+   directory (``--state-dir``, ``$STATE_DIRECTORY``, or a default under ``/run``);
 4. when the daemon made the socket file, fork a tiny *reaper* that keeps the original
    privileges and only removes that socket file (same dev/ino) when the daemon exits, even
    by SIGKILL; after the drop and Landlock the daemon itself may not be allowed to;
 5. drop to ``--user`` (setgroups([]), setgid, setuid);
-6. confine with Landlock (if the kernel has it);
-7. ``trio.run``: serve, ``READY=1``; SIGTERM/SIGINT or ``--idle-exit`` end it cleanly.
+6. take the crash journal (daemon/journal.py): remove the temporary names a killed
+   predecessor left, log them;
+7. confine with Landlock (if the kernel has it): the root and the journal only;
+8. ``trio.run``: serve, ``READY=1``; SIGTERM/SIGINT or ``--idle-exit`` end it cleanly.
 """
 
 from __future__ import annotations
@@ -71,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--idle-exit", type=float, metavar="SECONDS",
                    help="exit (status 0) after this long with no connection")
     p.add_argument("--no-xdev", action="store_true", help="refuse to cross mount points inside the root")
+    p.add_argument("--state-dir", metavar="DIR",
+                   help="private directory (outside the root) for the crash journal; default: "
+                        "$STATE_DIRECTORY under systemd, else /run/beneathd/journal/DEV-INO when "
+                        "started as root, else $XDG_RUNTIME_DIR/beneathd/journal/DEV-INO")
+    p.add_argument("--no-journal", action="store_true",
+                   help="keep no crash journal (a kill while replacing a file may leave "
+                        "its .NAME.beneathd-XXXX temporary)")
     p.add_argument("--no-landlock", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--max-connections", type=int, default=128, help=argparse.SUPPRESS)
     p.add_argument("--max-inflight", type=int, default=64, help=argparse.SUPPRESS)
@@ -78,6 +88,72 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--send-timeout", type=float, default=10.0, help=argparse.SUPPRESS)
     p.add_argument("--workers", type=int, default=4, help=argparse.SUPPRESS)
     return p
+
+
+# -- the crash journal's directory -----------------------------------------------------------
+
+
+def _journal_dir(args: argparse.Namespace, root_fd: int, target: tuple[int, int] | None) -> str | None:
+    """The journal directory to take after the privilege drop, made (0700, owned by the
+    target user) if missing; None with a logged warning when there is none to be had.
+    An explicit ``--state-dir`` that cannot be used is fatal."""
+    if args.no_journal:
+        return None
+    explicit = args.state_dir or (os.environ.get("STATE_DIRECTORY", "").split(":")[0] or None)
+    if explicit:
+        path = os.path.abspath(explicit)
+    else:
+        st = os.fstat(root_fd)
+        key = f"{st.st_dev}-{st.st_ino}"
+        if os.geteuid() == 0:
+            base = "/run/beneathd/journal"
+        elif os.environ.get("XDG_RUNTIME_DIR"):
+            base = os.path.join(os.environ["XDG_RUNTIME_DIR"], "beneathd", "journal")
+        else:
+            _log("warning: no --state-dir (and no $STATE_DIRECTORY or $XDG_RUNTIME_DIR): no crash "
+                 "journal; a kill while replacing a file may leave its temporary name")
+            return None
+        path = os.path.join(base, key)
+    try:
+        if not explicit:
+            os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        try:
+            os.mkdir(path, 0o700)
+            made = True
+        except FileExistsError:
+            made = False
+        st = os.lstat(path)
+        if not stat.S_ISDIR(st.st_mode):
+            raise OSError(f"{path}: not a directory")
+        if os.geteuid() == 0 and target is not None and (made or not explicit):
+            os.chown(path, *target)
+            os.chmod(path, 0o700)
+    except OSError as e:
+        if explicit:
+            raise Fatal(f"state dir {path}: {e.strerror or e}") from None
+        _log(f"warning: cannot make the crash journal {path} ({e.strerror or e}); running without")
+        return None
+    return path
+
+
+def _take_journal(root: Any, path: str, explicit: bool) -> None:
+    """After the drop: lock the journal, undo and log what a killed predecessor left."""
+    from .journal import JournalBusy
+
+    try:
+        done = root.attach_journal(path)
+    except JournalBusy:
+        if explicit:
+            raise Fatal(f"state dir {path}: held by another beneathd (one daemon per journal)") from None
+        _log(f"warning: crash journal {path} is held by another beneathd on this root; running without")
+        return
+    except OSError as e:
+        if explicit:
+            raise Fatal(f"state dir {path}: {e.strerror or e}") from None
+        _log(f"warning: cannot take the crash journal {path} ({e.strerror or e}); running without")
+        return
+    for rel, outcome in done:
+        _log(f"journal: {os.fsdecode(rel)!r} (a temporary left by a killed daemon): {outcome}")
 
 
 # -- the socket -------------------------------------------------------------------------------
@@ -115,8 +191,9 @@ def _bind(path: str) -> tuple[socket.socket, tuple[int, int]]:
     return s, (st.st_dev, st.st_ino)
 
 
-def _start_reaper(path: str, ident: tuple[int, int]) -> tuple[int, int, int]:
-    """Fork a process that removes ``path`` (if still our socket) when told or when we die."""
+def _start_reaper(path: str, ident: tuple[int, int], journal_dir: str | None = None) -> tuple[int, int, int]:
+    """Fork a process that removes ``path`` (if still our socket) when told or when we die,
+    and ``journal_dir`` if it is empty then (records left by a kill keep it)."""
     r1, w1 = os.pipe()
     r2, w2 = os.pipe()
     pid = os.fork()
@@ -141,6 +218,11 @@ def _start_reaper(path: str, ident: tuple[int, int]) -> tuple[int, int, int]:
                     os.unlink(path)
             except OSError:
                 pass
+            if journal_dir is not None:
+                try:
+                    os.rmdir(journal_dir)
+                except OSError:
+                    pass
             try:
                 os.write(w2, b"k")
             except OSError:
@@ -284,8 +366,11 @@ def _main(args: argparse.Namespace) -> int:
         except Exception as e:
             raise Fatal(f"cannot open root {args.root}: {e}") from None
 
+        journal_dir = _journal_dir(args, root.fileno(), target)
+        explicit_journal = bool(args.state_dir or os.environ.get("STATE_DIRECTORY"))
         if made is not None:
-            reaper = _start_reaper(args.socket, made)
+            # the default journal directory (under /run, root's) goes when the daemon does
+            reaper = _start_reaper(args.socket, made, None if explicit_journal else journal_dir)
 
         if target is not None and euid == 0:
             try:
@@ -295,9 +380,12 @@ def _main(args: argparse.Namespace) -> int:
         if os.geteuid() == 0:  # belt and braces
             raise Fatal("refusing to serve as root")
 
+        if journal_dir is not None:
+            _take_journal(root, journal_dir, explicit_journal)  # (after the fork: a flock is shared)
         if _landlock is not None and not args.no_landlock:
             try:
-                line = _landlock.confine(root.fileno())
+                j = root.journal
+                line = _landlock.confine(root.fileno(), extra_rw=[j.fileno()] if j is not None else [])
                 if line:
                     _log(line)
             except Exception as e:

@@ -24,6 +24,7 @@ from beneathd._native import ffi, lib
 from ..protocol.errors import EscapeError, make_error
 from ..protocol.modes import open_flags
 from ..protocol.types import DirEntry, kind_of_mode, stat_to_list
+from .journal import Journal
 
 __all__ = ["Root", "OpenAt2Unavailable"]
 
@@ -106,8 +107,17 @@ def _split(b: bytes) -> tuple[bytes, bytes]:
 class Root:
     """A directory opened once; every method acts strictly beneath it."""
 
-    def __init__(self, path: str | bytes | os.PathLike[Any], *, no_xdev: bool = False) -> None:
+    def __init__(self, path: str | bytes | os.PathLike[Any], *, no_xdev: bool = False,
+                 journal: str | bytes | os.PathLike[Any] | None = None) -> None:
+        """Open ``path`` (``O_PATH``); fail closed if openat2 is unusable.  ``journal``: a
+        private directory outside the root for the crash journal (see
+        :meth:`attach_journal`); without one, a process killed while replacing a file may
+        leave its temporary name behind."""
         self._fd = -1
+        self._journal: Journal | None = None
+        self._jfd = -1
+        #: what :meth:`attach_journal` found and undid
+        self.recovered: list[tuple[bytes, str]] = []
         self._rx = lib.BN_RESOLVE_NO_XDEV if no_xdev else 0
         self._name = os.fsdecode(os.fspath(path))
         fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -129,6 +139,34 @@ class Root:
             raise make_error(-probe, self._name)
         os.close(probe)
         self._fd = fd
+        if journal is not None:
+            try:
+                self.attach_journal(journal)
+            except BaseException:
+                self.close()
+                raise
+
+    def attach_journal(self, path: str | bytes | os.PathLike[Any]) -> list[tuple[bytes, str]]:
+        """Take (lock) the crash journal in ``path``, undo what a killed predecessor left
+        there (temporary names of replaces cut short), and journal from now on.
+        Returns ``(path beneath the root, outcome)`` per leftover; raises ``JournalBusy``
+        if another process holds it.  Call before serving, not concurrently with calls."""
+        j = Journal(path)
+        try:
+            recovered = j.replay(self)
+        except BaseException:
+            j.close()
+            raise
+        if self._journal is not None:
+            self._journal.close()
+        self._journal, self._jfd = j, j.fileno()
+        self.recovered = recovered
+        return recovered
+
+    @property
+    def journal(self) -> Journal | None:
+        """The attached crash journal, if any."""
+        return self._journal
 
     # -- lifetime -------------------------------------------------------------------------
 
@@ -140,6 +178,9 @@ class Root:
         fd, self._fd = self._fd, -1
         if fd >= 0:
             os.close(fd)
+        j, self._journal, self._jfd = self._journal, None, -1
+        if j is not None:
+            j.close()
 
     @property
     def closed(self) -> bool:
@@ -477,7 +518,7 @@ class Root:
         b = self._resolve_final(path)
         buf = ffi.from_buffer(data)
         flags = lib.BN_AW_OVERWRITE | lib.BN_AW_KEEP_MODE
-        _check(lib.bn_write_file(self._fd, b, buf, len(buf), mode, flags, self._rx), path)
+        _check(lib.bn_write_file(self._fd, b, buf, len(buf), mode, flags, self._jfd, self._rx), path)
 
     def copy_file(self, src: AnyStr | os.PathLike[AnyStr], dst: AnyStr | os.PathLike[AnyStr], *,
                   overwrite: bool = True, reflink: str = "auto") -> None:
@@ -488,7 +529,7 @@ class Root:
         except (KeyError, TypeError):
             raise ValueError("reflink must be 'auto', 'always' or 'never'") from None
         d = self._resolve_final(dst)
-        _check(lib.bn_copy_file(self._fd, _enc(src), d, bool(overwrite), how, 0, self._rx), src, dst)
+        _check(lib.bn_copy_file(self._fd, _enc(src), d, bool(overwrite), how, 0, self._jfd, self._rx), src, dst)
 
     def cp(self, src: AnyStr | os.PathLike[AnyStr], dst: AnyStr | os.PathLike[AnyStr], *,
            recursive: bool = False, overwrite: bool = True, preserve: bool = True) -> None:
@@ -500,7 +541,7 @@ class Root:
             | (lib.BN_CP_PRESERVE if preserve else 0)
         )
         d = self._resolve_final(dst)
-        _check(lib.bn_cp(self._fd, _enc(src), d, flags, self._rx), src, dst)
+        _check(lib.bn_cp(self._fd, _enc(src), d, flags, self._jfd, self._rx), src, dst)
 
     def rm(self, path: AnyStr | os.PathLike[AnyStr], *, recursive: bool = False, force: bool = False) -> None:
         """``rm [-r] [-f]`` done natively by descending dirfds; never follows a symlink."""

@@ -1,8 +1,9 @@
 """Faults: ``kill -9`` the real daemon in the middle of ``write_file``, ``copy_file`` and ``cp -r``.
 
 For each: the destination (every destination file, for ``cp -r``) holds the old content or
-the new, never a mix and never a truncated file; no temporary name (``.NAME.beneathd-XXXX``)
-is left visible; the client sees a ``ConnectionError`` (not a hang, not a garbage result)
+the new, never a mix and never a truncated file; once the daemon is back, no temporary name
+(``.NAME.beneathd-XXXX``) is left visible (the restarted daemon undoes what its crash
+journal, daemon/journal.py, recorded); the client sees a ``ConnectionError`` (not a hang, not a garbage result)
 and, once the daemon is restarted, the same ``Client`` object carries on.
 
 The kill lands mid-operation: the test watches ``/proc/PID/fd`` for the daemon's open
@@ -37,29 +38,9 @@ SMALL_FILES = int(os.environ.get("BENEATHD_FAULT_SMALL_FILES", "1500"))
 
 TEMP_MARK = ".beneathd-"
 
-#: The known finding pinned by test_killed_between_link_and_rename_leaves_no_temporary: a kill
-#: between linking the temporary name and renaming it over the destination leaves the name.
-#: While it stands, the random-kill tests below report such leftovers as an xfail instead of
-#: failing at random; set to False once the product cleans them up.
-KNOWN_TEMP_LEFTOVER = True
-LEFTOVERS: list[str] = []
-
-
 def _no_temps(top: str, what: str) -> None:
     left = _temps(top)
-    if left and KNOWN_TEMP_LEFTOVER:
-        LEFTOVERS.extend(left)
-        for p in left:  # so that the next rounds are judged on their own
-            os.unlink(p)
-        return
     assert left == [], f"{what}: temporaries left visible: {left[:5]}"
-
-
-def _report_leftovers(name: str) -> None:
-    if LEFTOVERS:
-        names = [os.path.basename(p) for p in LEFTOVERS]
-        LEFTOVERS.clear()
-        pytest.xfail(f"{name}: kill -9 left temporaries visible (known finding): {names[:5]}")
 
 
 def _fill(path: str, byte: bytes, size: int) -> None:
@@ -179,11 +160,10 @@ def test_kill9_during_write_file(daemon: DaemonProc) -> None:
             hows.append(how)
             got = _file_digest(dst)
             assert got in (old, new), f"round {i} ({how}): destination is a mix"
+            _after_kill(daemon, c, how, exc)  # restarts: the journal is replayed
             _no_temps(daemon.root, f"round {i} ({how})")
-            _after_kill(daemon, c, how, exc)
     FIGURES["write_file"] = hows
     print("write_file kills:", hows)
-    _report_leftovers("write_file")
 
 
 def test_kill9_during_copy_file(daemon: DaemonProc) -> None:
@@ -204,11 +184,10 @@ def test_kill9_during_copy_file(daemon: DaemonProc) -> None:
             hows.append(how)
             got = _file_digest(dst)
             assert got in (old, new), f"round {i} ({how}): destination is a mix"
+            _after_kill(daemon, c, how, exc)  # restarts: the journal is replayed
             _no_temps(daemon.root, f"round {i} ({how})")
-            _after_kill(daemon, c, how, exc)
     FIGURES["copy_file"] = hows
     print("copy_file kills:", hows)
-    _report_leftovers("copy_file")
 
 
 def _tree(top: str, byte: bytes, big: int, small: int) -> None:
@@ -259,18 +238,17 @@ def test_kill9_during_cp_r(daemon: DaemonProc) -> None:
                                                                  overwrite=True), rng, mode)
             hows.append(how)
             n_new = _check_tree(dst, big)
+            _after_kill(daemon, c, how, exc)  # restarts: the journal is replayed
             _no_temps(daemon.root, f"round {i} ({how}, {n_new} files already new)")
-            _after_kill(daemon, c, how, exc)
     FIGURES["cp_r"] = hows
     print("cp -r kills:", hows)
-    _report_leftovers("cp -r")
 
 
 # -- the window between linking the temporary name and renaming it over the destination ------
 
 _KILL_CHILD = r'''
 import ctypes, os, platform, sys
-sys.path.insert(0, sys.argv[2])
+sys.path.insert(0, sys.argv[3])
 from seccomp_util import _SockFilter, _SockFprog
 from beneathd._native import ffi, lib
 from beneathd.daemon import Root
@@ -295,37 +273,125 @@ def bn_py_hook(stage):
     if stage == 3:          # the new content is complete; next: link it in, rename it over
         kill_on_rename()
 
-root = Root(sys.argv[1])
+root = Root(sys.argv[1], journal=sys.argv[2] or None)
+op, args = sys.argv[4], sys.argv[5:]
 lib.bn_set_hook(1)
-getattr(root, sys.argv[3])(*sys.argv[4:])
+if op == "write_file":
+    root.write_file(args[0], args[1].encode())
+elif op == "cp_r_symlink":  # a symlink replaced inside cp -r: symlinkat(temp), then renameat
+    kill_on_rename()
+    root.cp(args[0], args[1], recursive=True)
+else:
+    getattr(root, op)(*args)
 print("SURVIVED")
 '''
 
+_KILL_ARGS = {"write_file": ["dst", "new content\n"], "copy_file": ["src", "dst"], "cp": ["src", "dst"],
+              "cp_r_symlink": ["tree-src", "tree-dst"]}
 
-@pytest.mark.parametrize("op", ["write_file", "copy_file", "cp"])
-@pytest.mark.xfail(strict=True, reason=(
-    "product finding: replacing an existing file (write_file, copy_file, cp/cp -r with "
-    "overwrite) links the O_TMPFILE under a visible temporary name .NAME.beneathd-XXXX and "
-    "then renames it over the destination (cffi_build.py bn_atomic_replace); a SIGKILL between "
-    "the two leaves that name behind for good. Seen in ~1 of 20 kill -9 rounds during cp -r "
-    "over 1500 existing files; made deterministic here by killing at the rename. "
-    "Fix: e.g. sweep stale '.*.beneathd-*' names (older than the daemon) when a directory is "
-    "replaced into, or at startup; then remove this xfail."))
-def test_killed_between_link_and_rename_leaves_no_temporary(tmp_path: Path, op: str) -> None:
+
+def _kill_at_rename(root: Path, journal: Path | None, op: str) -> None:
+    """Run ``op`` on a Root in a child that seccomp kills at its first rename (after the
+    temporary name was linked): the window a SIGKILL can hit."""
     import subprocess
 
-    root = tmp_path / "r"
-    root.mkdir()
     (root / "dst").write_bytes(b"old content\n")
     (root / "src").write_bytes(b"new content\n")
-    args = {"write_file": ["dst", "new content\n"], "copy_file": ["src", "dst"], "cp": ["src", "dst"]}[op]
-    code = _KILL_CHILD
-    if op == "write_file":  # argv gives str; write_file wants bytes
-        code = code.replace("getattr(root, sys.argv[3])(*sys.argv[4:])",
-                            "root.write_file(sys.argv[4], sys.argv[5].encode())")
-    r = subprocess.run([sys.executable, "-c", code, str(root), str(Path(__file__).parent), op, *args],
+    (root / "tree-src").mkdir()
+    (root / "tree-src" / "ln").symlink_to("new-target")
+    (root / "tree-dst").mkdir()
+    (root / "tree-dst" / "ln").write_bytes(b"old")
+    r = subprocess.run([sys.executable, "-c", _KILL_CHILD, str(root), str(journal or ""),
+                        str(Path(__file__).parent), op, *_KILL_ARGS[op]],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == -31, (r.returncode, r.stdout, r.stderr)  # SIGSYS: killed at the rename
     assert (root / "dst").read_bytes() in (b"old content\n", b"new content\n")
+    assert (root / "tree-dst" / "ln").is_file()  # untouched: the rename never ran
+
+
+@pytest.mark.parametrize("op", list(_KILL_ARGS))
+def test_killed_between_link_and_rename_leaves_no_temporary(tmp_path: Path, op: str) -> None:
+    """The journal records the temporary; the next Root taking it removes it."""
+    from beneathd.daemon import Root
+
+    root, journal = tmp_path / "r", tmp_path / "journal"
+    root.mkdir()
+    journal.mkdir(mode=0o700)
+    _kill_at_rename(root, journal, op)
     left = _temps(str(root))
-    assert left == [], f"{op} killed before its rename left {[os.path.basename(p) for p in left]}"
+    assert len(left) == 1, left  # the window is real: the killed process left its temporary
+    assert len(os.listdir(journal)) == 1  # ... and the record naming it
+    with Root(root, journal=journal) as r:
+        rel = os.path.relpath(left[0], root).encode()
+        assert r.recovered == [(rel, "removed")]
+    assert _temps(str(root)) == []
+    assert os.listdir(journal) == []
+
+
+def test_without_a_journal_the_temporary_stays(tmp_path: Path) -> None:
+    """Why the journal exists: the same kill with none leaves the name behind."""
+    root = tmp_path / "r"
+    root.mkdir()
+    _kill_at_rename(root, None, "write_file")
+    assert len(_temps(str(root))) == 1
+
+
+def test_journal_replay_stays_beneath_the_root(tmp_path: Path) -> None:
+    """Records are data: one pointing outside the root, or at a name that is not the
+    recorded temporary, removes nothing; a second holder of the journal is refused."""
+    from beneathd.daemon import Root
+    from beneathd.daemon.journal import JournalBusy
+
+    root, journal, outside = tmp_path / "r", tmp_path / "journal", tmp_path / "outside"
+    for d in (root, journal, outside):
+        d.mkdir()
+    victim = outside / ".x.beneathd-00000000000000aa"
+    victim.write_bytes(b"keep")
+    (root / "sub").mkdir()
+    os.symlink(str(outside), root / "sub" / "out")
+    mine = root / ".y.beneathd-00000000000000bb"
+    mine.write_bytes(b"keep too")
+    os.symlink(str(victim), journal / "00000000000000aa")                       # outside the root
+    os.symlink(str(root / "sub" / "out" / victim.name), journal / "00000000000000cc")  # via a link out
+    os.symlink(str(mine), journal / "00000000000000dd")                          # name mismatch
+    (journal / "README").write_text("not a record")
+    with Root(root, journal=journal) as r:
+        outcomes = dict(r.recovered)
+        assert all(o.startswith("skipped") for o in outcomes.values()), outcomes
+        with pytest.raises(JournalBusy):
+            Root(root, journal=journal)
+    assert victim.read_bytes() == b"keep" and mine.read_bytes() == b"keep too"
+    assert sorted(os.listdir(journal)) == ["README"]
+
+
+def test_daemon_replays_its_journal_at_start() -> None:
+    """Through the CLI: what a killed predecessor recorded in ``--state-dir`` is removed
+    (and logged) before the first client is served; a live second daemon on the same
+    journal is refused."""
+    d = DaemonProc()
+    state = Path(d.base) / "state"  # (tmp_path is not searchable by the daemon's user)
+    state.mkdir(mode=0o700)
+    d.chown(str(state))
+    d.extra += ["--state-dir", str(state)]
+    try:
+        sub = Path(d.root) / "sub"
+        sub.mkdir()
+        d.chown(str(sub))
+        temp = sub / ".data.beneathd-0123456789abcdef"
+        temp.write_bytes(b"half-published")
+        d.chown(str(temp))
+        os.symlink(str(temp), state / "0123456789abcdef")
+        d.start()
+        assert not temp.exists() and os.listdir(state) == []
+        assert "journal: 'sub/.data.beneathd-0123456789abcdef'" in d.log() and "removed" in d.log()
+        with Client(d.socket) as c:
+            c.write_file("sub/data", b"1")
+            c.write_file("sub/data", b"2")  # a replace: journaled, then the record is gone
+            assert c.listdir("sub") == ["data"]
+        assert os.listdir(state) == []
+        other = DaemonProc("--state-dir", str(state), base=d.base)
+        other.socket = os.path.join(d.base, "sock2")
+        with pytest.raises(RuntimeError, match="held by another beneathd"):
+            other.start(timeout=10)
+    finally:
+        d.close()
