@@ -78,6 +78,7 @@ SOURCE = r"""
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -773,11 +774,46 @@ static int bn_fill_buf(int fd, void *arg)
     return bn_write_all(fd, b->buf, b->len);
 }
 
-struct bn_src { int fd; int reflink; };
+/*
+ * Extended attributes (user.*, ACLs, ...), as `cp -a` and shutil.copystat copy them: every
+ * name the source lists that the destination accepts. Like shutil, a refusal for lack of
+ * privilege or support (EPERM, ENOTSUP, EINVAL, ENODATA) skips that name.
+ */
+static int bn_xattr_skip(int e) { return e == EPERM || e == ENOTSUP || e == EINVAL || e == ENODATA; }
+
+static int bn_copy_xattrs(int in, int out)
+{
+    char small[1024], *list = small, *val = NULL;
+    ssize_t n = flistxattr(in, small, sizeof small);
+    if (n < 0 && errno == ERANGE) {
+        n = flistxattr(in, NULL, 0);
+        if (n > 0 && !(list = malloc((size_t)n)))
+            return -ENOMEM;
+        if (n > 0)
+            n = flistxattr(in, list, (size_t)n);
+    }
+    int r = n < 0 ? (bn_xattr_skip(errno) ? 0 : -errno) : 0;
+    if (n > 0 && !(val = malloc(XATTR_SIZE_MAX)))
+        r = -ENOMEM;
+    for (char *name = list; r == 0 && n > 0 && name < list + n; name += strlen(name) + 1) {
+        ssize_t v = fgetxattr(in, name, val, XATTR_SIZE_MAX);
+        if (v < 0)
+            r = bn_xattr_skip(errno) ? 0 : -errno;
+        else if (fsetxattr(out, name, val, (size_t)v, 0) < 0)
+            r = bn_xattr_skip(errno) ? 0 : -errno;
+    }
+    free(val);
+    if (list != small)
+        free(list);
+    return r;
+}
+
+struct bn_src { int fd; int reflink; int xattrs; };
 static int bn_fill_fd(int fd, void *arg)
 {
     struct bn_src *s = arg;
-    return bn_copy_fd(s->fd, fd, s->reflink);
+    int r = bn_copy_fd(s->fd, fd, s->reflink);
+    return (r == 0 && s->xattrs) ? bn_copy_xattrs(s->fd, fd) : r;
 }
 
 int bn_write_file(int root, const char *path, const char *buf, size_t len, int mode, int flags, int jfd, int rx)
@@ -815,7 +851,7 @@ int bn_copy_file(int root, const char *src, const char *dst, int overwrite, int 
     if (p.dots || p.slash)
         r = -EISDIR;
     else {
-        struct bn_src s = {sfd, reflink};
+        struct bn_src s = {sfd, reflink, preserve};
         r = bn_atomic_replace(p.pfd, p.leaf, st.st_mode & 07777,
                               (overwrite ? BN_AW_OVERWRITE : 0) | BN_AW_EXACT_MODE,
                               preserve ? &st : NULL, bn_fill_fd, &s, jfd);
@@ -979,6 +1015,8 @@ static int bn_cp_entry(int sfd, int dfd, const char *name, struct bn_cpctx *c, i
             return cd == -ELOOP ? -EEXIST : cd;
         }
         int r = bn_cp_dir(cs, cd, c, depth + 1);
+        if (r == 0 && preserve)
+            r = bn_copy_xattrs(cs, cd);
         if (r == 0) {
             if (preserve)
                 r = bn_set_meta(cd, &st, 0, NULL);
@@ -1034,7 +1072,7 @@ static int bn_cp_entry(int sfd, int dfd, const char *name, struct bn_cpctx *c, i
     if (r == 0 && !S_ISREG(st2.st_mode))
         r = -BN_ENOTREG;   /* swapped after the fstatat: refuse rather than guess */
     if (r == 0) {
-        struct bn_src s = {fd, BN_REFLINK_AUTO};
+        struct bn_src s = {fd, BN_REFLINK_AUTO, preserve};
         r = bn_atomic_replace(dfd, name, st2.st_mode & 07777,
                               (c->flags & BN_CP_OVERWRITE) ? BN_AW_OVERWRITE : 0,
                               preserve ? &st2 : NULL, bn_fill_fd, &s, c->jfd);
@@ -1129,6 +1167,8 @@ int bn_cp(int root, const char *src, const char *dst, int flags, int jfd, int rx
         r = -EINVAL;   /* cp -r a a */
     else
         r = bn_cp_dir(sd, dd, &c, 0);
+    if (r == 0 && (flags & BN_CP_PRESERVE))
+        r = bn_copy_xattrs(sd, dd);
     if (r == 0)
         r = (flags & BN_CP_PRESERVE) ? bn_set_meta(dd, &st, 0, NULL) : bn_neg(fchmod(dd, st.st_mode & 07777));
     close(dd);

@@ -611,6 +611,31 @@ def test_cp(fs: Any, root_dir: Path, ref: Path) -> None:
         fs.cp("missing", "x", recursive=True)
 
 
+def test_cp_preserve_copies_xattrs_like_copy2(fs: Any, root_dir: Path, ref: Path) -> None:
+    """preserve=True copies extended attributes of files and directories (cp -a,
+    shutil.copy2/copytree); preserve=False and copy_file do not (shutil.copy)."""
+    import shutil
+
+    try:
+        os.setxattr(root_dir / "f", "user.tag", b"file")
+        os.setxattr(ref / "f", "user.tag", b"file")
+    except OSError as e:
+        pytest.skip(f"no user xattrs here: {e}")
+    os.setxattr(root_dir / "d", "user.tag", b"dir")
+    os.setxattr(root_dir / "d" / "sub" / "h", "user.big", b"x" * 3000)
+    fs.cp("f", "fp", preserve=True)
+    shutil.copy2(ref / "f", ref / "fp")
+    assert os.getxattr(root_dir / "fp", "user.tag") == os.getxattr(ref / "fp", "user.tag") == b"file"
+    fs.cp("d", "dp", recursive=True, preserve=True)
+    assert os.getxattr(root_dir / "dp", "user.tag") == b"dir"
+    assert os.getxattr(root_dir / "dp" / "sub" / "h", "user.big") == b"x" * 3000
+    fs.cp("d", "dn", recursive=True, preserve=False)
+    fs.copy_file("f", "fc")
+    shutil.copy(ref / "f", ref / "fc")
+    assert os.listxattr(root_dir / "dn") == [] and os.listxattr(root_dir / "dn" / "sub" / "h") == []
+    assert os.listxattr(root_dir / "fc") == os.listxattr(ref / "fc") == []
+
+
 # ---------------------------------------------------------------------------------- fifo
 
 
