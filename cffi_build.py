@@ -24,6 +24,13 @@ CDEF = r"""
 #define BN_AW_OVERWRITE 1
 #define BN_AW_KEEP_MODE 2
 #define BN_AW_EXACT_MODE 4
+#define BN_JSLOT 4096
+#define BN_JSLOTS 256
+
+/* The crash journal (see bn_jadd): a shared mapping of a BN_JSLOTS x BN_JSLOT file. */
+typedef struct bn_journal bn_journal;
+bn_journal *bn_journal_map(int fd);
+void bn_journal_unmap(bn_journal *j);
 
 int bn_openat2(int dirfd, const char *path, int flags, int mode, int rx);
 int bn_open_regular(int root, const char *path, int flags, int mode, int rx);
@@ -42,9 +49,9 @@ int bn_chmod(int root, const char *path, int mode, int rx);
 int bn_chown(int root, const char *path, int uid, int gid, int rx);
 int bn_utime(int root, const char *path, int64_t atime_ns, int64_t mtime_ns, int now, int rx);
 int bn_truncate(int root, const char *path, int64_t length, int rx);
-int bn_write_file(int root, const char *path, const char *buf, size_t len, int mode, int flags, int jfd, int rx);
-int bn_copy_file(int root, const char *src, const char *dst, int overwrite, int reflink, int preserve, int jfd, int rx);
-int bn_cp(int root, const char *src, const char *dst, int flags, int jfd, int rx);
+int bn_write_file(int root, const char *path, const char *buf, size_t len, int mode, int flags, bn_journal *j, int rx);
+int bn_copy_file(int root, const char *src, const char *dst, int overwrite, int reflink, int preserve, bn_journal *j, int rx);
+int bn_cp(int root, const char *src, const char *dst, int flags, bn_journal *j, int rx);
 int bn_rm(int root, const char *path, int recursive, int force, int rx);
 int bn_copy_fd(int in, int out, int reflink);
 
@@ -72,7 +79,9 @@ SOURCE = r"""
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -125,6 +134,8 @@ struct bn_open_how { uint64_t flags; uint64_t mode; uint64_t resolve; };
 #define BN_AW_OVERWRITE 1
 #define BN_AW_KEEP_MODE 2
 #define BN_AW_EXACT_MODE 4
+#define BN_JSLOT 4096
+#define BN_JSLOTS 256
 #define BN_MAX_DEPTH 4000
 
 static int bn_tries_eagain = BN_EAGAIN_TRIES;
@@ -639,48 +650,102 @@ static void bn_tmpname(char *out, size_t n, const char *leaf)
 /*
  * Crash journal for temporary names. Linux cannot link an O_TMPFILE over an existing
  * name, so replacing one takes a visible temporary name and a rename; a SIGKILL between
- * the two would leave that name behind. So, when `jfd` (a private directory outside the
- * root) is given, a record exists from just before a temporary name appears until just
- * after it is gone: a symlink named by the temporary's random part, pointing at the
- * temporary's absolute path as /proc/self/fd shows its directory. The next Root that
- * takes the journal removes what the records name (beneath the root only). Best effort:
- * a record that cannot be written (e.g. a path over PATH_MAX) leaves the call unjournaled.
+ * the two would leave that name behind. So, when a journal `j` is given (a file in a
+ * private directory outside the root, mapped MAP_SHARED: what is stored there is in the
+ * page cache at once and outlives the process), a record exists from just before a
+ * temporary name appears until just after it is gone: one slot holding "BNJ1", a length
+ * and the temporary's absolute path as /proc/self/fd shows its directory. No syscall but
+ * that readlink. The next Root that takes the journal removes what the records name
+ * (beneath the root only; daemon/journal.py). Best effort: a path that does not fit a
+ * slot (over ~4 KiB) leaves the call unjournaled. More than BN_JSLOTS temporaries at once
+ * in one process wait for a free slot.
  */
-static void bn_jadd(int jfd, int dfd, const char *tmp, char rec[32])
+typedef struct bn_journal bn_journal;
+struct bn_journal { char *map; uint64_t used[BN_JSLOTS / 64]; };
+
+bn_journal *bn_journal_map(int fd)
 {
-    char pb[64], p[PATH_MAX];
-    rec[0] = 0;
-    if (jfd < 0)
-        return;
-    ssize_t n = readlink(bn_procfd(pb, sizeof pb, dfd), p, sizeof p);
-    size_t t = strlen(tmp);
-    if (n <= 0 || (size_t)n + 1 + t >= sizeof p)
-        return;
-    p[n] = '/';
-    memcpy(p + n + 1, tmp, t + 1);
-    snprintf(rec, 32, "%s", strrchr(tmp, '-') + 1);
-    if (symlinkat(p, jfd, rec) < 0)
-        rec[0] = 0;
+    struct bn_journal *j = calloc(1, sizeof *j);
+    if (!j)
+        return NULL;
+    j->map = mmap(NULL, (size_t)BN_JSLOT * BN_JSLOTS, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (j->map == MAP_FAILED) {
+        int e = errno;
+        free(j);
+        errno = e;
+        return NULL;
+    }
+    return j;
 }
 
-static void bn_jdel(int jfd, const char rec[32])
+void bn_journal_unmap(bn_journal *j)
 {
-    if (jfd >= 0 && rec[0])
-        unlinkat(jfd, rec, 0);
+    if (j) {
+        munmap(j->map, (size_t)BN_JSLOT * BN_JSLOTS);
+        free(j);
+    }
+}
+
+static int bn_jclaim(bn_journal *j)
+{
+    for (;;) {
+        for (int w = 0; w < BN_JSLOTS / 64; w++) {
+            uint64_t cur = __atomic_load_n(&j->used[w], __ATOMIC_RELAXED);
+            while (~cur) {
+                int b = __builtin_ctzll(~cur);
+                if (__atomic_compare_exchange_n(&j->used[w], &cur, cur | (1ULL << b), 0,
+                                                __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+                    return w * 64 + b;
+            }
+        }
+        sched_yield();
+    }
+}
+
+static int bn_jadd(bn_journal *j, int dfd, const char *tmp)
+{
+    char pb[64], p[PATH_MAX];
+    if (!j)
+        return -1;
+    ssize_t n = readlink(bn_procfd(pb, sizeof pb, dfd), p, sizeof p);
+    if (n <= 0)
+        return -1;
+    size_t t = strlen(tmp), len = (size_t)n + 1 + t;
+    if (8 + len > BN_JSLOT)
+        return -1;
+    int s = bn_jclaim(j);
+    char *rec = j->map + (size_t)s * BN_JSLOT;
+    uint32_t l32 = (uint32_t)len;
+    memcpy(rec + 8, p, (size_t)n);
+    rec[8 + n] = '/';
+    memcpy(rec + 9 + n, tmp, t);
+    memcpy(rec + 4, &l32, 4);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    memcpy(rec, "BNJ1", 4);
+    return s;
+}
+
+static void bn_jdel(bn_journal *j, int s)
+{
+    if (j && s >= 0) {
+        __atomic_store_n(j->map + (size_t)s * BN_JSLOT, (char)0, __ATOMIC_RELEASE);
+        __atomic_fetch_and(&j->used[s / 64], ~(1ULL << (s % 64)), __ATOMIC_RELEASE);
+    }
 }
 
 /*
  * Atomically make dfd/leaf hold new content: fill an O_TMPFILE (or, where the file system
  * has none, a hidden temporary name) with `fill`, then link it in (noreplace) or rename
  * it over the old name. The destination is whole or absent; the temporary name, if any,
- * is removed on every failure and journaled in `jfd` (see bn_jadd) while it exists.
+ * is removed on every failure and journaled in `j` (see bn_jadd) while it exists.
  */
 typedef int (*bn_fill_fn)(int fd, void *arg);
 
 static int bn_atomic_replace(int dfd, const char *leaf, int mode, int flags,
-                             const struct stat *meta, bn_fill_fn fill, void *arg, int jfd)
+                             const struct stat *meta, bn_fill_fn fill, void *arg, bn_journal *j)
 {
-    char tmp[NAME_MAX + 64], pb[64], rec[32] = "";
+    char tmp[NAME_MAX + 64], pb[64];
+    int rec = -1;
     int r, fd, named = 0;
     struct stat old;
     int have_old = fstatat(dfd, leaf, &old, AT_SYMLINK_NOFOLLOW) == 0;
@@ -693,12 +758,12 @@ static int bn_atomic_replace(int dfd, const char *leaf, int mode, int flags,
     if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
         for (int i = 0; i < 16 && fd < 0; i++) {
             bn_tmpname(tmp, sizeof tmp, leaf);
-            bn_jadd(jfd, dfd, tmp, rec);
+            rec = bn_jadd(j, dfd, tmp);
             fd = openat(dfd, tmp, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC,
                         (mode_t)(mode & 07777));
             if (fd < 0) {
                 int e = errno;
-                bn_jdel(jfd, rec);
+                bn_jdel(j, rec);
                 errno = e;
                 if (e != EEXIST)
                     break;
@@ -737,13 +802,13 @@ static int bn_atomic_replace(int dfd, const char *leaf, int mode, int flags,
         }
         for (int i = 0; i < 16; i++) {
             bn_tmpname(tmp, sizeof tmp, leaf);
-            bn_jadd(jfd, dfd, tmp, rec);
+            rec = bn_jadd(j, dfd, tmp);
             if (linkat(AT_FDCWD, pb, dfd, tmp, AT_SYMLINK_FOLLOW) == 0) {
                 named = 1;
                 break;
             }
             int e = errno;
-            bn_jdel(jfd, rec);
+            bn_jdel(j, rec);
             if (e != EEXIST) {
                 r = -e;
                 goto done;
@@ -761,7 +826,7 @@ static int bn_atomic_replace(int dfd, const char *leaf, int mode, int flags,
     if (r < 0 && named)
         unlinkat(dfd, tmp, 0);
     if (named)
-        bn_jdel(jfd, rec);
+        bn_jdel(j, rec);
 done:
     close(fd);
     return r;
@@ -816,7 +881,7 @@ static int bn_fill_fd(int fd, void *arg)
     return (r == 0 && s->xattrs) ? bn_copy_xattrs(s->fd, fd) : r;
 }
 
-int bn_write_file(int root, const char *path, const char *buf, size_t len, int mode, int flags, int jfd, int rx)
+int bn_write_file(int root, const char *path, const char *buf, size_t len, int mode, int flags, bn_journal *j, int rx)
 {
     bn_path p;
     int r = bn_split(root, path, rx, 0, &p);
@@ -828,13 +893,13 @@ int bn_write_file(int root, const char *path, const char *buf, size_t len, int m
         r = -EISDIR;
     else {
         struct bn_buf b = {buf, len};
-        r = bn_atomic_replace(p.pfd, p.leaf, mode, flags, NULL, bn_fill_buf, &b, jfd);
+        r = bn_atomic_replace(p.pfd, p.leaf, mode, flags, NULL, bn_fill_buf, &b, j);
     }
     bn_release(&p);
     return r;
 }
 
-int bn_copy_file(int root, const char *src, const char *dst, int overwrite, int reflink, int preserve, int jfd, int rx)
+int bn_copy_file(int root, const char *src, const char *dst, int overwrite, int reflink, int preserve, bn_journal *j, int rx)
 {
     struct stat st;
     bn_path p;
@@ -854,7 +919,7 @@ int bn_copy_file(int root, const char *src, const char *dst, int overwrite, int 
         struct bn_src s = {sfd, reflink, preserve};
         r = bn_atomic_replace(p.pfd, p.leaf, st.st_mode & 07777,
                               (overwrite ? BN_AW_OVERWRITE : 0) | BN_AW_EXACT_MODE,
-                              preserve ? &st : NULL, bn_fill_fd, &s, jfd);
+                              preserve ? &st : NULL, bn_fill_fd, &s, j);
     }
     bn_release(&p);
     close(sfd);
@@ -968,7 +1033,7 @@ int bn_rm(int root, const char *path, int recursive, int force, int rx)
 
 struct bn_cpctx {
     int flags;
-    int jfd;         /* crash journal for temporary names, or -1 */
+    bn_journal *j;   /* crash journal for temporary names, or NULL */
     dev_t top_dev;
     ino_t top_ino;   /* the destination top directory: never copied into itself */
 };
@@ -1039,18 +1104,18 @@ static int bn_cp_entry(int sfd, int dfd, const char *name, struct bn_cpctx *c, i
             struct stat dst;
             if (fstatat(dfd, name, &dst, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(dst.st_mode))
                 return -EISDIR;
-            char tmp[NAME_MAX + 64], rec[32];
+            char tmp[NAME_MAX + 64];
             bn_tmpname(tmp, sizeof tmp, name);
-            bn_jadd(c->jfd, dfd, tmp, rec);
+            int rec = bn_jadd(c->j, dfd, tmp);
             if (symlinkat(target, dfd, tmp) < 0) {
                 int e = errno;
-                bn_jdel(c->jfd, rec);
+                bn_jdel(c->j, rec);
                 return -e;
             }
             int e = renameat(dfd, tmp, dfd, name) < 0 ? errno : 0;
             if (e)
                 unlinkat(dfd, tmp, 0);
-            bn_jdel(c->jfd, rec);
+            bn_jdel(c->j, rec);
             if (e)
                 return -e;
         }
@@ -1075,7 +1140,7 @@ static int bn_cp_entry(int sfd, int dfd, const char *name, struct bn_cpctx *c, i
         struct bn_src s = {fd, BN_REFLINK_AUTO, preserve};
         r = bn_atomic_replace(dfd, name, st2.st_mode & 07777,
                               (c->flags & BN_CP_OVERWRITE) ? BN_AW_OVERWRITE : 0,
-                              preserve ? &st2 : NULL, bn_fill_fd, &s, c->jfd);
+                              preserve ? &st2 : NULL, bn_fill_fd, &s, c->j);
     }
     close(fd);
     return r;
@@ -1112,7 +1177,7 @@ static int bn_cp_dir(int sfd, int dfd, struct bn_cpctx *c, int depth)
     return first;
 }
 
-int bn_cp(int root, const char *src, const char *dst, int flags, int jfd, int rx)
+int bn_cp(int root, const char *src, const char *dst, int flags, bn_journal *j, int rx)
 {
     struct stat st;
     bn_path p;
@@ -1130,7 +1195,7 @@ int bn_cp(int root, const char *src, const char *dst, int flags, int jfd, int rx
         if (!S_ISREG(st.st_mode))
             return -BN_ENOTREG;
         return bn_copy_file(root, src, dst, flags & BN_CP_OVERWRITE, BN_REFLINK_AUTO,
-                            flags & BN_CP_PRESERVE, jfd, rx);
+                            flags & BN_CP_PRESERVE, j, rx);
     }
     if (!(flags & BN_CP_RECURSIVE))
         return -EISDIR;
@@ -1158,7 +1223,7 @@ int bn_cp(int root, const char *src, const char *dst, int flags, int jfd, int rx
         goto out;
     }
     struct stat dst_st;
-    struct bn_cpctx c = {flags, jfd, 0, 0};
+    struct bn_cpctx c = {flags, j, 0, 0};
     if (fstat(dd, &dst_st) == 0) {
         c.top_dev = dst_st.st_dev;
         c.top_ino = dst_st.st_ino;

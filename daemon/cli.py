@@ -358,6 +358,7 @@ def _main(args: argparse.Namespace) -> int:
             os.chown(args.socket, target[0], target[1])
 
     reaper = None
+    root = None
     try:
         try:
             root = Root(args.root, no_xdev=args.no_xdev)
@@ -384,8 +385,8 @@ def _main(args: argparse.Namespace) -> int:
             _take_journal(root, journal_dir, explicit_journal)  # (after the fork: a flock is shared)
         if _landlock is not None and not args.no_landlock:
             try:
-                j = root.journal
-                line = _landlock.confine(root.fileno(), extra_rw=[j.fileno()] if j is not None else [])
+                j = root.journal  # mapped already; its directory only for discard_if_clean()
+                line = _landlock.confine(root.fileno(), extra_rw=[j.dirfd] if j is not None else [])
                 if line:
                     _log(line)
             except Exception as e:
@@ -413,6 +414,8 @@ def _main(args: argparse.Namespace) -> int:
             listener.close()
         except Exception:
             pass
+        if root is not None and root.journal is not None:
+            root.journal.discard_if_clean()  # an empty record file goes: the directory is empty
         if made is not None:
             try:  # when we still may; else the reaper does
                 st = os.lstat(args.socket)

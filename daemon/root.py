@@ -115,7 +115,7 @@ class Root:
         leave its temporary name behind."""
         self._fd = -1
         self._journal: Journal | None = None
-        self._jfd = -1
+        self._jp: Any = ffi.NULL  # the journal's native handle
         #: what :meth:`attach_journal` found and undid
         self.recovered: list[tuple[bytes, str]] = []
         self._rx = lib.BN_RESOLVE_NO_XDEV if no_xdev else 0
@@ -157,9 +157,9 @@ class Root:
         except BaseException:
             j.close()
             raise
-        if self._journal is not None:
-            self._journal.close()
-        self._journal, self._jfd = j, j.fileno()
+        old, self._journal, self._jp = self._journal, j, j.handle
+        if old is not None:
+            old.close()
         self.recovered = recovered
         return recovered
 
@@ -178,7 +178,7 @@ class Root:
         fd, self._fd = self._fd, -1
         if fd >= 0:
             os.close(fd)
-        j, self._journal, self._jfd = self._journal, None, -1
+        j, self._journal, self._jp = self._journal, None, ffi.NULL
         if j is not None:
             j.close()
 
@@ -518,7 +518,7 @@ class Root:
         b = self._resolve_final(path)
         buf = ffi.from_buffer(data)
         flags = lib.BN_AW_OVERWRITE | lib.BN_AW_KEEP_MODE
-        _check(lib.bn_write_file(self._fd, b, buf, len(buf), mode, flags, self._jfd, self._rx), path)
+        _check(lib.bn_write_file(self._fd, b, buf, len(buf), mode, flags, self._jp, self._rx), path)
 
     def copy_file(self, src: AnyStr | os.PathLike[AnyStr], dst: AnyStr | os.PathLike[AnyStr], *,
                   overwrite: bool = True, reflink: str = "auto") -> None:
@@ -529,7 +529,7 @@ class Root:
         except (KeyError, TypeError):
             raise ValueError("reflink must be 'auto', 'always' or 'never'") from None
         d = self._resolve_final(dst)
-        _check(lib.bn_copy_file(self._fd, _enc(src), d, bool(overwrite), how, 0, self._jfd, self._rx), src, dst)
+        _check(lib.bn_copy_file(self._fd, _enc(src), d, bool(overwrite), how, 0, self._jp, self._rx), src, dst)
 
     def cp(self, src: AnyStr | os.PathLike[AnyStr], dst: AnyStr | os.PathLike[AnyStr], *,
            recursive: bool = False, overwrite: bool = True, preserve: bool = True) -> None:
@@ -541,7 +541,7 @@ class Root:
             | (lib.BN_CP_PRESERVE if preserve else 0)
         )
         d = self._resolve_final(dst)
-        _check(lib.bn_cp(self._fd, _enc(src), d, flags, self._jfd, self._rx), src, dst)
+        _check(lib.bn_cp(self._fd, _enc(src), d, flags, self._jp, self._rx), src, dst)
 
     def rm(self, path: AnyStr | os.PathLike[AnyStr], *, recursive: bool = False, force: bool = False) -> None:
         """``rm [-r] [-f]`` done natively by descending dirfds; never follows a symlink."""

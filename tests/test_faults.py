@@ -326,6 +326,28 @@ def _kill_at_rename(root: Path, journal: Path | None, op: str) -> None:
     assert (root / "tree-dst" / "ln").is_file()  # untouched: the rename never ran
 
 
+def _pending(journal: Path) -> list[bytes]:
+    """The records in a journal directory nobody holds."""
+    from beneathd.daemon.journal import Journal
+
+    j = Journal(journal)
+    try:
+        return j.pending()
+    finally:
+        j.close()
+
+
+def _plant(journal: Path, *paths: str | Path) -> None:
+    """Records as a killed daemon would have left them (one slot each)."""
+    from beneathd.daemon.journal import SIZE, SLOT, record
+
+    with open(journal / "journal", "r+b" if (journal / "journal").exists() else "w+b") as f:
+        f.truncate(SIZE)
+        for i, p in enumerate(paths):
+            f.seek(3 * SLOT + i * SLOT)  # anywhere: every slot is read
+            f.write(record(os.fsencode(p)))
+
+
 @pytest.mark.parametrize("op", list(_KILL_ARGS))
 def test_killed_between_link_and_rename_leaves_no_temporary(tmp_path: Path, op: str) -> None:
     """The journal records the temporary; the next Root taking it removes it."""
@@ -337,12 +359,13 @@ def test_killed_between_link_and_rename_leaves_no_temporary(tmp_path: Path, op: 
     _kill_at_rename(root, journal, op)
     left = _temps(str(root))
     assert len(left) == 1, left  # the window is real: the killed process left its temporary
-    assert len(os.listdir(journal)) == 1  # ... and the record naming it
+    assert _pending(journal) == [os.fsencode(left[0])]  # ... and the record naming it
     with Root(root, journal=journal) as r:
         rel = os.path.relpath(left[0], root).encode()
         assert r.recovered == [(rel, "removed")]
+        assert r.journal is not None and r.journal.pending() == []
     assert _temps(str(root)) == []
-    assert os.listdir(journal) == []
+    assert _pending(journal) == []
 
 
 def test_without_a_journal_the_temporary_stays(tmp_path: Path) -> None:
@@ -354,8 +377,9 @@ def test_without_a_journal_the_temporary_stays(tmp_path: Path) -> None:
 
 
 def test_journal_replay_stays_beneath_the_root(tmp_path: Path) -> None:
-    """Records are data: one pointing outside the root, or at a name that is not the
-    recorded temporary, removes nothing; a second holder of the journal is refused."""
+    """Records are data: one pointing outside the root (directly or through an in-tree
+    link), or at a name that is not a temporary, removes nothing; a second holder of the
+    journal is refused."""
     from beneathd.daemon import Root
     from beneathd.daemon.journal import JournalBusy
 
@@ -366,29 +390,45 @@ def test_journal_replay_stays_beneath_the_root(tmp_path: Path) -> None:
     victim.write_bytes(b"keep")
     (root / "sub").mkdir()
     os.symlink(str(outside), root / "sub" / "out")
-    mine = root / ".y.beneathd-00000000000000bb"
+    mine = root / "precious"
     mine.write_bytes(b"keep too")
-    os.symlink(str(victim), journal / "00000000000000aa")                       # outside the root
-    os.symlink(str(root / "sub" / "out" / victim.name), journal / "00000000000000cc")  # via a link out
-    os.symlink(str(mine), journal / "00000000000000dd")                          # name mismatch
-    (journal / "README").write_text("not a record")
+    _plant(journal, victim, root / "sub" / "out" / victim.name, mine, root / ".." / "outside" / victim.name)
     with Root(root, journal=journal) as r:
         outcomes = dict(r.recovered)
-        assert all(o.startswith("skipped") for o in outcomes.values()), outcomes
+        assert len(outcomes) == 4 and all(o.startswith("skipped") for o in outcomes.values()), outcomes
         with pytest.raises(JournalBusy):
             Root(root, journal=journal)
     assert victim.read_bytes() == b"keep" and mine.read_bytes() == b"keep too"
-    assert sorted(os.listdir(journal)) == ["README"]
+    assert _pending(journal) == []
+
+
+def test_many_threads_share_the_journal_slots(tmp_path: Path) -> None:
+    """More concurrent replaces than slots: each waits for a slot, none is lost or mixed."""
+    import concurrent.futures
+
+    from beneathd.daemon import Root
+    from beneathd.daemon.journal import SLOTS
+
+    root, journal = tmp_path / "r", tmp_path / "journal"
+    root.mkdir()
+    journal.mkdir()
+    with Root(root, journal=journal) as r, concurrent.futures.ThreadPoolExecutor(32) as ex:
+        names = [f"f{i}" for i in range(2 * SLOTS)]
+        for n in names:
+            r.write_file(n, b"old")
+        list(ex.map(lambda n: r.write_file(n, n.encode() * 100), names * 3))
+        assert all(r.read_file(n) == n.encode() * 100 for n in names)
+        assert r.journal is not None and r.journal.pending() == []
+    assert sorted(os.listdir(root)) == sorted(names)
 
 
 def test_daemon_replays_its_journal_at_start() -> None:
     """Through the CLI: what a killed predecessor recorded in ``--state-dir`` is removed
     (and logged) before the first client is served; a live second daemon on the same
-    journal is refused."""
+    journal is refused; a clean stop leaves the directory empty."""
     d = DaemonProc()
     state = Path(d.base) / "state"  # (tmp_path is not searchable by the daemon's user)
     state.mkdir(mode=0o700)
-    d.chown(str(state))
     d.extra += ["--state-dir", str(state)]
     try:
         sub = Path(d.root) / "sub"
@@ -397,18 +437,20 @@ def test_daemon_replays_its_journal_at_start() -> None:
         temp = sub / ".data.beneathd-0123456789abcdef"
         temp.write_bytes(b"half-published")
         d.chown(str(temp))
-        os.symlink(str(temp), state / "0123456789abcdef")
+        _plant(state, temp)
+        d.chown_tree(str(state))
         d.start()
-        assert not temp.exists() and os.listdir(state) == []
+        assert not temp.exists()
         assert "journal: 'sub/.data.beneathd-0123456789abcdef'" in d.log() and "removed" in d.log()
         with Client(d.socket) as c:
             c.write_file("sub/data", b"1")
-            c.write_file("sub/data", b"2")  # a replace: journaled, then the record is gone
+            c.write_file("sub/data", b"2")  # a replace: journaled, then the record is cleared
             assert c.listdir("sub") == ["data"]
-        assert os.listdir(state) == []
         other = DaemonProc("--state-dir", str(state), base=d.base)
         other.socket = os.path.join(d.base, "sock2")
         with pytest.raises(RuntimeError, match="held by another beneathd"):
             other.start(timeout=10)
+        assert d.stop() == 0
+        assert os.listdir(state) == []
     finally:
         d.close()
