@@ -93,12 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
 # -- the crash journal's directory -----------------------------------------------------------
 
 
-def _journal_dir(args: argparse.Namespace, root_fd: int, target: tuple[int, int] | None) -> str | None:
-    """The journal directory to take after the privilege drop, made (0700, owned by the
-    target user) if missing; None with a logged warning when there is none to be had.
-    An explicit ``--state-dir`` that cannot be used is fatal."""
+def _journal_dir(args: argparse.Namespace, root_fd: int,
+                 target: tuple[int, int] | None) -> tuple[str | None, bool]:
+    """(the journal directory to take after the privilege drop, whether the operator named
+    it).  A default one is made (0700, owned by the target user) if missing; None with a
+    logged warning when there is none to be had.  A named one that cannot be used is fatal."""
     if args.no_journal:
-        return None
+        return None, False
     explicit = args.state_dir or (os.environ.get("STATE_DIRECTORY", "").split(":")[0] or None)
     if explicit:
         path = os.path.abspath(explicit)
@@ -112,7 +113,7 @@ def _journal_dir(args: argparse.Namespace, root_fd: int, target: tuple[int, int]
         else:
             _log("warning: no --state-dir (and no $STATE_DIRECTORY or $XDG_RUNTIME_DIR): no crash "
                  "journal; a kill while replacing a file may leave its temporary name")
-            return None
+            return None, False
         path = os.path.join(base, key)
     try:
         if not explicit:
@@ -132,8 +133,8 @@ def _journal_dir(args: argparse.Namespace, root_fd: int, target: tuple[int, int]
         if explicit:
             raise Fatal(f"state dir {path}: {e.strerror or e}") from None
         _log(f"warning: cannot make the crash journal {path} ({e.strerror or e}); running without")
-        return None
-    return path
+        return None, False
+    return path, bool(explicit)
 
 
 def _take_journal(root: Any, path: str, explicit: bool) -> None:
@@ -367,8 +368,7 @@ def _main(args: argparse.Namespace) -> int:
         except Exception as e:
             raise Fatal(f"cannot open root {args.root}: {e}") from None
 
-        journal_dir = _journal_dir(args, root.fileno(), target)
-        explicit_journal = bool(args.state_dir or os.environ.get("STATE_DIRECTORY"))
+        journal_dir, explicit_journal = _journal_dir(args, root.fileno(), target)
         if made is not None:
             # the default journal directory (under /run, root's) goes when the daemon does
             reaper = _start_reaper(args.socket, made, None if explicit_journal else journal_dir)

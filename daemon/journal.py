@@ -43,7 +43,7 @@ SIZE = SLOT * SLOTS
 MAGIC = b"BNJ1"
 
 #: a temporary's name: "." + (up to 200 bytes of) the destination's name + the random part
-TEMP_NAME = re.compile(rb"\..+\.beneathd-([0-9a-f]{16})", re.S)
+TEMP_NAME = re.compile(rb"\..+\.beneathd-[0-9a-f]{16}", re.S)
 
 
 class JournalBusy(OSError):

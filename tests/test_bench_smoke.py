@@ -1,0 +1,22 @@
+"""The benchmark scripts still run (tiny sizes, one round): a native signature change or a
+renamed method must not break ``python -m bench`` unnoticed.  Figures are not checked."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TOP = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("argv", [
+    ["bench.bench_root", "--quick", "--n", "20", "--repeats", "1", "--sample-ms", "1"],
+    ["bench.bench_tree", "--quick", "--dirs", "2", "--files", "5", "--repeats", "1"],
+], ids=lambda a: a[0])
+def test_bench_script_runs(argv: list[str]) -> None:
+    r = subprocess.run([sys.executable, "-m", *argv], cwd=TOP, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "|" in r.stdout  # a table came out
