@@ -159,51 +159,64 @@ def _modes() -> list[str]:
 FIGURES: dict[str, list[str]] = {}
 
 
+def _kill_rounds(d: DaemonProc, name: str, seed: int, timeout: float, prepare: Callable[[], None],
+                 call: Callable[[Client], Any], check: Callable[[int, str], str]) -> None:
+    """Rounds of: ``prepare()`` the old destination, run ``call`` and SIGKILL the daemon in
+    it, ``check(round, how)`` the destination (returns a word for messages), restart (the
+    journal is replayed), and no temporary may be left."""
+    rng = random.Random(seed)
+    hows = []
+    with Client(d.socket, timeout=timeout) as c:
+        for i, mode in enumerate(_modes()):
+            prepare()
+            how, exc = _kill_during(d, c, call, rng, mode)
+            hows.append(how)
+            said = check(i, how)
+            _after_kill(d, c, how, exc)
+            _no_temps(d.root, f"round {i} ({how}{said})")
+    FIGURES[name] = hows
+    print(f"{name} kills:", hows, *_journal_figures(d))
+
+
+def _one_file_check(dst: str, size: int) -> Callable[[int, str], str]:
+    old, new = _digest(b"O", size), _digest(b"N", size)
+
+    def check(i: int, how: str) -> str:
+        got = _file_digest(dst)
+        assert got in (old, new), f"round {i} ({how}): destination is a mix"
+        assert got == new or not _completed(how), f"round {i}: success, but old content"
+        return ""
+
+    return check
+
+
 def test_kill9_during_write_file(daemon: DaemonProc) -> None:
     size = min(MIB, 60) << 20  # one message is at most 64 MiB
-    old, new = _digest(b"O", size), _digest(b"N", size)
     dst = os.path.join(daemon.root, "big")
-    rng = random.Random(1)
     data = b"N" * size
-    hows = []
-    with Client(daemon.socket, timeout=60) as c:
-        for i, mode in enumerate(_modes()):
-            _fill(dst, b"O", size)
-            daemon.chown(dst)
-            how, exc = _kill_during(daemon, c, lambda cl: cl.write_file("big", data), rng, mode)
-            hows.append(how)
-            got = _file_digest(dst)
-            assert got in (old, new), f"round {i} ({how}): destination is a mix"
-            assert got == new or not _completed(how), f"round {i}: success, but old content"
-            _after_kill(daemon, c, how, exc)  # restarts: the journal is replayed
-            _no_temps(daemon.root, f"round {i} ({how})")
-    FIGURES["write_file"] = hows
-    print("write_file kills:", hows, *_journal_figures(daemon))
+
+    def prepare() -> None:
+        _fill(dst, b"O", size)
+        daemon.chown(dst)
+
+    _kill_rounds(daemon, "write_file", 1, 60, prepare, lambda cl: cl.write_file("big", data),
+                 _one_file_check(dst, size))
 
 
 def test_kill9_during_copy_file(daemon: DaemonProc) -> None:
     size = 2 * MIB << 20
-    old, new = _digest(b"O", size), _digest(b"N", size)
     src = os.path.join(daemon.root, "src")
     dst = os.path.join(daemon.root, "dst")
     _fill(src, b"N", size)
     daemon.chown(src)
-    rng = random.Random(2)
-    hows = []
-    with Client(daemon.socket, timeout=60) as c:
-        for i, mode in enumerate(_modes()):
-            _fill(dst, b"O", size)
-            daemon.chown(dst)
-            os.sync()  # so the copy's own writeback, not ours, is what the kill interrupts
-            how, exc = _kill_during(daemon, c, lambda cl: cl.copy_file("src", "dst"), rng, mode)
-            hows.append(how)
-            got = _file_digest(dst)
-            assert got in (old, new), f"round {i} ({how}): destination is a mix"
-            assert got == new or not _completed(how), f"round {i}: success, but old content"
-            _after_kill(daemon, c, how, exc)  # restarts: the journal is replayed
-            _no_temps(daemon.root, f"round {i} ({how})")
-    FIGURES["copy_file"] = hows
-    print("copy_file kills:", hows, *_journal_figures(daemon))
+
+    def prepare() -> None:
+        _fill(dst, b"O", size)
+        daemon.chown(dst)
+        os.sync()  # so the copy's own writeback, not ours, is what the kill interrupts
+
+    _kill_rounds(daemon, "copy_file", 2, 60, prepare, lambda cl: cl.copy_file("src", "dst"),
+                 _one_file_check(dst, size))
 
 
 def _tree(top: str, byte: bytes, big: int, small: int) -> None:
@@ -244,21 +257,18 @@ def test_kill9_during_cp_r(daemon: DaemonProc) -> None:
     dst = os.path.join(daemon.root, "tree-dst")
     _tree(src, b"N", big, SMALL_FILES)
     daemon.chown_tree(src)
-    rng = random.Random(3)
-    hows = []
-    with Client(daemon.socket, timeout=120) as c:
-        for i, mode in enumerate(_modes()):
-            _tree(dst, b"O", big, SMALL_FILES)
-            daemon.chown_tree(dst)
-            how, exc = _kill_during(daemon, c, lambda cl: cl.cp("tree-src", "tree-dst", recursive=True,
-                                                                 overwrite=True), rng, mode)
-            hows.append(how)
-            n_new = _check_tree(dst, big)
-            assert n_new == 4 + SMALL_FILES or not _completed(how), f"round {i}: success, {n_new} new"
-            _after_kill(daemon, c, how, exc)  # restarts: the journal is replayed
-            _no_temps(daemon.root, f"round {i} ({how}, {n_new} files already new)")
-    FIGURES["cp_r"] = hows
-    print("cp -r kills:", hows, *_journal_figures(daemon))
+
+    def prepare() -> None:
+        _tree(dst, b"O", big, SMALL_FILES)
+        daemon.chown_tree(dst)
+
+    def check(i: int, how: str) -> str:
+        n_new = _check_tree(dst, big)
+        assert n_new == 4 + SMALL_FILES or not _completed(how), f"round {i}: success, {n_new} new"
+        return f", {n_new} files already new"
+
+    _kill_rounds(daemon, "cp -r", 3, 120, prepare,
+                 lambda cl: cl.cp("tree-src", "tree-dst", recursive=True, overwrite=True), check)
 
 
 # -- the window between linking the temporary name and renaming it over the destination ------
