@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import os
 import socket as _stdsocket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 import trio
@@ -48,6 +48,9 @@ class AsyncClient:
     at once and trio is only asked to wait (``wait_readable``/``wait_writable``) when they
     would block.  Every call is a trio checkpoint.
     """
+
+    if TYPE_CHECKING:  # the API methods are generated from the method table at import
+        def __getattr__(self, name: str) -> Any: ...
 
     def __init__(self, socket_path: str | bytes | os.PathLike[Any], *, max_message: int = MAX_MESSAGE) -> None:
         self._path = os.fspath(socket_path)

@@ -12,7 +12,7 @@ import itertools
 import os
 import socket
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
@@ -110,6 +110,9 @@ class Pending:
 
 class Client:
     """The ``Root`` API over a daemon's socket (blocking)."""
+
+    if TYPE_CHECKING:  # the API methods are generated from the method table at import
+        def __getattr__(self, name: str) -> Any: ...
 
     def __init__(self, socket_path: str | bytes | os.PathLike[Any], *, timeout: float | None = None,
                  max_message: int = MAX_MESSAGE) -> None:

@@ -62,13 +62,13 @@ def _ls(c: Client, a: argparse.Namespace) -> int:
             _err(f"cannot open directory '{p}': {_why(e)}")
             rc = 1
             continue
-        for e in entries:
-            if e.name.startswith(".") and not a.all:
+        for ent in entries:
+            if ent.name.startswith(".") and not a.all:
                 continue
             if a.long:
-                print(_line(e.name, e.stat(follow_symlinks=False)))
+                print(_line(ent.name, ent.stat(follow_symlinks=False)))
             else:
-                print(e.name)
+                print(ent.name)
     return rc
 
 
