@@ -15,7 +15,7 @@ Order of events (each step fails closed with a one-line message and exit status 
 5. drop to ``--user`` (setgroups([]), setgid, setuid);
 6. take the crash journal (daemon/journal.py): remove the temporary names a killed
    predecessor left, log them;
-7. confine with Landlock (if the kernel has it): the root and the journal only;
+7. confine with Landlock (if the kernel has it): the root (and unlinking the journal's file);
 8. ``trio.run``: serve, ``READY=1``; SIGTERM/SIGINT or ``--idle-exit`` end it cleanly.
 """
 
@@ -385,8 +385,10 @@ def _main(args: argparse.Namespace) -> int:
             _take_journal(root, journal_dir, explicit_journal)  # (after the fork: a flock is shared)
         if _landlock is not None and not args.no_landlock:
             try:
-                j = root.journal  # mapped already; its directory only for discard_if_clean()
-                line = _landlock.confine(root.fileno(), extra_rw=[j.dirfd] if j is not None else [])
+                # the journal is mapped already; its directory gets only remove_file, for
+                # discard_if_clean() at exit
+                j = root.journal
+                line = _landlock.confine(root.fileno(), extra_remove=[j.dirfd] if j is not None else [])
                 if line:
                     _log(line)
             except Exception as e:

@@ -96,6 +96,7 @@ def confine(
     *,
     extra_read: Sequence[str | int] = (),
     extra_rw: Sequence[str | int] = (),
+    extra_remove: Sequence[str | int] = (),
     _abi: int | None = None,
 ) -> str:
     """Restrict this process's filesystem access to ``root_path`` (plus the extras).
@@ -107,7 +108,8 @@ def confine(
 
     Every right the kernel's ABI knows is handled; beneath the root the daemon gets read,
     write, create (dir, file, fifo, symlink), remove, refer and truncate; ``extra_read``
-    paths get read only, ``extra_rw`` the same rights as the root. Returns a log line.
+    paths get read only, ``extra_rw`` the same rights as the root, ``extra_remove``
+    directories only the right to unlink files in them. Returns a log line.
     A kernel without Landlock (or with it disabled) returns a warning line and nothing
     is applied; so does ABI 1, whose implicit ban on cross-directory rename/link would
     break ``rename``/``move``. Any other failure raises ``OSError``: the daemon fails closed.
@@ -134,6 +136,7 @@ def confine(
     grants: list[tuple[str | int, int]] = [(root_path, _ROOT_RW & handled)]
     grants += [(p, _ROOT_RW & handled) for p in extra_rw]
     grants += [(p, _READ & handled) for p in extra_read]
+    grants += [(p, _A["REMOVE_FILE"] & handled) for p in extra_remove]
 
     ruleset = lib.bn_landlock_create(handled)
     if ruleset < 0:
@@ -158,5 +161,6 @@ def confine(
         os.close(ruleset)
     extras = "".join(f"; read-only {_show(p)}" for p in extra_read)
     extras += "".join(f"; read-write {_show(p)}" for p in extra_rw)
+    extras += "".join(f"; remove_file only {_show(p)}" for p in extra_remove)
     return (f"Landlock ABI {abi} applied: filesystem access limited to {_show(root_path)} "
             f"({_names(_ROOT_RW & handled)}){extras}; denied elsewhere: {_names(handled)}")

@@ -196,6 +196,35 @@ print(json.dumps(r))
 
 
 @needs_landlock
+def test_extra_remove_allows_unlink_only(tmp_path: Path, root_dir: Path, outside: Path) -> None:
+    """What the daemon grants its crash journal's directory: unlinking a file, nothing else."""
+    code = r"""
+import json, os, sys
+from beneathd.daemon.landlock import confine
+root, outside = sys.argv[1], sys.argv[2]
+open(os.path.join(outside, "gone"), "w").close()
+log = confine(root, extra_remove=[outside])
+r = {"log": log}
+os.unlink(os.path.join(outside, "gone"))
+r["unlinked"] = not os.path.exists(os.path.join(outside, "gone"))
+for what, f in [("read", lambda: open(os.path.join(outside, "secret")).read()),
+                ("write", lambda: open(os.path.join(outside, "secret"), "a")),
+                ("create", lambda: open(os.path.join(outside, "new"), "x")),
+                ("mkdir", lambda: os.mkdir(os.path.join(outside, "d")))]:
+    try:
+        f()
+        r[what] = "allowed"
+    except PermissionError:
+        r[what] = "EACCES"
+print(json.dumps(r))
+"""
+    res = run_child(code, str(root_dir), str(outside))
+    assert res["unlinked"] is True
+    assert [res[k] for k in ("read", "write", "create", "mkdir")] == ["EACCES"] * 4
+    assert f"remove_file only {outside}" in res["log"]
+
+
+@needs_landlock
 def test_missing_root_fails_closed(tmp_path: Path) -> None:
     code = r"""
 import sys
