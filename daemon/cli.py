@@ -4,7 +4,8 @@ Order of events (each step fails closed with a one-line message and exit status 
 
 1. parse the flags; take the listening socket from systemd (``LISTEN_FDS``) when
    ``--socket`` is absent, else bind ``--socket`` (mode 0660; a stale socket file nobody
-   listens on is replaced, a live one is an error);
+   listens on is replaced, a live one is an error); it listens only at step 8, so whoever
+   can connect finds the daemon already dropped and confined;
 2. started as root: ``--user`` is required; the socket file is chowned to that user and
    its primary group;
 3. open the ``Root`` (fails closed without openat2); find or make the crash journal's
@@ -187,7 +188,6 @@ def _bind(path: str) -> tuple[socket.socket, tuple[int, int]]:
     finally:
         os.umask(old)
     os.chmod(path, 0o660)
-    s.listen(128)
     st = os.lstat(path)
     return s, (st.st_dev, st.st_ino)
 
@@ -403,6 +403,10 @@ def _main(args: argparse.Namespace) -> int:
             send_timeout=args.send_timeout,
             worker_threads=args.workers,
         )
+        if made is not None:
+            # only now: a client that can connect finds the daemon dropped, confined and
+            # reaped-for (a socket from systemd listens already; systemd queues for us)
+            listener.listen(128)
         server = Server(root, listener, cfg)
         _log(f"serving {args.root} on {args.socket or 'the systemd socket'} as uid {os.geteuid()}")
         try:

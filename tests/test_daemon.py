@@ -103,6 +103,13 @@ def start_daemon(tmp_path: Path, *extra: str, root: Path | None = None) -> Itera
     d = Daemon(proc, sock, root, log)
     try:
         wait_socket(sock, proc)
+        # connectable is not serving: the socket listens from the bind on, before the drop
+        # to nobody and before the reaper exists; "serving" is logged after both
+        deadline = time.monotonic() + 10
+        while "serving " not in d.stderr():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"daemon did not start serving: {d.stderr()}")
+            time.sleep(0.01)
         yield d
     finally:
         if proc.poll() is None:
@@ -373,6 +380,37 @@ def test_root_without_user_refuses(tmp_path: Path) -> None:
     assert "root" in r.stderr and "--user" in r.stderr
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "s").exists()
+
+
+def test_connectable_means_dropped(tmp_path: Path) -> None:
+    """The socket listens only once the daemon has dropped to nobody (and has its reaper):
+    the first connect that succeeds already finds it so."""
+    root = tmp_path / "root"
+    root.mkdir()
+    chown_tree(root)
+    sock = str(tmp_path / "p.sock")
+    os.chmod(tmp_path, 0o755)
+    proc = subprocess.Popen([sys.executable, "-m", "beneathd.daemon", "--root", str(root), "--socket", sock,
+                             "--user", "nobody", "--allow-uid", "0"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            try:
+                s.connect(sock)
+            except OSError:
+                continue
+            finally:
+                s.close()
+            break
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        uids = [line for line in status.splitlines() if line.startswith("Uid:")][0].split()[1:]
+        assert set(map(int, uids)) == {NOBODY.pw_uid}
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def test_sigterm_removes_socket(tmp_path: Path) -> None:
