@@ -3,9 +3,11 @@
 Order of events (each step fails closed with a one-line message and exit status 1 or 2):
 
 1. parse the flags; take the listening socket from systemd (``LISTEN_FDS``) when
-   ``--socket`` is absent, else bind ``--socket`` (mode 0660; a stale socket file nobody
-   listens on is replaced, a live one is an error); it listens only at step 8, so whoever
-   can connect finds the daemon already dropped and confined;
+   ``--socket`` is absent, else bind and listen on a staging name beside ``--socket``
+   (mode 0660; a stale socket file nobody listens on at ``--socket`` is replaced, a live
+   one is an error); the reaper renames it to ``--socket`` only at step 8, so a socket
+   file that exists is one a client can connect to, served by a daemon already dropped
+   and confined;
 2. started as root: ``--user`` is required; the socket file is chowned to that user and
    its primary group;
 3. open the ``Root`` (fails closed without openat2); find or make the crash journal's
@@ -23,6 +25,7 @@ Order of events (each step fails closed with a one-line message and exit status 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import select
 import signal
@@ -161,7 +164,16 @@ def _take_journal(root: Any, path: str, explicit: bool) -> None:
 # -- the socket -------------------------------------------------------------------------------
 
 
-def _bind(path: str) -> tuple[socket.socket, tuple[int, int]]:
+def _staging_name(path: str) -> str:
+    """Where to bind before publishing at ``path`` (``path`` itself if the longer name
+    would not fit ``sun_path``)."""
+    staged = os.path.join(os.path.dirname(path) or ".", f".{os.getpid()}.beneathd-bind")
+    return staged if len(os.fsencode(staged)) < 108 else path
+
+
+def _bind(path: str) -> tuple[socket.socket, tuple[int, int], str]:
+    """Bind and listen at a staging name (see :func:`_staging_name`); returns the socket,
+    its file's (dev, ino) and the name it is bound at."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -178,23 +190,31 @@ def _bind(path: str) -> tuple[socket.socket, tuple[int, int]]:
             raise Fatal(f"{path}: another daemon is listening there")
         finally:
             probe.close()
+    staged = _staging_name(path)
+    with contextlib.suppress(OSError):  # a socket left at our pid's name by a dead daemon
+        if staged != path and stat.S_ISSOCK(os.lstat(staged).st_mode):
+            os.unlink(staged)
     s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
     old = os.umask(0o117)
     try:
-        s.bind(path)
+        s.bind(staged)
     except OSError as e:
         s.close()
         raise Fatal(f"cannot bind {path}: {e.strerror}") from None
     finally:
         os.umask(old)
-    os.chmod(path, 0o660)
-    st = os.lstat(path)
-    return s, (st.st_dev, st.st_ino)
+    os.chmod(staged, 0o660)
+    s.listen(128)
+    st = os.lstat(staged)
+    return s, (st.st_dev, st.st_ino), staged
 
 
-def _start_reaper(path: str, ident: tuple[int, int], journal_dir: str | None = None) -> tuple[int, int, int]:
-    """Fork a process that removes ``path`` (if still our socket) when told or when we die,
-    and ``journal_dir`` if it is empty then (records left by a kill keep it)."""
+def _start_reaper(path: str, staged: str, ident: tuple[int, int],
+                  journal_dir: str | None = None) -> tuple[int, int, int]:
+    """Fork a process that keeps the original privileges and, told ``p``, renames the
+    socket from ``staged`` to ``path`` (publishes it); told ``u`` or when we die, removes
+    our socket file (whichever name, if still ours) and ``journal_dir`` if it is empty
+    then (records left by a kill keep it)."""
     r1, w1 = os.pipe()
     r2, w2 = os.pipe()
     pid = os.fork()
@@ -209,16 +229,36 @@ def _start_reaper(path: str, ident: tuple[int, int], journal_dir: str | None = N
             os.closerange(3, keep[0])
             os.closerange(keep[0] + 1, keep[1])
             os.closerange(keep[1] + 1, 65536)
-            try:
-                os.read(r1, 1)
-            except OSError:
-                pass
-            try:
-                st = os.lstat(path)
-                if (st.st_dev, st.st_ino) == ident and stat.S_ISSOCK(st.st_mode):
-                    os.unlink(path)
-            except OSError:
-                pass
+
+
+            def ours(p: str) -> bool:
+                try:
+                    st = os.lstat(p)
+                except OSError:
+                    return False
+                return (st.st_dev, st.st_ino) == ident and stat.S_ISSOCK(st.st_mode)
+
+            while True:
+                try:
+                    what = os.read(r1, 1)
+                except OSError:
+                    what = b""
+                if what != b"p":
+                    break
+                try:
+                    if staged != path:
+                        if not ours(staged):
+                            raise OSError("not ours")
+                        os.rename(staged, path)
+                    os.write(w2, b"P")
+                except OSError:
+                    os.write(w2, b"E")
+            for p in {path, staged}:
+                try:
+                    if ours(p):
+                        os.unlink(p)
+                except OSError:
+                    pass
             if journal_dir is not None:
                 try:
                     os.rmdir(journal_dir)
@@ -235,6 +275,15 @@ def _start_reaper(path: str, ident: tuple[int, int], journal_dir: str | None = N
     os.set_inheritable(w1, False)
     os.set_inheritable(r2, False)
     return pid, w1, r2
+
+
+def _publish(reaper: tuple[int, int, int], path: str) -> None:
+    """Have the reaper rename the socket to its real name; from then on it is connectable."""
+    _, w, r = reaper
+    os.write(w, b"p")
+    ready, _, _ = select.select([r], [], [], 10.0)
+    if not ready or os.read(r, 1) != b"P":
+        raise Fatal(f"cannot publish the socket at {path}")
 
 
 def _stop_reaper(reaper: tuple[int, int, int] | None) -> None:
@@ -341,6 +390,7 @@ def _main(args: argparse.Namespace) -> int:
 
     listener: socket.socket | None = None
     made: tuple[int, int] | None = None
+    staged = ""
     if args.socket is None:
         socks: list[Any] = []
         if _systemd is not None:
@@ -354,9 +404,9 @@ def _main(args: argparse.Namespace) -> int:
         for extra in socks[1:]:
             extra.close()
     else:
-        listener, made = _bind(args.socket)
+        listener, made, staged = _bind(args.socket)
         if target is not None and euid == 0:
-            os.chown(args.socket, target[0], target[1])
+            os.chown(staged, target[0], target[1])
 
     reaper = None
     root = None
@@ -371,7 +421,7 @@ def _main(args: argparse.Namespace) -> int:
         journal_dir, explicit_journal = _journal_dir(args, root.fileno(), target)
         if made is not None:
             # the default journal directory (under /run, root's) goes when the daemon does
-            reaper = _start_reaper(args.socket, made, None if explicit_journal else journal_dir)
+            reaper = _start_reaper(args.socket, staged, made, None if explicit_journal else journal_dir)
 
         if target is not None and euid == 0:
             try:
@@ -403,10 +453,10 @@ def _main(args: argparse.Namespace) -> int:
             send_timeout=args.send_timeout,
             worker_threads=args.workers,
         )
-        if made is not None:
-            # only now: a client that can connect finds the daemon dropped, confined and
-            # reaped-for (a socket from systemd listens already; systemd queues for us)
-            listener.listen(128)
+        if reaper is not None:
+            # only now does the socket file appear: whoever finds it can connect, and finds
+            # the daemon dropped, confined and reaped-for (systemd's socket: it queues for us)
+            _publish(reaper, args.socket)
         server = Server(root, listener, cfg)
         _log(f"serving {args.root} on {args.socket or 'the systemd socket'} as uid {os.geteuid()}")
         try:

@@ -9,6 +9,7 @@ import os
 import pwd
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import textwrap
@@ -382,9 +383,10 @@ def test_root_without_user_refuses(tmp_path: Path) -> None:
     assert not (tmp_path / "s").exists()
 
 
-def test_connectable_means_dropped(tmp_path: Path) -> None:
-    """The socket listens only once the daemon has dropped to nobody (and has its reaper):
-    the first connect that succeeds already finds it so."""
+def test_socket_appears_ready(tmp_path: Path) -> None:
+    """The socket file appears only once the daemon listens, has dropped to nobody and has
+    its reaper: a client that polls for the file (as many fixtures do) can connect at once
+    and finds it so; nothing of the staging name is left after a stop."""
     root = tmp_path / "root"
     root.mkdir()
     chown_tree(root)
@@ -395,22 +397,23 @@ def test_connectable_means_dropped(tmp_path: Path) -> None:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 20
-        while True:
+        while not os.path.exists(sock):
             assert proc.poll() is None and time.monotonic() < deadline
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            try:
-                s.connect(sock)
-            except OSError:
-                continue
-            finally:
-                s.close()
-            break
+            time.sleep(0.0005)
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        s.connect(sock)  # no retry: the file appeared, so it listens
+        s.close()
         status = Path(f"/proc/{proc.pid}/status").read_text()
         uids = [line for line in status.splitlines() if line.startswith("Uid:")][0].split()[1:]
         assert set(map(int, uids)) == {NOBODY.pw_uid}
+        assert stat.S_IMODE(os.stat(sock).st_mode) == 0o660 and os.stat(sock).st_uid == NOBODY.pw_uid
     finally:
         proc.terminate()
         proc.wait(10)
+    deadline = time.monotonic() + 5
+    while sorted(os.listdir(tmp_path)) != ["root"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert sorted(os.listdir(tmp_path)) == ["root"]
 
 
 def test_sigterm_removes_socket(tmp_path: Path) -> None:
