@@ -134,11 +134,17 @@ def _journal_dir(args: argparse.Namespace, root_fd: int,
             os.chown(path, *target)
             os.chmod(path, 0o700)
     except OSError as e:
-        if explicit:
-            raise Fatal(f"state dir {path}: {e.strerror or e}") from None
-        _log(f"warning: cannot make the crash journal {path} ({e.strerror or e}); running without")
+        _journal_unusable(path, bool(explicit), f"cannot make it: {e.strerror or e}")
         return None, False
     return path, bool(explicit)
+
+
+def _journal_unusable(path: str, explicit: bool, why: str) -> None:
+    """A journal directory the operator named must work (fatal); a default one may not
+    (a warning, and the daemon runs without)."""
+    if explicit:
+        raise Fatal(f"state dir {path}: {why}")
+    _log(f"warning: crash journal {path}: {why}; running without")
 
 
 def _take_journal(root: Any, path: str, explicit: bool) -> None:
@@ -148,14 +154,10 @@ def _take_journal(root: Any, path: str, explicit: bool) -> None:
     try:
         done = root.attach_journal(path)
     except JournalBusy:
-        if explicit:
-            raise Fatal(f"state dir {path}: held by another beneathd (one daemon per journal)") from None
-        _log(f"warning: crash journal {path} is held by another beneathd on this root; running without")
+        _journal_unusable(path, explicit, "held by another beneathd (one daemon per journal)")
         return
     except OSError as e:
-        if explicit:
-            raise Fatal(f"state dir {path}: {e.strerror or e}") from None
-        _log(f"warning: cannot take the crash journal {path} ({e.strerror or e}); running without")
+        _journal_unusable(path, explicit, f"cannot take it: {e.strerror or e}")
         return
     for rel, outcome in done:
         _log(f"journal: {os.fsdecode(rel)!r} (a temporary left by a killed daemon): {outcome}")
@@ -209,6 +211,15 @@ def _bind(path: str) -> tuple[socket.socket, tuple[int, int], str]:
     return s, (st.st_dev, st.st_ino), staged
 
 
+def _is_our_socket(path: str, ident: tuple[int, int]) -> bool:
+    """``path`` is still the socket file we bound (same dev/ino)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == ident and stat.S_ISSOCK(st.st_mode)
+
+
 def _start_reaper(path: str, staged: str, ident: tuple[int, int],
                   journal_dir: str | None = None) -> tuple[int, int, int]:
     """Fork a process that keeps the original privileges and, told ``p``, renames the
@@ -229,15 +240,6 @@ def _start_reaper(path: str, staged: str, ident: tuple[int, int],
             os.closerange(3, keep[0])
             os.closerange(keep[0] + 1, keep[1])
             os.closerange(keep[1] + 1, 65536)
-
-
-            def ours(p: str) -> bool:
-                try:
-                    st = os.lstat(p)
-                except OSError:
-                    return False
-                return (st.st_dev, st.st_ino) == ident and stat.S_ISSOCK(st.st_mode)
-
             while True:
                 try:
                     what = os.read(r1, 1)
@@ -247,7 +249,7 @@ def _start_reaper(path: str, staged: str, ident: tuple[int, int],
                     break
                 try:
                     if staged != path:
-                        if not ours(staged):
+                        if not _is_our_socket(staged, ident):
                             raise OSError("not ours")
                         os.rename(staged, path)
                     os.write(w2, b"P")
@@ -255,7 +257,7 @@ def _start_reaper(path: str, staged: str, ident: tuple[int, int],
                     os.write(w2, b"E")
             for p in {path, staged}:
                 try:
-                    if ours(p):
+                    if _is_our_socket(p, ident):
                         os.unlink(p)
                 except OSError:
                     pass
@@ -474,8 +476,7 @@ def _main(args: argparse.Namespace) -> int:
             root.journal.discard_if_clean()  # an empty record file goes: the directory is empty
         if made is not None:
             try:  # when we still may; else the reaper does
-                st = os.lstat(args.socket)
-                if (st.st_dev, st.st_ino) == made:
+                if _is_our_socket(args.socket, made):
                     os.unlink(args.socket)
             except OSError:
                 pass
