@@ -5,7 +5,7 @@ cannot be linked over an existing name: link it under a hidden temporary name
 (``.NAME.beneathd-<16 hex>``), then ``renameat`` that over the destination.  A SIGKILL
 between the two leaves the temporary name visible for good.
 
-So the native helpers (``bn_jadd``/``bn_jdel`` in cffi_build.py) keep a record for as long
+So the native helpers (``bn_jadd``/``bn_jdel`` in native/replace.c) keep a record for as long
 as a temporary name exists, in the file ``journal`` of a private directory outside the
 root: ``BN_JSLOTS`` slots of ``BN_JSLOT`` bytes, mapped ``MAP_SHARED`` (a store is in the
 page cache at once and outlives the process; no syscall per record).  A slot in use holds

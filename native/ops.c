@@ -1,0 +1,280 @@
+/*
+ * ops.c: the thin operations.  Each is one call into the resolver (bn_split or bn_openat2,
+ * native/resolve.c) and one *at syscall on what it returned, plus the errno an edge case
+ * needs ("." or ".." as a last component, a trailing slash).  Nothing here looks a path up.
+ */
+#include "internal.h"
+
+#include <string.h>
+#include <time.h>
+
+static void bn_stat_out(const struct stat *st, int64_t *out)
+{
+    out[0] = st->st_mode;
+    out[1] = (int64_t)st->st_ino;
+    out[2] = (int64_t)st->st_dev;
+    out[3] = (int64_t)st->st_nlink;
+    out[4] = st->st_uid;
+    out[5] = st->st_gid;
+    out[6] = st->st_size;
+    out[7] = (int64_t)st->st_atim.tv_sec * 1000000000LL + st->st_atim.tv_nsec;
+    out[8] = (int64_t)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec;
+    out[9] = (int64_t)st->st_ctim.tv_sec * 1000000000LL + st->st_ctim.tv_nsec;
+    out[10] = st->st_blksize;
+    out[11] = st->st_blocks;
+    out[12] = (int64_t)st->st_rdev;
+}
+
+/* ---- reads -------------------------------------------------------------------------- */
+
+int bn_lstat(int root, const char *path, int64_t *out, int rx)
+{
+    bn_path p;
+    struct stat st;
+    int r = bn_split(root, path, rx, 1, &p);
+    if (r < 0)
+        return r;
+    if (p.tfd >= 0)
+        r = bn_neg(fstat(p.tfd, &st));
+    else
+        r = bn_neg(fstatat(p.pfd, p.leaf, &st, AT_SYMLINK_NOFOLLOW));
+    bn_release(&p);
+    if (r == 0)
+        bn_stat_out(&st, out);
+    return r;
+}
+
+int bn_stat(int root, const char *path, int64_t *out, int rx)
+{
+    struct stat st;
+    if (path[0] == '/')
+        return -BN_EESCAPE;
+    int fd = bn_openat2(root, path, O_PATH, 0, rx);
+    if (fd < 0)
+        return fd;
+    int r = bn_neg(fstat(fd, &st));
+    close(fd);
+    if (r == 0)
+        bn_stat_out(&st, out);
+    return r;
+}
+
+int bn_readlink(int root, const char *path, char *buf, size_t size, int rx)
+{
+    bn_path p;
+    int r = bn_split(root, path, rx, 1, &p);
+    if (r < 0)
+        return r;
+    if (p.tfd >= 0)
+        r = -EINVAL;   /* "." / ".." / "x/" resolve to a directory, never a link */
+    else {
+        ssize_t n = readlinkat(p.pfd, p.leaf, buf, size);
+        r = n < 0 ? -errno : (n >= (ssize_t)size ? -ENAMETOOLONG : (int)n);
+    }
+    bn_release(&p);
+    return r;
+}
+
+/* ---- namespace operations: parent + leaf, the kernel never follows the leaf here ----- */
+
+int bn_mkdir(int root, const char *path, int mode, int rx)
+{
+    bn_path p;
+    int r = bn_split(root, path, rx, 0, &p);
+    if (r < 0)
+        return r;
+    r = p.dots ? -EEXIST : bn_neg(mkdirat(p.pfd, p.leafs, (mode_t)mode));
+    bn_release(&p);
+    return r;
+}
+
+int bn_unlink(int root, const char *path, int rx)
+{
+    bn_path p;
+    int r = bn_split(root, path, rx, 0, &p);
+    if (r < 0)
+        return r;
+    r = p.dots ? -EISDIR : bn_neg(unlinkat(p.pfd, p.leafs, 0));
+    bn_release(&p);
+    return r;
+}
+
+int bn_rmdir(int root, const char *path, int rx)
+{
+    bn_path p;
+    int r = bn_split(root, path, rx, 0, &p);
+    if (r < 0)
+        return r;
+    if (p.dots)
+        r = strcmp(p.leaf, ".") == 0 ? -EINVAL : -ENOTEMPTY;
+    else
+        r = bn_neg(unlinkat(p.pfd, p.leafs, AT_REMOVEDIR));
+    bn_release(&p);
+    return r;
+}
+
+int bn_rename(int root, const char *src, const char *dst, unsigned int flags, int rx)
+{
+    bn_path s, d;
+    int r = bn_split(root, src, rx, 0, &s);
+    if (r < 0)
+        return r;
+    r = bn_split(root, dst, rx, 0, &d);
+    if (r < 0) {
+        bn_release(&s);
+        return r;
+    }
+    if (s.dots || d.dots)
+        r = -EBUSY;
+    else if (flags)
+        r = bn_neg((int)syscall(SYS_renameat2, s.pfd, s.leafs, d.pfd, d.leafs, flags));
+    else
+        r = bn_neg(renameat(s.pfd, s.leafs, d.pfd, d.leafs));
+    bn_release(&s);
+    bn_release(&d);
+    return r;
+}
+
+int bn_link(int root, const char *src, const char *dst, int rx)
+{
+    bn_path s, d;
+    /* want_target: a source "x/" would make linkat follow x; we answer for it instead */
+    int r = bn_split(root, src, rx, 1, &s);
+    if (r < 0)
+        return r;
+    if (s.tfd >= 0) {
+        bn_release(&s);
+        return -EPERM;   /* resolves to a directory: no hard links to directories */
+    }
+    r = bn_split(root, dst, rx, 0, &d);
+    if (r < 0) {
+        bn_release(&s);
+        return r;
+    }
+    r = d.dots ? -EEXIST : bn_neg(linkat(s.pfd, s.leaf, d.pfd, d.leafs, 0));
+    bn_release(&s);
+    bn_release(&d);
+    return r;
+}
+
+int bn_symlink(int root, const char *target, const char *path, int rx)
+{
+    bn_path p;
+    int r = bn_split(root, path, rx, 0, &p);
+    if (r < 0)
+        return r;
+    r = p.dots ? -EEXIST : bn_neg(symlinkat(target, p.pfd, p.leafs));
+    bn_release(&p);
+    return r;
+}
+
+int bn_mkfifo(int root, const char *path, int mode, int rx)
+{
+    bn_path p;
+    int r = bn_split(root, path, rx, 0, &p);
+    if (r < 0)
+        return r;
+    r = p.dots ? -EEXIST : bn_neg(mknodat(p.pfd, p.leafs, S_IFIFO | (mode & 07777), 0));
+    bn_release(&p);
+    return r;
+}
+
+/* ---- metadata on the final component itself (never through a final symlink) --------- */
+
+static int bn_chmod_fd(int fd, int mode)
+{
+    /* fd is O_PATH; it never names a symlink here unless O_NOFOLLOW gave us the link */
+    long r = syscall(SYS_fchmodat2, fd, "", mode, AT_EMPTY_PATH);
+    if (r == 0)
+        return 0;
+    if (errno != ENOSYS && errno != EINVAL)
+        return -errno;
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    if (S_ISLNK(st.st_mode))
+        return -EOPNOTSUPP;
+    char pb[64];
+    return bn_neg(chmod(bn_procfd(pb, sizeof pb, fd), (mode_t)mode));
+}
+
+int bn_chmod(int root, const char *path, int mode, int rx)
+{
+    bn_path p;
+    int r = bn_split(root, path, rx, 1, &p);
+    if (r < 0)
+        return r;
+    mode &= 07777;
+    if (p.tfd >= 0)
+        r = bn_chmod_fd(p.tfd, mode);
+    else {
+        long k = syscall(SYS_fchmodat2, p.pfd, p.leaf, mode, AT_SYMLINK_NOFOLLOW);
+        if (k == 0)
+            r = 0;
+        else if (errno != ENOSYS)
+            r = -errno;
+        else {
+            /* no fchmodat2: pin the leaf with O_PATH|O_NOFOLLOW, refuse a link, go via /proc */
+            int fd = openat(p.pfd, p.leaf, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+            if (fd < 0)
+                r = -errno;
+            else {
+                r = bn_chmod_fd(fd, mode);
+                close(fd);
+            }
+        }
+    }
+    bn_release(&p);
+    return r;
+}
+
+int bn_chown(int root, const char *path, int uid, int gid, int rx)
+{
+    bn_path p;
+    int r = bn_split(root, path, rx, 1, &p);
+    if (r < 0)
+        return r;
+    if (p.tfd >= 0)
+        r = bn_neg(fchownat(p.tfd, "", (uid_t)uid, (gid_t)gid, AT_EMPTY_PATH));
+    else
+        r = bn_neg(fchownat(p.pfd, p.leaf, (uid_t)uid, (gid_t)gid, AT_SYMLINK_NOFOLLOW));
+    bn_release(&p);
+    return r;
+}
+
+int bn_utime(int root, const char *path, int64_t atime_ns, int64_t mtime_ns, int now, int rx)
+{
+    bn_path p;
+    struct timespec ts[2];
+    int r = bn_split(root, path, rx, 1, &p);
+    if (r < 0)
+        return r;
+    ts[0].tv_sec = atime_ns / 1000000000LL;
+    ts[0].tv_nsec = atime_ns % 1000000000LL;
+    ts[1].tv_sec = mtime_ns / 1000000000LL;
+    ts[1].tv_nsec = mtime_ns % 1000000000LL;
+    for (int i = 0; i < 2; i++)
+        if (ts[i].tv_nsec < 0) {
+            ts[i].tv_nsec += 1000000000LL;
+            ts[i].tv_sec -= 1;
+        }
+    const struct timespec *t = now ? NULL : ts;
+    if (p.tfd >= 0)
+        r = bn_neg(utimensat(p.tfd, "", t, AT_EMPTY_PATH));
+    else
+        r = bn_neg(utimensat(p.pfd, p.leaf, t, AT_SYMLINK_NOFOLLOW));
+    bn_release(&p);
+    return r;
+}
+
+int bn_truncate(int root, const char *path, int64_t length, int rx)
+{
+    if (length < 0)
+        return -EINVAL;
+    int fd = bn_open_regular(root, path, O_WRONLY, 0, rx);
+    if (fd < 0)
+        return fd;
+    int r = bn_neg(ftruncate(fd, (off_t)length));
+    close(fd);
+    return r;
+}

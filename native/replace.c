@@ -1,0 +1,363 @@
+/*
+ * replace.c: contents that appear whole or not at all (write_file, copy_file, and every
+ * file cp copies), and the crash journal that keeps a kill -9 from leaving a temporary
+ * name behind.  The destination directory and leaf come from the resolver; nothing here
+ * resolves a caller's path.
+ */
+#include "internal.h"
+
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/xattr.h>
+#include <time.h>
+
+#ifndef FICLONE
+#define FICLONE _IOW(0x94, 9, int)
+#endif
+
+static int bn_write_all(int fd, const char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, buf, len > (1 << 30) ? (1 << 30) : len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int bn_copy_fd(int in, int out, int reflink)
+{
+    if (reflink != BN_REFLINK_NEVER) {
+        if (ioctl(out, FICLONE, in) == 0)
+            return 0;
+        if (reflink == BN_REFLINK_ALWAYS)
+            return -errno;
+    }
+    int use_cfr = 1;
+    char *buf = NULL;
+    for (;;) {
+        ssize_t n;
+        if (use_cfr) {
+            n = copy_file_range(in, NULL, out, NULL, 1 << 30, 0);
+            if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
+                          errno == EOPNOTSUPP || errno == EBADF)) {
+                use_cfr = 0;
+                continue;
+            }
+        } else {
+            if (!buf && !(buf = malloc(1 << 20)))
+                return -ENOMEM;
+            n = read(in, buf, 1 << 20);
+            if (n > 0) {
+                int r = bn_write_all(out, buf, (size_t)n);
+                if (r < 0) {
+                    free(buf);
+                    return r;
+                }
+            }
+        }
+        if (n == 0)
+            break;
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            int e = errno;
+            free(buf);
+            return -e;
+        }
+    }
+    free(buf);
+    return 0;
+}
+
+void bn_tmpname(char *out, size_t n, const char *leaf)
+{
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof r, GRND_NONBLOCK) != sizeof r)
+        r = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)&r;
+    snprintf(out, n, ".%.200s.beneathd-%016llx", leaf, (unsigned long long)r);
+}
+
+/*
+ * Crash journal for temporary names. Linux cannot link an O_TMPFILE over an existing
+ * name, so replacing one takes a visible temporary name and a rename; a SIGKILL between
+ * the two would leave that name behind. So, when a journal `j` is given (a file in a
+ * private directory outside the root, mapped MAP_SHARED: what is stored there is in the
+ * page cache at once and outlives the process), a record exists from just before a
+ * temporary name appears until just after it is gone: one slot holding "BNJ1", a length
+ * and the temporary's absolute path as /proc/self/fd shows its directory. No syscall but
+ * that readlink. The next Root that takes the journal removes what the records name
+ * (beneath the root only; daemon/journal.py). Best effort: a path that does not fit a
+ * slot (over ~4 KiB) leaves the call unjournaled. More than BN_JSLOTS temporaries at once
+ * in one process wait for a free slot.
+ */
+struct bn_journal { char *map; uint64_t used[BN_JSLOTS / 64]; };
+
+bn_journal *bn_journal_map(int fd)
+{
+    struct bn_journal *j = calloc(1, sizeof *j);
+    if (!j)
+        return NULL;
+    j->map = mmap(NULL, (size_t)BN_JSLOT * BN_JSLOTS, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (j->map == MAP_FAILED) {
+        int e = errno;
+        free(j);
+        errno = e;
+        return NULL;
+    }
+    return j;
+}
+
+void bn_journal_unmap(bn_journal *j)
+{
+    if (j) {
+        munmap(j->map, (size_t)BN_JSLOT * BN_JSLOTS);
+        free(j);
+    }
+}
+
+static int bn_jclaim(bn_journal *j)
+{
+    for (;;) {
+        for (int w = 0; w < BN_JSLOTS / 64; w++) {
+            uint64_t cur = __atomic_load_n(&j->used[w], __ATOMIC_RELAXED);
+            while (~cur) {
+                int b = __builtin_ctzll(~cur);
+                if (__atomic_compare_exchange_n(&j->used[w], &cur, cur | (1ULL << b), 0,
+                                                __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+                    return w * 64 + b;
+            }
+        }
+        sched_yield();
+    }
+}
+
+int bn_jadd(bn_journal *j, int dfd, const char *tmp)
+{
+    char pb[64], p[PATH_MAX];
+    if (!j)
+        return -1;
+    ssize_t n = readlink(bn_procfd(pb, sizeof pb, dfd), p, sizeof p);
+    if (n <= 0)
+        return -1;
+    size_t t = strlen(tmp), len = (size_t)n + 1 + t;
+    if (8 + len > BN_JSLOT)
+        return -1;
+    int s = bn_jclaim(j);
+    char *rec = j->map + (size_t)s * BN_JSLOT;
+    uint32_t l32 = (uint32_t)len;
+    memcpy(rec + 8, p, (size_t)n);
+    rec[8 + n] = '/';
+    memcpy(rec + 9 + n, tmp, t);
+    memcpy(rec + 4, &l32, 4);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    memcpy(rec, "BNJ1", 4);
+    return s;
+}
+
+void bn_jdel(bn_journal *j, int s)
+{
+    if (j && s >= 0) {
+        __atomic_store_n(j->map + (size_t)s * BN_JSLOT, (char)0, __ATOMIC_RELEASE);
+        __atomic_fetch_and(&j->used[s / 64], ~(1ULL << (s % 64)), __ATOMIC_RELEASE);
+    }
+}
+
+/*
+ * Atomically make dfd/leaf hold new content: fill an O_TMPFILE (or, where the file system
+ * has none, a hidden temporary name) with `fill`, then link it in (noreplace) or rename
+ * it over the old name. The destination is whole or absent; the temporary name, if any,
+ * is removed on every failure and journaled in `j` (see bn_jadd) while it exists.
+ */
+int bn_atomic_replace(int dfd, const char *leaf, int mode, int flags,
+                             const struct stat *meta, bn_fill_fn fill, void *arg, bn_journal *j)
+{
+    char tmp[NAME_MAX + 64], pb[64];
+    int rec = -1;
+    int r, fd, named = 0;
+    struct stat old;
+    int have_old = fstatat(dfd, leaf, &old, AT_SYMLINK_NOFOLLOW) == 0;
+    if (have_old && S_ISDIR(old.st_mode))
+        return -EISDIR;
+    if (have_old && !(flags & BN_AW_OVERWRITE))
+        return -EEXIST;
+
+    fd = openat(dfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, (mode_t)(mode & 07777));
+    if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+        for (int i = 0; i < 16 && fd < 0; i++) {
+            bn_tmpname(tmp, sizeof tmp, leaf);
+            rec = bn_jadd(j, dfd, tmp);
+            fd = openat(dfd, tmp, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC,
+                        (mode_t)(mode & 07777));
+            if (fd < 0) {
+                int e = errno;
+                bn_jdel(j, rec);
+                errno = e;
+                if (e != EEXIST)
+                    break;
+            }
+        }
+        named = fd >= 0;
+    }
+    if (fd < 0)
+        return -errno;
+    r = fill(fd, arg);
+    if (r == 0 && (flags & BN_AW_KEEP_MODE) && have_old && S_ISREG(old.st_mode))
+        r = bn_neg(fchmod(fd, old.st_mode & 07777));
+    else if (r == 0 && (flags & BN_AW_EXACT_MODE))
+        r = bn_neg(fchmod(fd, mode & 07777));
+    if (r == 0 && meta) {
+        struct timespec ts[2] = {meta->st_atim, meta->st_mtim};
+        if (fchown(fd, meta->st_uid, meta->st_gid) < 0 && errno != EPERM)
+            r = -errno;
+        if (r == 0)
+            r = bn_neg(fchmod(fd, meta->st_mode & 07777));
+        if (r == 0)
+            r = bn_neg(futimens(fd, ts));
+    }
+    if (r == 0)
+        BN_HOOK(3);
+    if (r == 0 && !named) {
+        /* the unprivileged way to link an O_TMPFILE: through its /proc/self/fd magic link */
+        bn_procfd(pb, sizeof pb, fd);
+        if (have_old)
+            errno = EEXIST;   /* known to exist: the noreplace link would fail anyway */
+        else if (linkat(AT_FDCWD, pb, dfd, leaf, AT_SYMLINK_FOLLOW) == 0)
+            goto done;
+        if (errno != EEXIST || !(flags & BN_AW_OVERWRITE)) {
+            r = -errno;
+            goto done;
+        }
+        for (int i = 0; i < 16; i++) {
+            bn_tmpname(tmp, sizeof tmp, leaf);
+            rec = bn_jadd(j, dfd, tmp);
+            if (linkat(AT_FDCWD, pb, dfd, tmp, AT_SYMLINK_FOLLOW) == 0) {
+                named = 1;
+                break;
+            }
+            int e = errno;
+            bn_jdel(j, rec);
+            if (e != EEXIST) {
+                r = -e;
+                goto done;
+            }
+        }
+        if (!named)
+            r = -EEXIST;
+    }
+    if (r == 0 && named) {
+        if (flags & BN_AW_OVERWRITE)
+            r = bn_neg(renameat(dfd, tmp, dfd, leaf));
+        else
+            r = bn_neg((int)syscall(SYS_renameat2, dfd, tmp, dfd, leaf, RENAME_NOREPLACE));
+    }
+    if (r < 0 && named)
+        unlinkat(dfd, tmp, 0);
+    if (named)
+        bn_jdel(j, rec);
+done:
+    close(fd);
+    return r;
+}
+
+struct bn_buf { const char *buf; size_t len; };
+static int bn_fill_buf(int fd, void *arg)
+{
+    struct bn_buf *b = arg;
+    return bn_write_all(fd, b->buf, b->len);
+}
+
+/*
+ * Extended attributes (user.*, ACLs, ...), as `cp -a` and shutil.copystat copy them: every
+ * name the source lists that the destination accepts. Like shutil, a refusal for lack of
+ * privilege or support (EPERM, ENOTSUP, EINVAL, ENODATA) skips that name.
+ */
+static int bn_xattr_skip(int e) { return e == EPERM || e == ENOTSUP || e == EINVAL || e == ENODATA; }
+
+int bn_copy_xattrs(int in, int out)
+{
+    char small[1024], *list = small, *val = NULL;
+    ssize_t n = flistxattr(in, small, sizeof small);
+    if (n < 0 && errno == ERANGE) {
+        n = flistxattr(in, NULL, 0);
+        if (n > 0 && !(list = malloc((size_t)n)))
+            return -ENOMEM;
+        if (n > 0)
+            n = flistxattr(in, list, (size_t)n);
+    }
+    int r = n < 0 ? (bn_xattr_skip(errno) ? 0 : -errno) : 0;
+    if (n > 0 && !(val = malloc(XATTR_SIZE_MAX)))
+        r = -ENOMEM;
+    for (char *name = list; r == 0 && n > 0 && name < list + n; name += strlen(name) + 1) {
+        ssize_t v = fgetxattr(in, name, val, XATTR_SIZE_MAX);
+        if (v < 0)
+            r = bn_xattr_skip(errno) ? 0 : -errno;
+        else if (fsetxattr(out, name, val, (size_t)v, 0) < 0)
+            r = bn_xattr_skip(errno) ? 0 : -errno;
+    }
+    free(val);
+    if (list != small)
+        free(list);
+    return r;
+}
+
+int bn_fill_fd(int fd, void *arg)
+{
+    struct bn_src *s = arg;
+    int r = bn_copy_fd(s->fd, fd, s->reflink);
+    return (r == 0 && s->xattrs) ? bn_copy_xattrs(s->fd, fd) : r;
+}
+
+int bn_write_file(int root, const char *path, const char *buf, size_t len, int mode, int flags, bn_journal *j, int rx)
+{
+    bn_path p;
+    int r = bn_split(root, path, rx, 0, &p);
+    if (r < 0)
+        return r;
+    if (p.dots)
+        r = -EISDIR;
+    else if (p.slash)
+        r = -EISDIR;
+    else {
+        struct bn_buf b = {buf, len};
+        r = bn_atomic_replace(p.pfd, p.leaf, mode, flags, NULL, bn_fill_buf, &b, j);
+    }
+    bn_release(&p);
+    return r;
+}
+
+int bn_copy_file(int root, const char *src, const char *dst, int overwrite, int reflink, int preserve, bn_journal *j, int rx)
+{
+    struct stat st;
+    bn_path p;
+    int sfd = bn_open_regular(root, src, O_RDONLY, 0, rx);
+    if (sfd < 0)
+        return sfd;
+    int r = bn_neg(fstat(sfd, &st));
+    if (r == 0)
+        r = bn_split(root, dst, rx, 0, &p);
+    if (r < 0) {
+        close(sfd);
+        return r;
+    }
+    if (p.dots || p.slash)
+        r = -EISDIR;
+    else {
+        struct bn_src s = {sfd, reflink, preserve};
+        r = bn_atomic_replace(p.pfd, p.leaf, st.st_mode & 07777,
+                              (overwrite ? BN_AW_OVERWRITE : 0) | BN_AW_EXACT_MODE,
+                              preserve ? &st : NULL, bn_fill_fd, &s, j);
+    }
+    bn_release(&p);
+    close(sfd);
+    return r;
+}
