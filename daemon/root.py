@@ -32,6 +32,8 @@ _RENAME_NOREPLACE = 1
 _RENAME_EXCHANGE = 2
 _REFLINK = {"never": lib.BN_REFLINK_NEVER, "auto": lib.BN_REFLINK_AUTO, "always": lib.BN_REFLINK_ALWAYS}
 _ENOTREG_MESSAGE = "not a regular file"
+_ECHANGED_MESSAGE = "a directory in the tree was moved or replaced during the walk; stopped there"
+_ETOODEEP_MESSAGE = f"tree deeper than {lib.BN_TREE_MAX_DEPTH} levels (the walk limit)"
 _MAX_LINKS = 40
 _O_PATH = os.O_PATH
 _os_stat = os.stat
@@ -81,6 +83,10 @@ def _error(code: int, path: Any, path2: Any = None) -> OSError:
         return EscapeError(path, path2)
     if code == lib.BN_ENOTREG:
         return PermissionError(errno.EPERM, _ENOTREG_MESSAGE, path)
+    if code == lib.BN_ECHANGED:
+        return OSError(errno.EAGAIN, _ECHANGED_MESSAGE, path)
+    if code == lib.BN_ETOODEEP:
+        return OSError(errno.ENAMETOOLONG, _ETOODEEP_MESSAGE, path)
     return make_error(code, path, path2)
 
 

@@ -20,6 +20,8 @@
 /* cdef: begin */
 #define BN_EESCAPE 4096
 #define BN_ENOTREG 4097
+#define BN_ECHANGED 4098
+#define BN_ETOODEEP 4099
 #define BN_RESOLVE_NO_XDEV 1
 
 #define BN_CP_RECURSIVE 1
@@ -33,6 +35,9 @@
 #define BN_AW_EXACT_MODE 4
 #define BN_JSLOT 4096
 #define BN_JSLOTS 256
+
+/* Tree walks (native/tree.c): the deepest tree a walk descends (deeper: -BN_ETOODEEP). */
+#define BN_TREE_MAX_DEPTH 1048576
 
 /* The crash journal (native/replace.c): a shared mapping of a BN_JSLOTS x BN_JSLOT file. */
 typedef struct bn_journal bn_journal;
@@ -63,7 +68,7 @@ int bn_truncate(int root, const char *path, int64_t length, int rx);
 int bn_write_file(int root, const char *path, const char *buf, size_t len, int mode, int flags, bn_journal *j, int rx);
 int bn_copy_file(int root, const char *src, const char *dst, int overwrite, int reflink, int preserve, bn_journal *j, int rx);
 
-/* tree.c: rm -r and cp -r by descending dirfds */
+/* tree.c: rm -r and cp -r by descending dirfds, at any depth */
 int bn_cp(int root, const char *src, const char *dst, int flags, bn_journal *j, int rx);
 int bn_rm(int root, const char *path, int recursive, int force, int rx);
 

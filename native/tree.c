@@ -1,37 +1,356 @@
 /*
- * tree.c: rm -r and cp -r, descending by dirfd only (O_NOFOLLOW|O_DIRECTORY), never
- * through a link.
+ * tree.c: rm -r and cp -r, by descending directory fds, at any depth a file system holds.
+ *
+ * A project user can build a tree as deep as they like (one mkdirat per level never needs
+ * a long path), so a walker must not spend anything per level that is bounded elsewhere:
+ *
+ * - Stack.  The walk is a loop over an explicit, heap-allocated stack of frames (one per
+ *   directory on the current path), never recursion: a thread's C stack (the daemon walks
+ *   in worker threads) is the same few hundred bytes at depth 3 or 1,000,000.
+ *
+ * - Names.  A frame reads its directory whole on entry (getdents64, as fts does) into one
+ *   arena shared by the walk: frames are LIFO, so a frame's listing is always at the
+ *   arena's end while it is the top.  A frame names itself by an offset into its parent's
+ *   listing, so a level costs a frame (~130 bytes) plus its names, and no path string from
+ *   the top is ever built (it could exceed PATH_MAX).
+ *
+ * - Fds.  Holding one fd per level would run into RLIMIT_NOFILE at a few thousand levels.
+ *   A frame keeps its fds open only while bn_keep() says so: always for the first
+ *   BN_TREE_PREFIX levels (an ordinary tree never closes one), and otherwise densely near
+ *   the top of the stack and ever more sparsely further up (every 2^k-th frame at a distance
+ *   of 2^k * BN_TREE_WINDOW), so a walk holds about PREFIX + WINDOW * (2 + log2(depth))
+ *   directory fds per side (cp walks two trees).  A closed frame is reopened when the walk
+ *   comes back to it, from the nearest open ancestor, one getdents name at a time through
+ *   bn_open_child_dir (openat2, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS): never through "..",
+ *   whose meaning changes when a directory is moved.  Each reopened directory must have the
+ *   device and inode recorded when it was first opened; if a directory was moved or
+ *   replaced meanwhile the walk fails with BN_ECHANGED instead of going on somewhere else.
+ *   Re-walking costs a few openat2 per level on the way back up (the log-spaced checkpoints
+ *   keep each gap short).
+ *
+ * - Limit.  BN_TREE_MAX_DEPTH levels (the only one): deeper, a walk reports BN_ETOODEEP.
+ *   There is no ELOOP without a symlink.
+ *
+ * Links are never followed inside a tree: entries are lstat'ed (fstatat NOFOLLOW) and
+ * directories opened with RESOLVE_NO_SYMLINKS, so a directory swapped for a link between
+ * the two steps fails to open (ELOOP) instead of being descended into.
  */
 #include "internal.h"
 
-#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#define BN_MAX_DEPTH 4000
+#define BN_TREE_PREFIX 8        /* levels whose fds are never closed */
+#define BN_TREE_WINDOW 2        /* see bn_keep */
+#define BN_TREE_OPEN_MAX 128    /* open frames tracked; bn_keep allows ~60 at the depth limit */
+#define BN_TREE_TRIES 8         /* rm: a directory refilled or swapped this often gives EAGAIN */
 
-static int bn_opendir_at(int dfd, const char *name)
+/* What cp copies onto a directory once its contents are done. */
+typedef struct {
+    mode_t mode;
+    uid_t uid;
+    gid_t gid;
+    struct timespec atim, mtim;
+} bn_meta;
+
+typedef struct {
+    int fd[2];            /* O_RDONLY|O_DIRECTORY per side, or -1 while closed (bn_keep) */
+    dev_t dev[2];
+    ino_t ino[2];         /* what a reopen must find */
+    size_t name;          /* arena offset of its name (in the parent's listing) */
+    size_t list, end;     /* arena range of its own listing */
+    size_t pos;           /* next name to visit */
+    int err;              /* cp: the first failure inside this directory */
+    int tries;            /* rm: refills and swaps seen */
+    bn_meta meta;         /* cp: the source directory's */
+} bn_frame;
+
+typedef struct {
+    int sides;                          /* 1: rm, 2: cp (source, copy) */
+    bn_frame *f;
+    size_t n, cap;
+    char *arena;
+    size_t alen, acap;
+    size_t open[BN_TREE_OPEN_MAX];      /* indices of frames with open fds, ascending */
+    int nopen;
+    char *dents;                        /* getdents64 buffer */
+} bn_walk;
+
+#define BN_DENTS 32768
+
+static int bn_keep(size_t i, size_t top)
 {
-    int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-    return fd < 0 ? -errno : fd;
+    size_t d = top - i;
+    if (i < BN_TREE_PREFIX || d < 2 * BN_TREE_WINDOW)
+        return 1;
+    size_t g = 1;
+    while (g * 2 * BN_TREE_WINDOW <= d)
+        g *= 2;   /* the largest power of two with g * WINDOW <= d */
+    return i % g == 0;
 }
 
-static int bn_rm_contents(int dfd, int depth);
-
-/* Remove dfd/name whatever it is; a directory is emptied through its own fd first. */
-static int bn_rm_entry(int dfd, const char *name, int depth)
+static int bn_walk_init(bn_walk *w, int sides, const char *top_name)
 {
-    for (int attempt = 0; attempt < 8; attempt++) {
-        if (unlinkat(dfd, name, 0) == 0)
-            return 0;
-        if (errno == ENOENT)
+    memset(w, 0, sizeof *w);
+    w->sides = sides;
+    size_t n = strlen(top_name) + 1;
+    w->acap = n > 4096 ? n : 4096;
+    w->arena = malloc(w->acap);
+    w->dents = malloc(BN_DENTS);
+    if (!w->arena || !w->dents) {
+        free(w->arena);
+        free(w->dents);
+        w->arena = w->dents = NULL;
+        return -ENOMEM;
+    }
+    memcpy(w->arena, top_name, n);
+    w->alen = n;
+    return 0;
+}
+
+static void bn_frame_close(bn_walk *w, bn_frame *f)
+{
+    for (int s = 0; s < w->sides; s++)
+        if (f->fd[s] >= 0) {
+            close(f->fd[s]);
+            f->fd[s] = -1;
+        }
+}
+
+static void bn_walk_free(bn_walk *w)
+{
+    for (size_t i = 0; i < w->n; i++)
+        bn_frame_close(w, &w->f[i]);
+    free(w->f);
+    free(w->arena);
+    free(w->dents);
+}
+
+static int bn_arena_put(bn_walk *w, const char *s, size_t n)
+{
+    if (w->alen + n > w->acap) {
+        size_t c = w->acap;
+        while (w->alen + n > c)
+            c *= 2;
+        char *a = realloc(w->arena, c);
+        if (!a)
+            return -ENOMEM;
+        w->arena = a;
+        w->acap = c;
+    }
+    memcpy(w->arena + w->alen, s, n);
+    w->alen += n;
+    return 0;
+}
+
+/* The frame's listing, read whole into the arena's end ("." and ".." left out). */
+static int bn_read_names(bn_walk *w, bn_frame *f)
+{
+    int fd = f->fd[0];
+    w->alen = f->list;
+    if (lseek(fd, 0, SEEK_SET) < 0)
+        return -errno;
+    for (;;) {
+        long n = syscall(SYS_getdents64, fd, w->dents, BN_DENTS);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (n == 0)
+            break;
+        for (long off = 0; off < n;) {
+            /* struct linux_dirent64: ino (8), off (8), reclen (2), type (1), name */
+            unsigned short reclen;
+            memcpy(&reclen, w->dents + off + 16, sizeof reclen);
+            const char *name = w->dents + off + 19;
+            off += reclen;
+            if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0)))
+                continue;
+            int r = bn_arena_put(w, name, strlen(name) + 1);
+            if (r < 0)
+                return r;
+        }
+    }
+    f->end = w->alen;
+    f->pos = f->list;
+    return 0;
+}
+
+static void bn_open_add(bn_walk *w, size_t i)
+{
+    int k = w->nopen;
+    while (k > 0 && w->open[k - 1] > i) {
+        w->open[k] = w->open[k - 1];
+        k--;
+    }
+    w->open[k] = i;
+    w->nopen++;
+}
+
+/* After the stack grew: close what bn_keep no longer wants (frame 0 and the top stay). */
+static void bn_enforce(bn_walk *w)
+{
+    size_t top = w->n - 1;
+    int k = 0;
+    for (int j = 0; j < w->nopen; j++) {
+        size_t i = w->open[j];
+        if (bn_keep(i, top))
+            w->open[k++] = i;
+        else
+            bn_frame_close(w, &w->f[i]);
+    }
+    w->nopen = k;
+}
+
+static int bn_fd_is(int fd, dev_t dev, ino_t ino)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 && st.st_dev == dev && st.st_ino == ino;
+}
+
+/*
+ * Make frame i's fds open again: from the nearest open ancestor, reopen each frame below
+ * it by name, checking each is the directory it was.  Frames bn_keep wants stay open;
+ * the others are opened only to reach the next one.
+ */
+static int bn_ensure(bn_walk *w, size_t i)
+{
+    if (w->f[i].fd[0] >= 0)
+        return 0;
+    size_t top = w->n - 1;
+    int k = w->nopen - 1;
+    while (k >= 0 && w->open[k] > i)
+        k--;
+    size_t a = w->open[k];   /* frame 0 is always open */
+    int prev[2] = {w->f[a].fd[0], w->f[a].fd[1]}, prev_tmp = 0;
+    for (size_t j = a + 1; j <= i; j++) {
+        bn_frame *f = &w->f[j];
+        int fd[2] = {-1, -1}, r = 0;
+        for (int s = 0; s < w->sides && r == 0; s++) {
+            fd[s] = bn_open_child_dir(prev[s], w->arena + f->name);
+            if (fd[s] < 0) {
+                r = fd[s] == -ENOMEM || fd[s] == -EMFILE || fd[s] == -ENFILE ? fd[s] : -BN_ECHANGED;
+                fd[s] = -1;
+            } else if (!bn_fd_is(fd[s], f->dev[s], f->ino[s]))
+                r = -BN_ECHANGED;
+        }
+        if (prev_tmp)
+            for (int s = 0; s < w->sides; s++)
+                close(prev[s]);
+        if (r < 0) {
+            for (int s = 0; s < w->sides; s++)
+                if (fd[s] >= 0)
+                    close(fd[s]);
+            return r;
+        }
+        prev[0] = fd[0];
+        prev[1] = fd[1];
+        prev_tmp = !(j == i || (bn_keep(j, top) && w->nopen < BN_TREE_OPEN_MAX));
+        if (!prev_tmp) {
+            f->fd[0] = fd[0];
+            f->fd[1] = fd[1];
+            bn_open_add(w, j);
+        }
+    }
+    return 0;
+}
+
+/* The directory fds of the walk's top frame's parent: frame top-1, or `base` for frame 0. */
+static int bn_parent_fd(bn_walk *w, const int *base, int side, int *out)
+{
+    if (w->n == 1) {
+        *out = base[side];
+        return 0;
+    }
+    int r = bn_ensure(w, w->n - 2);
+    *out = w->f[w->n - 2].fd[side];
+    return r;
+}
+
+/* Push a frame for the directory whose fds are `fd` (taken in every case). */
+static int bn_push(bn_walk *w, const int *fd, size_t name, const bn_meta *meta)
+{
+    int r = 0;
+    bn_frame *f = NULL;
+    if (w->n >= BN_TREE_MAX_DEPTH)
+        r = -BN_ETOODEEP;
+    if (r == 0 && w->n == w->cap) {
+        size_t c = w->cap ? w->cap * 2 : 64;
+        bn_frame *nf = realloc(w->f, c * sizeof *nf);
+        if (!nf)
+            r = -ENOMEM;
+        else {
+            w->f = nf;
+            w->cap = c;
+        }
+    }
+    if (r == 0) {
+        f = &w->f[w->n];
+        memset(f, 0, sizeof *f);
+        f->fd[0] = f->fd[1] = -1;
+        for (int s = 0; s < w->sides && r == 0; s++) {
+            struct stat st;
+            if (fstat(fd[s], &st) < 0)
+                r = -errno;
+            f->dev[s] = st.st_dev;
+            f->ino[s] = st.st_ino;
+        }
+    }
+    if (r < 0) {
+        for (int s = 0; s < w->sides; s++)
+            close(fd[s]);
+        return r;
+    }
+    f->fd[0] = fd[0];
+    f->fd[1] = w->sides > 1 ? fd[1] : -1;
+    f->name = name;
+    f->list = w->alen;
+    if (meta)
+        f->meta = *meta;
+    w->n++;
+    bn_open_add(w, w->n - 1);
+    bn_enforce(w);
+    r = bn_read_names(w, f);
+    if (r < 0) {
+        bn_frame_close(w, f);
+        w->nopen--;   /* the top is the last open frame */
+        w->n--;
+        w->alen = f->list;
+    }
+    return r;
+}
+
+static void bn_pop(bn_walk *w)
+{
+    bn_frame *f = &w->f[w->n - 1];
+    if (f->fd[0] >= 0) {
+        bn_frame_close(w, f);
+        w->nopen--;
+    }
+    w->alen = f->list;
+    w->n--;
+}
+
+/* ---- rm -r ----------------------------------------------------------------------------- */
+
+/*
+ * Remove dfd/<arena name> whatever it is: unlink it, or push its frame to empty it first
+ * (returns 1).  A name swapped between a file, a link and a directory meanwhile is tried
+ * again, at most BN_TREE_TRIES times.
+ */
+static int bn_rm_name(bn_walk *w, int dfd, size_t name, int tries)
+{
+    for (; tries < BN_TREE_TRIES; tries++) {
+        const char *n = w->arena + name;
+        if (unlinkat(dfd, n, 0) == 0 || errno == ENOENT)
             return 0;
         int why = errno;
         if (why != EISDIR && why != EPERM)
             return -why;
         BN_HOOK(2);
-        int cfd = bn_opendir_at(dfd, name);
+        int cfd = bn_open_child_dir(dfd, n);
         if (cfd == -ENOTDIR || cfd == -ELOOP) {
             if (why == EPERM)
                 return -EPERM;
@@ -41,45 +360,63 @@ static int bn_rm_entry(int dfd, const char *name, int depth)
             return 0;
         if (cfd < 0)
             return cfd;
-        int r = bn_rm_contents(cfd, depth + 1);   /* takes cfd */
+        int fds[1] = {cfd};
+        int r = bn_push(w, fds, name, NULL);
         if (r < 0)
             return r;
-        if (unlinkat(dfd, name, AT_REMOVEDIR) == 0 || errno == ENOENT)
-            return 0;
-        if (errno != ENOTEMPTY && errno != ENOTDIR)
-            return -errno;
+        w->f[w->n - 1].tries = tries;
+        return 1;
     }
     return -EAGAIN;
 }
 
-static int bn_rm_contents(int dfd, int depth)
+static int bn_rm_tree(int pfd, const char *leaf)
 {
-    if (depth > BN_MAX_DEPTH) {
-        close(dfd);
-        return -ELOOP;
-    }
-    DIR *d = fdopendir(dfd);
-    if (!d) {
-        int e = errno;
-        close(dfd);
-        return -e;
-    }
-    int r = 0;
-    struct dirent *de;
-    errno = 0;
-    while ((de = readdir(d)) != NULL) {
-        const char *n = de->d_name;
-        if (n[0] == '.' && (n[1] == 0 || (n[1] == '.' && n[2] == 0)))
+    bn_walk w;
+    int base[1] = {pfd};
+    int r = bn_walk_init(&w, 1, leaf);
+    if (r < 0)
+        return r;
+    r = bn_rm_name(&w, pfd, 0, 0);
+    while (r >= 0 && w.n > 0) {
+        bn_frame *f = &w.f[w.n - 1];
+        if (f->pos < f->end) {
+            size_t name = f->pos;
+            f->pos += strlen(w.arena + name) + 1;
+            r = bn_ensure(&w, w.n - 1);
+            if (r == 0)
+                r = bn_rm_name(&w, w.f[w.n - 1].fd[0], name, 0);
             continue;
-        r = bn_rm_entry(dirfd(d), n, depth);
+        }
+        /* emptied: remove it from its parent */
+        int dfd;
+        r = bn_parent_fd(&w, base, 0, &dfd);
         if (r < 0)
             break;
-        errno = 0;
+        f = &w.f[w.n - 1];
+        if (unlinkat(dfd, w.arena + f->name, AT_REMOVEDIR) == 0 || errno == ENOENT) {
+            bn_pop(&w);
+            continue;
+        }
+        int e = errno, tries = f->tries + 1;
+        if (tries >= BN_TREE_TRIES) {
+            r = -EAGAIN;
+        } else if (e == ENOTEMPTY) {
+            f->tries = tries;   /* entries appeared meanwhile: list it again */
+            r = bn_ensure(&w, w.n - 1);
+            if (r == 0)
+                r = bn_read_names(&w, &w.f[w.n - 1]);
+        } else if (e == ENOTDIR) {
+            size_t name = f->name;   /* swapped for a file: remove that */
+            bn_pop(&w);
+            r = w.n ? bn_ensure(&w, w.n - 1) : 0;
+            if (r == 0)
+                r = bn_rm_name(&w, w.n ? w.f[w.n - 1].fd[0] : pfd, name, tries);
+        } else
+            r = -e;
     }
-    if (r == 0 && errno != 0)
-        r = -errno;
-    closedir(d);
-    return r;
+    bn_walk_free(&w);
+    return r < 0 ? r : 0;
 }
 
 int bn_rm(int root, const char *path, int recursive, int force, int rx)
@@ -107,12 +444,14 @@ int bn_rm(int root, const char *path, int recursive, int force, int rx)
                 r = -EISDIR;
         }
     } else
-        r = bn_rm_entry(p.pfd, p.leaf, 0);
+        r = bn_rm_tree(p.pfd, p.leaf);
     if (r == -ENOENT && force)
         r = 0;
     bn_release(&p);
     return r;
 }
+
+/* ---- cp -r ----------------------------------------------------------------------------- */
 
 struct bn_cpctx {
     int flags;
@@ -121,61 +460,49 @@ struct bn_cpctx {
     ino_t top_ino;   /* the destination top directory: never copied into itself */
 };
 
-static int bn_set_meta(int fd, const struct stat *st, int is_link_parent, const char *name)
+static void bn_meta_of(const struct stat *st, bn_meta *m)
 {
-    struct timespec ts[2] = {st->st_atim, st->st_mtim};
-    if (is_link_parent) {   /* fd is the parent, name the symlink */
-        if (fchownat(fd, name, st->st_uid, st->st_gid, AT_SYMLINK_NOFOLLOW) < 0 && errno != EPERM)
+    m->mode = st->st_mode;
+    m->uid = st->st_uid;
+    m->gid = st->st_gid;
+    m->atim = st->st_atim;
+    m->mtim = st->st_mtim;
+}
+
+/* Owner (where permitted), mode and times onto a copied directory (fd) or link (dfd/name). */
+static int bn_set_meta(int fd, const bn_meta *m, const char *link_name)
+{
+    struct timespec ts[2] = {m->atim, m->mtim};
+    if (link_name) {
+        if (fchownat(fd, link_name, m->uid, m->gid, AT_SYMLINK_NOFOLLOW) < 0 && errno != EPERM)
             return -errno;
-        return bn_neg(utimensat(fd, name, ts, AT_SYMLINK_NOFOLLOW));
+        return bn_neg(utimensat(fd, link_name, ts, AT_SYMLINK_NOFOLLOW));
     }
-    if (fchown(fd, st->st_uid, st->st_gid) < 0 && errno != EPERM)
+    if (fchown(fd, m->uid, m->gid) < 0 && errno != EPERM)
         return -errno;
-    if (fchmod(fd, st->st_mode & 07777) < 0)
+    if (fchmod(fd, m->mode & 07777) < 0)
         return -errno;
     return bn_neg(futimens(fd, ts));
 }
 
-static int bn_cp_dir(int sfd, int dfd, struct bn_cpctx *c, int depth);
-
-/* Copy sfd/name (not followed) to dfd/name. */
-static int bn_cp_entry(int sfd, int dfd, const char *name, struct bn_cpctx *c, int depth)
+/* What a finished directory gets: xattrs, then mode (and with preserve owner and times). */
+static int bn_cp_dir_done(int cs, int cd, const bn_meta *m, int flags)
 {
-    struct stat st;
-    int preserve = c->flags & BN_CP_PRESERVE;
-    if (fstatat(sfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-        return errno == ENOENT ? 0 : -errno;
-    BN_HOOK(2);
-    if (S_ISDIR(st.st_mode)) {
-        if (st.st_dev == c->top_dev && st.st_ino == c->top_ino)
-            return 0;   /* the copy itself, inside its source: cp's "into itself" */
-        int cs = bn_opendir_at(sfd, name);
-        if (cs < 0)
-            return cs == -ENOENT ? 0 : cs;
-        if (mkdirat(dfd, name, 0700) < 0 && errno != EEXIST) {
-            int e = errno;
-            close(cs);
-            return -e;
-        }
-        int cd = bn_opendir_at(dfd, name);
-        if (cd < 0) {
-            close(cs);
-            return cd == -ELOOP ? -EEXIST : cd;
-        }
-        int r = bn_cp_dir(cs, cd, c, depth + 1);
-        if (r == 0 && preserve)
-            r = bn_copy_xattrs(cs, cd);
-        if (r == 0) {
-            if (preserve)
-                r = bn_set_meta(cd, &st, 0, NULL);
-            else
-                r = bn_neg(fchmod(cd, st.st_mode & 07777));
-        }
-        close(cs);
-        close(cd);
+    int r = 0;
+    if (flags & BN_CP_PRESERVE) {
+        r = bn_copy_xattrs(cs, cd);
+        if (r == 0)
+            r = bn_set_meta(cd, m, NULL);
         return r;
     }
-    if (S_ISLNK(st.st_mode)) {
+    return bn_neg(fchmod(cd, m->mode & 07777));
+}
+
+/* Copy the non-directory sfd/name (not followed) to dfd/name. */
+static int bn_cp_leaf(int sfd, int dfd, const char *name, const struct stat *st, struct bn_cpctx *c)
+{
+    int preserve = c->flags & BN_CP_PRESERVE;
+    if (S_ISLNK(st->st_mode)) {
         char target[PATH_MAX];
         ssize_t n = readlinkat(sfd, name, target, sizeof target - 1);
         if (n < 0)
@@ -202,15 +529,19 @@ static int bn_cp_entry(int sfd, int dfd, const char *name, struct bn_cpctx *c, i
             if (e)
                 return -e;
         }
-        return preserve ? bn_set_meta(dfd, &st, 1, name) : 0;
+        if (!preserve)
+            return 0;
+        bn_meta m;
+        bn_meta_of(st, &m);
+        return bn_set_meta(dfd, &m, name);
     }
-    if (S_ISFIFO(st.st_mode)) {
-        if (mknodat(dfd, name, S_IFIFO | (st.st_mode & 07777), 0) < 0 &&
+    if (S_ISFIFO(st->st_mode)) {
+        if (mknodat(dfd, name, S_IFIFO | (st->st_mode & 07777), 0) < 0 &&
             (errno != EEXIST || !(c->flags & BN_CP_OVERWRITE)))
             return -errno;
         return 0;
     }
-    if (!S_ISREG(st.st_mode))
+    if (!S_ISREG(st->st_mode))
         return 0;   /* sockets and device nodes are not copied */
     int fd = openat(sfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     if (fd < 0)
@@ -229,35 +560,98 @@ static int bn_cp_entry(int sfd, int dfd, const char *name, struct bn_cpctx *c, i
     return r;
 }
 
-static int bn_cp_dir(int sfd, int dfd, struct bn_cpctx *c, int depth)
+/* Copy the top frame's entry <arena name>: a directory pushes its frame (returns 1). */
+static int bn_cp_name(bn_walk *w, size_t name, struct bn_cpctx *c)
 {
-    if (depth > BN_MAX_DEPTH)
-        return -ELOOP;
-    int rfd = dup(sfd);
-    if (rfd < 0)
-        return -errno;
-    DIR *d = fdopendir(rfd);
-    if (!d) {
+    bn_frame *f = &w->f[w->n - 1];
+    int sfd = f->fd[0], dfd = f->fd[1];
+    const char *n = w->arena + name;
+    struct stat st;
+    if (fstatat(sfd, n, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return errno == ENOENT ? 0 : -errno;
+    BN_HOOK(2);
+    if (!S_ISDIR(st.st_mode))
+        return bn_cp_leaf(sfd, dfd, n, &st, c);
+    if (st.st_dev == c->top_dev && st.st_ino == c->top_ino)
+        return 0;   /* the copy itself, inside its source: cp's "into itself" */
+    int fds[2];
+    fds[0] = bn_open_child_dir(sfd, n);
+    if (fds[0] < 0)
+        return fds[0] == -ENOENT ? 0 : fds[0];
+    if (fstat(fds[0], &st) < 0 || mkdirat(dfd, n, 0700) < 0) {
         int e = errno;
-        close(rfd);
-        return -e;
+        if (e != EEXIST) {
+            close(fds[0]);
+            return -e;
+        }
     }
-    int r = 0, first = 0;
-    struct dirent *de;
-    errno = 0;
-    while ((de = readdir(d)) != NULL) {
-        const char *n = de->d_name;
-        if (n[0] == '.' && (n[1] == 0 || (n[1] == '.' && n[2] == 0)))
+    fds[1] = bn_open_child_dir(dfd, n);
+    if (fds[1] < 0) {
+        close(fds[0]);
+        return fds[1] == -ELOOP ? -EEXIST : fds[1];
+    }
+    bn_meta m;
+    bn_meta_of(&st, &m);
+    int r = bn_push(w, fds, name, &m);
+    return r < 0 ? r : 1;
+}
+
+/* Copy the contents of sd into dd (the top directories, not taken). */
+static int bn_cp_tree(int sd, int dd, struct bn_cpctx *c)
+{
+    bn_walk w;
+    int fds[2] = {dup(sd), dup(dd)}, r;
+    if (fds[0] < 0 || fds[1] < 0) {
+        r = -errno;
+        if (fds[0] >= 0)
+            close(fds[0]);
+        if (fds[1] >= 0)
+            close(fds[1]);
+        return r;
+    }
+    r = bn_walk_init(&w, 2, "");
+    if (r == 0)
+        r = bn_push(&w, fds, 0, NULL);
+    else {
+        close(fds[0]);
+        close(fds[1]);
+    }
+    if (r < 0) {
+        if (w.arena)
+            bn_walk_free(&w);
+        return r;
+    }
+    for (;;) {
+        bn_frame *f = &w.f[w.n - 1];
+        if (f->pos < f->end) {
+            size_t name = f->pos;
+            f->pos += strlen(w.arena + name) + 1;
+            int e = bn_ensure(&w, w.n - 1);
+            if (e < 0)
+                f->pos = f->end;   /* cannot go on in this directory */
+            else
+                e = bn_cp_name(&w, name, c);
+            f = &w.f[w.n - (e == 1 ? 2 : 1)];
+            if (e < 0 && f->err == 0)
+                f->err = e;   /* like cp: go on, report the first failure */
             continue;
-        r = bn_cp_entry(sfd, dfd, n, c, depth);
-        if (r < 0 && first == 0)
-            first = r;   /* like cp: go on, report the first failure */
-        errno = 0;
+        }
+        if (w.n == 1)
+            break;
+        int e = f->err;
+        if (e == 0) {
+            e = bn_ensure(&w, w.n - 1);
+            f = &w.f[w.n - 1];
+            if (e == 0)
+                e = bn_cp_dir_done(f->fd[0], f->fd[1], &f->meta, c->flags);
+        }
+        bn_pop(&w);
+        if (e < 0 && w.f[w.n - 1].err == 0)
+            w.f[w.n - 1].err = e;
     }
-    if (first == 0 && errno != 0)
-        first = -errno;
-    closedir(d);
-    return first;
+    r = w.f[0].err;
+    bn_walk_free(&w);
+    return r;
 }
 
 int bn_cp(int root, const char *src, const char *dst, int flags, bn_journal *j, int rx)
@@ -285,6 +679,11 @@ int bn_cp(int root, const char *src, const char *dst, int flags, bn_journal *j, 
     int sd = bn_openat2(root, src, O_RDONLY | O_DIRECTORY, 0, rx);
     if (sd < 0)
         return sd;
+    if (fstat(sd, &st) < 0) {
+        r = -errno;
+        close(sd);
+        return r;
+    }
     r = bn_split(root, dst, rx, 0, &p);
     if (r < 0) {
         close(sd);
@@ -300,25 +699,27 @@ int bn_cp(int root, const char *src, const char *dst, int flags, bn_journal *j, 
             goto out;
         }
     }
-    int dd = bn_opendir_at(p.pfd, p.leaf);
+    int dd = bn_open_child_dir(p.pfd, p.leaf);
     if (dd < 0) {
         r = dd == -ELOOP ? -EEXIST : dd;
         goto out;
     }
     struct stat dst_st;
     struct bn_cpctx c = {flags, j, 0, 0};
-    if (fstat(dd, &dst_st) == 0) {
+    if (fstat(dd, &dst_st) < 0)
+        r = -errno;
+    else if (dst_st.st_dev == st.st_dev && dst_st.st_ino == st.st_ino)
+        r = -EINVAL;   /* cp -r a a */
+    else {
         c.top_dev = dst_st.st_dev;
         c.top_ino = dst_st.st_ino;
+        r = bn_cp_tree(sd, dd, &c);
     }
-    if (dst_st.st_dev == st.st_dev && dst_st.st_ino == st.st_ino)
-        r = -EINVAL;   /* cp -r a a */
-    else
-        r = bn_cp_dir(sd, dd, &c, 0);
-    if (r == 0 && (flags & BN_CP_PRESERVE))
-        r = bn_copy_xattrs(sd, dd);
-    if (r == 0)
-        r = (flags & BN_CP_PRESERVE) ? bn_set_meta(dd, &st, 0, NULL) : bn_neg(fchmod(dd, st.st_mode & 07777));
+    if (r == 0) {
+        bn_meta m;
+        bn_meta_of(&st, &m);
+        r = bn_cp_dir_done(sd, dd, &m, flags);
+    }
     close(dd);
 out:
     bn_release(&p);
