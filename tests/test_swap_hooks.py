@@ -10,6 +10,7 @@ against the naive path-checking implementation do escape, which shows the flips 
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import Callable, Iterator
@@ -144,3 +145,59 @@ def test_naive_check_then_act_escapes_with_the_same_flip(tree: Path, outside: Pa
     swap_to_link(tree / "a" / "b", outside / "dir")()  # the attacker's flip
     os.mkdir(target)  # the naive act
     assert (outside / "dir" / "new").is_dir()  # ...lands outside
+
+
+# -- deep walks: a directory moved while the walk holds no fd on it ---------------------------
+
+
+def _chain(top: Path, depth: int) -> None:
+    fd = os.open(top.parent, os.O_PATH | os.O_DIRECTORY)
+    for i in range(depth):
+        n = top.name if i == 0 else "d"
+        os.mkdir(n, dir_fd=fd)
+        nfd = os.open(n, os.O_PATH | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = nfd
+    os.close(fd)
+
+
+def _after_calls(n: int, action: Callable[[], None]) -> Callable[[], None]:
+    """An action for stage 2 that fires on the n-th call (re-arming itself until then)."""
+    count = [0]
+
+    def act() -> None:
+        count[0] += 1
+        if count[0] < n:
+            _pending[2] = act
+        else:
+            action()
+
+    return act
+
+
+@pytest.mark.parametrize("op", ["rm", "cp"])
+def test_deep_walk_directory_moved_while_closed(root_dir: Path, hook, op: str) -> None:
+    """200 levels: the walk keeps fds on only a few (native/tree.c, bn_keep), so when it comes
+    back up it reopens level 9 by name from a held ancestor. Moving level 9 aside while the
+    walk is at level 150 must stop the walk with a clear error (EAGAIN, "moved or replaced"),
+    never reopen something else in its place, and never touch what was moved away."""
+    top = root_dir / "t"
+    _chain(top, 200)
+    level8 = top.joinpath(*["d"] * 8)
+
+    def move_level9() -> None:
+        os.rename(level8 / "d", level8 / "moved")
+        _chain(level8 / "d", 191)  # an impostor of the same shape: must not be walked into
+
+    hook(2, _after_calls(150, move_level9))
+    with Root(root_dir) as fs:
+        with pytest.raises(OSError) as ei:
+            if op == "rm":
+                fs.rm("t", recursive=True)
+            else:
+                fs.cp("t", "copy", recursive=True)
+    assert _fired()
+    assert ei.value.errno == errno.EAGAIN and "moved or replaced" in str(ei.value), ei.value
+    assert ei.value.filename == "t"
+    assert (level8 / "moved").is_dir()
+    assert len(list(os.walk(level8 / "d"))) == 191  # the impostor is whole
