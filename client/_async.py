@@ -26,7 +26,7 @@ from ..protocol.codec import (
 )
 from ..protocol.methods import Method
 from ._common import Spec, generate_method, install_methods
-from ._sync import _ANC_SPACE, _FINAL, _Broken, _close_all, _finish, _take_frame
+from ._sync import _ANC_SPACE, _CLOEXEC, _FINAL, _Broken, _close_all, _finish, _take_frame
 
 __all__ = ["AsyncClient"]
 
@@ -190,7 +190,7 @@ class AsyncClient:
         try:
             while True:
                 try:
-                    data, anc, flags, _ = sock.recvmsg(MAX_FRAME + 1, _ANC_SPACE)
+                    data, anc, flags, _ = sock.recvmsg(MAX_FRAME + 1, _ANC_SPACE, _CLOEXEC)
                 except BlockingIOError:
                     self._yielded = True
                     await _wait_readable(sock)

@@ -33,6 +33,9 @@ from ._common import ENCODERS, SPECS, Spec, generate_method, install_methods, wr
 __all__ = ["Client", "Pending"]
 
 _ANC_SPACE = socket.CMSG_SPACE(16 * array.array("i").itemsize)
+#: every fd received is close-on-exec from the moment it arrives: a backend that starts a
+#: child process must not leak the project's open files into it (runc CVE-2024-21626 class)
+_CLOEXEC = int(socket.MSG_CMSG_CLOEXEC)
 _FINAL = b"\x00"
 _MSG_TRUNC = int(socket.MSG_TRUNC)  # a plain int: IntFlag & costs microseconds
 
@@ -237,7 +240,7 @@ class Client:
         fds: list[int] = []
         try:
             while True:
-                data, anc, flags, _ = sock.recvmsg(MAX_FRAME + 1, _ANC_SPACE)
+                data, anc, flags, _ = sock.recvmsg(MAX_FRAME + 1, _ANC_SPACE, _CLOEXEC)
                 reply = _take_frame(data, anc, flags, fds, feed, self._unpack)
                 if reply is not None:
                     return reply[0], reply[1], reply[2], fds

@@ -45,6 +45,8 @@ __all__ = ["ServerConfig", "Server", "serve"]
 
 _ANC_FDS = 16
 _ANC_SPACE = _stdsocket.CMSG_SPACE(_ANC_FDS * array.array("i").itemsize)
+#: fds a peer sends are closed at once; until then they are close-on-exec
+_CLOEXEC = int(_stdsocket.MSG_CMSG_CLOEXEC)
 #: datagrams handled per wakeup of a connection before it lets other tasks run
 _BURST = 64
 _FINAL = b"\x00"
@@ -201,7 +203,7 @@ class Server:
         with trio.move_on_after(0.5):
             try:
                 while True:
-                    data, anc, flags, _ = await sock.recvmsg(self.cfg.max_frame + 1, _ANC_SPACE)
+                    data, anc, flags, _ = await sock.recvmsg(self.cfg.max_frame + 1, _ANC_SPACE, _CLOEXEC)
                     _close_fds(anc)
                     if not data and not anc:
                         return
@@ -323,7 +325,7 @@ class Server:
                 budget = _BURST
                 continue
             try:
-                data, anc, flags, _ = recvmsg(bufsize, _ANC_SPACE)
+                data, anc, flags, _ = recvmsg(bufsize, _ANC_SPACE, _CLOEXEC)
             except BlockingIOError:
                 budget = _BURST
                 conn.wait_since = current_time()

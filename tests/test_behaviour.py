@@ -515,6 +515,21 @@ def test_write_file_is_atomic(fs: Any, root_dir: Path, ref: Path) -> None:
 # ---------------------------------------------------------------------------------- open
 
 
+def test_open_fd_is_close_on_exec(fs: Any, root_dir: Path) -> None:
+    """An fd the daemon passes back never leaks into a child the backend starts (runc's
+    CVE-2024-21626 class): close-on-exec from the moment it arrives."""
+    import subprocess
+    import sys
+
+    (root_dir / "f").write_bytes(b"x")
+    with fs.open("f", "rb") as f:
+        fd = f.fileno()
+        assert not os.get_inheritable(fd)
+        child = subprocess.run([sys.executable, "-c", f"import os; os.fstat({fd})"], close_fds=False,
+                               capture_output=True, text=True)
+        assert child.returncode != 0 and "Bad file descriptor" in child.stderr, child
+
+
 def test_open_modes(fs: Any, root_dir: Path, ref: Path) -> None:
     with fs.open("f") as f:
         assert isinstance(f, io.TextIOBase) and f.read() == "hello\n"
