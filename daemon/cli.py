@@ -40,14 +40,10 @@ import trio
 from .auth import Policy, drop_privileges, resolve_user
 from .server import Server, ServerConfig
 
-try:  # written by another part of the project; the daemon runs without it
-    from . import systemd as _systemd
-except Exception:  # pragma: no cover
-    _systemd = None  # type: ignore[assignment]
-try:
-    from . import landlock as _landlock
-except Exception:  # pragma: no cover
-    _landlock = None  # type: ignore[assignment]
+# Imported plainly: a module that fails to import stops the daemon (fail closed); a broken
+# landlock.py must never let it run unconfined.
+from . import landlock as _landlock
+from . import systemd as _systemd
 
 __all__ = ["main", "build_parser"]
 
@@ -312,11 +308,10 @@ def _stop_reaper(reaper: tuple[int, int, int] | None) -> None:
 
 
 def _notify(state: str) -> None:
-    if _systemd is not None:
-        try:
-            _systemd.notify(state)
-        except Exception:
-            pass
+    try:
+        _systemd.notify(state)
+    except Exception:
+        pass
 
 
 async def _run(server: Server, idle_exit: float | None) -> None:
@@ -394,12 +389,10 @@ def _main(args: argparse.Namespace) -> int:
     made: tuple[int, int] | None = None
     staged = ""
     if args.socket is None:
-        socks: list[Any] = []
-        if _systemd is not None:
-            try:
-                socks = _systemd.listen_fds()
-            except Exception as e:
-                raise Fatal(str(e)) from None
+        try:
+            socks: list[Any] = _systemd.listen_fds()
+        except Exception as e:
+            raise Fatal(str(e)) from None
         if not socks:
             raise Fatal("no --socket given and no socket passed by systemd (LISTEN_FDS)")
         listener = socks[0]
@@ -435,7 +428,7 @@ def _main(args: argparse.Namespace) -> int:
 
         if journal_dir is not None:
             _take_journal(root, journal_dir, explicit_journal)  # (after the fork: a flock is shared)
-        if _landlock is not None and not args.no_landlock:
+        if not args.no_landlock:
             try:
                 # the journal is mapped already; its directory gets only remove_file, for
                 # discard_if_clean() at exit

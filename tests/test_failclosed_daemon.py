@@ -66,3 +66,34 @@ def test_daemon_starts_without_the_filter() -> None:
             with open(f"/proc/{d.pid}/status") as f:
                 uids = next(line for line in f if line.startswith("Uid:")).split()[1:]
             assert set(uids) == {"65534"}, uids
+
+
+@pytest.mark.parametrize("module", ["landlock", "systemd"])
+def test_daemon_refuses_to_start_with_a_broken_module(module: str) -> None:
+    """A daemon module that fails to import (here: an ImportError injected for it) stops the
+    daemon; it never runs without Landlock (or systemd glue) because of a bug."""
+    d = DaemonProc()
+    try:
+        launcher = textwrap.dedent(
+            f"""
+            import runpy, sys
+
+            class Broken:
+                def find_spec(self, name, path=None, target=None):
+                    if name == "beneathd.daemon.{module}":
+                        raise ImportError("simulated broken {module}.py")
+                    return None
+
+            sys.meta_path.insert(0, Broken())
+            sys.argv = {d.argv()[2:]!r}
+            runpy.run_module("beneathd.daemon", run_name="__main__", alter_sys=True)
+            """
+        )
+        r = subprocess.run([sys.executable, "-c", launcher], capture_output=True, text=True, timeout=60)
+        out = r.stdout + r.stderr
+        assert r.returncode != 0, out
+        assert f"simulated broken {module}.py" in out, out
+        assert "serving" not in out, out
+        assert not os.path.exists(d.socket)
+    finally:
+        d.close()
