@@ -1,10 +1,13 @@
 """``Root``: every operation of the API, in-process, strictly beneath one directory fd.
 
-All resolution of a caller's path happens in the native helpers (``beneathd._native``):
-``openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)`` for the parent (or the whole
-path), then one ``*at`` call on the final component.  The only lookups done here in
-Python are ``fstatat`` of a single component relative to the root fd without following
-it (the ``stat`` fast path), which cannot leave the root.
+All resolution of a caller's path happens in the native helpers (``beneathd._native``,
+``native/resolve.c``): ``openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)`` for the parent
+(or the whole path), then one ``*at`` call on the final component; final links, realpath
+and ``mkdir -p`` are resolved there too.  The only lookup done here in Python is
+``fstatat`` of a single component relative to the root fd without following it (the
+``stat`` fast path), which cannot leave the root and is not taken under ``no_xdev`` (it
+would cross a mount at that name).  ``scandir``'s per-entry data is ``fstatat`` relative
+to the listed directory, as ``os.scandir``'s is.
 
 ``Root`` is thread-safe: it holds no state but the fd.  ``close()`` must not race with
 calls still in flight (as with any file object).
@@ -32,9 +35,10 @@ _RENAME_NOREPLACE = 1
 _RENAME_EXCHANGE = 2
 _REFLINK = {"never": lib.BN_REFLINK_NEVER, "auto": lib.BN_REFLINK_AUTO, "always": lib.BN_REFLINK_ALWAYS}
 _ENOTREG_MESSAGE = "not a regular file"
+_EMOUNT_MESSAGE = "crosses a mount point (the root is served with no_xdev)"
 _ECHANGED_MESSAGE = "a directory in the tree was moved or replaced during the walk; stopped there"
 _ETOODEEP_MESSAGE = f"tree deeper than {lib.BN_TREE_MAX_DEPTH} levels (the walk limit)"
-_MAX_LINKS = 40
+_PATH_MAX = 4096
 _O_PATH = os.O_PATH
 _os_stat = os.stat
 _os_close = os.close
@@ -81,6 +85,8 @@ def _error(code: int, path: Any, path2: Any = None) -> OSError:
     """The exception for a native ``-code``, naming the caller's own path(s)."""
     if code == lib.BN_EESCAPE:
         return EscapeError(path, path2)
+    if code == lib.BN_EMOUNT:
+        return EscapeError(path, path2, _EMOUNT_MESSAGE)
     if code == lib.BN_ENOTREG:
         return PermissionError(errno.EPERM, _ENOTREG_MESSAGE, path)
     if code == lib.BN_ECHANGED:
@@ -101,13 +107,6 @@ def _stat_out(out: Any) -> os.stat_result:
     mode, ino, dev, nlink, uid, gid, size, a, m, c, blksize, blocks, rdev = _unpack(out, 13)
     return _stat_result((mode, ino, dev, nlink, uid, gid, size, a // _NS, m // _NS, c // _NS,
                          a / _NS, m / _NS, c / _NS, a, m, c, blksize, blocks, rdev))
-
-
-def _split(b: bytes) -> tuple[bytes, bytes]:
-    """(head, tail) of a relative path, ignoring trailing slashes."""
-    b = b.rstrip(b"/")
-    head, _, tail = b.rpartition(b"/")
-    return head, tail
 
 
 class Root:
@@ -215,37 +214,23 @@ class Root:
             raise make_error(errno.ENOENT, path)
         return _check(lib.bn_openat2(self._fd, b, os.O_RDONLY | os.O_DIRECTORY, 0, self._rx), path)
 
-    def _resolve_final(self, path: Any) -> bytes:
-        """``path`` with a final in-tree symlink chain followed (for write_file / copy_file)."""
-        b = _enc(path)
-        out = ffi.new("int64_t[13]")
-        buf = ffi.new("char[]", 4097)
-        for _ in range(_MAX_LINKS):
-            if lib.bn_lstat(self._fd, b, out, self._rx) < 0 or not _S_ISLNK(out[0]):
-                return b
-            n = _check(lib.bn_readlink(self._fd, b, buf, 4097, self._rx), path)
-            target = ffi.buffer(buf, n)[:]
-            if target.startswith(b"/"):
-                raise EscapeError(path)
-            head, _ = _split(b)
-            b = head + b"/" + target if head else target
-        raise make_error(errno.ELOOP, path)
-
     # -- reads ------------------------------------------------------------------------------
 
     def stat(self, path: AnyStr | os.PathLike[AnyStr], *, follow_symlinks: bool = True) -> os.stat_result:
         """``os.stat`` beneath the root; ``follow_symlinks=False`` is ``lstat``."""
         # Fast path: one component is fstatat() on the root fd without following, which
-        # cannot leave the root; only a symlink there needs openat2 to be followed.
+        # cannot leave the root; only a symlink there needs openat2 to be followed. Not with
+        # no_xdev: fstatat crosses a mount at the name, openat2 refuses it (every spelling
+        # of a path must get the same answer).
         p: Any = path
         cls = p.__class__
-        if (cls is str and "/" not in p and p != ".." and p) or (
+        if not self._rx and ((cls is str and "/" not in p and p != ".." and p) or (
             cls is bytes and b"/" not in p and p != b".." and p
-        ):
+        )):
             try:
                 st = _os_stat(path, dir_fd=self._fd, follow_symlinks=False)
             except OSError as e:
-                raise make_error(e.errno, path) from None
+                raise make_error(e.errno or errno.EIO, path) from None
             if not follow_symlinks or not _S_ISLNK(st.st_mode):
                 return st
         b = _enc(path)
@@ -310,14 +295,14 @@ class Root:
         finally:
             os.close(fd)
         for i in links:  # where a link points, found beneath the root (None: dangling/out)
-            e = entries[i]
+            link = entries[i]
             try:
-                target = self.stat(e.path)
+                target = self.stat(link.path)
             except OSError:
-                e.target_kind = None
+                link.target_kind = None
             else:
-                e.target_kind = kind_of_mode(target.st_mode)
-                e._target_stat_list = stat_to_list(target)
+                link.target_kind = kind_of_mode(target.st_mode)
+                link._target_stat_list = stat_to_list(target)
         return entries
 
     def readlink(self, path: AnyStr | os.PathLike[AnyStr]) -> AnyStr:
@@ -327,41 +312,11 @@ class Root:
         return _echo(ffi.buffer(buf, n)[:], path)  # type: ignore[no-any-return]
 
     def realpath(self, path: AnyStr | os.PathLike[AnyStr]) -> AnyStr:
-        """The canonical path relative to the root ("." for the root itself), links resolved."""
-        return _echo(self._realpath(_enc(path), path, 0), path)  # type: ignore[no-any-return]
-
-    def _realpath(self, b: bytes, path: Any, depth: int) -> bytes:
-        if depth > _MAX_LINKS:
-            raise make_error(errno.ELOOP, path)
-        if b.startswith(b"/"):
-            raise EscapeError(path)
-        r = lib.bn_openat2(self._fd, b or b".", _O_PATH, 0, self._rx)
-        if r == -errno.ENOENT:
-            # like os.path.realpath(strict=False): resolve what exists, keep the rest
-            head, tail = _split(b)
-            if not tail:
-                raise make_error(errno.ENOENT, path)
-            out = ffi.new("int64_t[13]")
-            if lib.bn_lstat(self._fd, b, out, self._rx) == 0 and _S_ISLNK(out[0]):
-                target = self.readlink(b)
-                if target.startswith(b"/"):
-                    raise EscapeError(path)
-                return self._realpath(head + b"/" + target if head else target, path, depth + 1)
-            base = self._realpath(head, path, depth + 1) if head else b"."
-            return tail if base == b"." else base + b"/" + tail
-        fd = _check(r, path)
-        try:
-            for _ in range(8):
-                top = os.readlink(f"/proc/self/fd/{self._fd}").encode("utf-8", "surrogateescape")
-                here = os.readlink(f"/proc/self/fd/{fd}").encode("utf-8", "surrogateescape")
-                if here == top:
-                    return b"."
-                prefix = top.rstrip(b"/") + b"/"
-                if here.startswith(prefix):
-                    return here[len(prefix):]
-            raise EscapeError(path)  # not beneath the root's current name: the root moved
-        finally:
-            os.close(fd)
+        """The canonical path relative to the root ("." for the root itself), links resolved;
+        missing parts are kept as written (``os.path.realpath(strict=False)``)."""
+        buf = ffi.new("char[]", _PATH_MAX)
+        n = _check(lib.bn_realpath(self._fd, _enc(path), buf, _PATH_MAX, self._rx), path)
+        return _echo(ffi.buffer(buf, n)[:], path)  # type: ignore[no-any-return]
 
     def read_file(self, path: AnyStr | os.PathLike[AnyStr]) -> bytes:
         """The whole contents of a regular file."""
@@ -404,15 +359,9 @@ class Root:
         exist_ok: bool = False,
     ) -> None:
         """``pathlib.Path.mkdir`` beneath the root."""
-        b = _enc(path)
+        mk = lib.bn_mkdir_p if parents else lib.bn_mkdir
         try:
-            _check(lib.bn_mkdir(self._fd, b, mode, self._rx), path)
-        except FileNotFoundError:
-            head, tail = _split(b)
-            if not parents or not head or not tail:
-                raise
-            self.mkdir(_echo(head, path), parents=True, exist_ok=True)
-            self.mkdir(path, mode, parents=False, exist_ok=exist_ok)
+            _check(mk(self._fd, _enc(path), mode, self._rx), path)
         except OSError as e:
             if isinstance(e, EscapeError) or not exist_ok or not self._is_dir(path):
                 raise
@@ -521,10 +470,9 @@ class Root:
         A new file gets ``mode`` less the umask; an existing one keeps its mode."""
         if isinstance(data, str):
             raise TypeError("write_file() data must be bytes-like, not str")
-        b = self._resolve_final(path)
         buf = ffi.from_buffer(data)
         flags = lib.BN_AW_OVERWRITE | lib.BN_AW_KEEP_MODE
-        _check(lib.bn_write_file(self._fd, b, buf, len(buf), mode, flags, self._jp, self._rx), path)
+        _check(lib.bn_write_file(self._fd, _enc(path), buf, len(buf), mode, flags, self._jp, self._rx), path)
 
     def copy_file(self, src: AnyStr | os.PathLike[AnyStr], dst: AnyStr | os.PathLike[AnyStr], *,
                   overwrite: bool = True, reflink: str = "auto") -> None:
@@ -534,8 +482,8 @@ class Root:
             how = _REFLINK[reflink]
         except (KeyError, TypeError):
             raise ValueError("reflink must be 'auto', 'always' or 'never'") from None
-        d = self._resolve_final(dst)
-        _check(lib.bn_copy_file(self._fd, _enc(src), d, bool(overwrite), how, 0, self._jp, self._rx), src, dst)
+        _check(lib.bn_copy_file(self._fd, _enc(src), _enc(dst), bool(overwrite), how, 0, self._jp, self._rx),
+               src, dst)
 
     def cp(self, src: AnyStr | os.PathLike[AnyStr], dst: AnyStr | os.PathLike[AnyStr], *,
            recursive: bool = False, overwrite: bool = True, preserve: bool = True) -> None:
@@ -546,8 +494,7 @@ class Root:
             | (lib.BN_CP_OVERWRITE if overwrite else 0)
             | (lib.BN_CP_PRESERVE if preserve else 0)
         )
-        d = self._resolve_final(dst)
-        _check(lib.bn_cp(self._fd, _enc(src), d, flags, self._jp, self._rx), src, dst)
+        _check(lib.bn_cp(self._fd, _enc(src), _enc(dst), flags, self._jp, self._rx), src, dst)
 
     def rm(self, path: AnyStr | os.PathLike[AnyStr], *, recursive: bool = False, force: bool = False) -> None:
         """``rm [-r] [-f]`` done natively by descending dirfds; never follows a symlink."""

@@ -5,8 +5,9 @@
  * (native/resolve.c) and then acts on the final component with one *at syscall.  Return
  * values are >= 0 on success and -errno on failure; two codes sit outside the errno range:
  * -BN_EESCAPE ("openat2 said the path escapes the root", its EXDEV, kept apart from the
- * EXDEV a rename or link reports for a mount boundary) and -BN_ENOTREG (a FIFO, device or
- * socket where a regular file is required).
+ * EXDEV a rename or link reports for a mount boundary), -BN_EMOUNT (the walk would cross
+ * a mount and the root is served with RESOLVE_NO_XDEV), -BN_ENOTREG (a FIFO, device or
+ * socket where a regular file is required), -BN_ECHANGED and -BN_ETOODEEP (tree walks).
  *
  * The lines between the cdef markers are read by cffi_build.py as the cffi cdef: keep them
  * to plain integer #defines, typedefs and prototypes.
@@ -22,6 +23,7 @@
 #define BN_ENOTREG 4097
 #define BN_ECHANGED 4098
 #define BN_ETOODEEP 4099
+#define BN_EMOUNT 4100
 #define BN_RESOLVE_NO_XDEV 1
 
 #define BN_CP_RECURSIVE 1
@@ -47,6 +49,13 @@ void bn_journal_unmap(bn_journal *j);
 /* resolve.c: the door every caller's path goes through */
 int bn_openat2(int dirfd, const char *path, int flags, int mode, int rx);
 int bn_open_regular(int root, const char *path, int flags, int mode, int rx);
+/* path with a final in-tree symlink chain followed (textually, 40 links at most), into
+   out[PATH_MAX]: what write_file, copy_file and cp replace */
+int bn_follow_final(int root, const char *path, char *out, int rx);
+/* the canonical path relative to the root ("." for the root); returns its length */
+int bn_realpath(int root, const char *path, char *buf, size_t size, int rx);
+/* mkdir with missing ancestors (pathlib's parents=True) */
+int bn_mkdir_p(int root, const char *path, int mode, int rx);
 
 /* ops.c: one resolution plus one *at syscall each */
 int bn_lstat(int root, const char *path, int64_t *out, int rx);

@@ -78,6 +78,9 @@ BN_INTERNAL int bn_fill_fd(int fd, void *arg);   /* arg: struct bn_src */
 BN_INTERNAL int bn_atomic_replace(int dfd, const char *leaf, int mode, int flags,
                                   const struct stat *meta, bn_fill_fn fill, void *arg, bn_journal *j);
 BN_INTERNAL int bn_copy_xattrs(int in, int out);
+/* bn_copy_file with dst taken as it is (its final link already followed) */
+BN_INTERNAL int bn_copy_file_to(int root, const char *src, const char *dst, int overwrite, int reflink,
+                                int preserve, bn_journal *j, int rx);
 BN_INTERNAL void bn_tmpname(char *out, size_t n, const char *leaf);
 BN_INTERNAL int bn_jadd(bn_journal *j, int dfd, const char *tmp);
 BN_INTERNAL void bn_jdel(bn_journal *j, int s);

@@ -320,7 +320,10 @@ int bn_fill_fd(int fd, void *arg)
 int bn_write_file(int root, const char *path, const char *buf, size_t len, int mode, int flags, bn_journal *j, int rx)
 {
     bn_path p;
-    int r = bn_split(root, path, rx, 0, &p);
+    char real[PATH_MAX];   /* a final in-tree link is followed: its target is replaced */
+    int r = bn_follow_final(root, path, real, rx);
+    if (r == 0)
+        r = bn_split(root, real, rx, 0, &p);
     if (r < 0)
         return r;
     if (p.dots)
@@ -336,6 +339,13 @@ int bn_write_file(int root, const char *path, const char *buf, size_t len, int m
 }
 
 int bn_copy_file(int root, const char *src, const char *dst, int overwrite, int reflink, int preserve, bn_journal *j, int rx)
+{
+    char real[PATH_MAX];   /* a final in-tree link at dst is followed */
+    int r = bn_follow_final(root, dst, real, rx);
+    return r < 0 ? r : bn_copy_file_to(root, src, real, overwrite, reflink, preserve, j, rx);
+}
+
+int bn_copy_file_to(int root, const char *src, const char *dst, int overwrite, int reflink, int preserve, bn_journal *j, int rx)
 {
     struct stat st;
     bn_path p;

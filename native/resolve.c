@@ -33,7 +33,7 @@ static int bn_tries_eagain = BN_EAGAIN_TRIES;
 volatile int bn_hook_on = 0;
 void bn_set_hook(int on) { bn_hook_on = on; }
 
-static int bn_openat2_how(int dirfd, const char *path, int flags, int mode, uint64_t resolve)
+static int bn_openat2_raw(int dirfd, const char *path, int flags, int mode, uint64_t resolve)
 {
     struct bn_open_how how;
     memset(&how, 0, sizeof how);
@@ -47,11 +47,28 @@ static int bn_openat2_how(int dirfd, const char *path, int flags, int mode, uint
             return (int)fd;
         if (errno == EAGAIN || errno == EINTR)
             continue;
-        if (errno == EXDEV)
-            return -BN_EESCAPE;
         return -errno;
     }
     return -EAGAIN;
+}
+
+/*
+ * openat2 with EXDEV told apart: an escape (-BN_EESCAPE), or with RESOLVE_NO_XDEV a mount
+ * crossed (-BN_EMOUNT).  The kernel says EXDEV for both, so a refused walk is tried once
+ * more without NO_XDEV: EXDEV again means it escapes; anything else means only the mount
+ * was in the way (O_PATH, so the retry opens nothing that matters; it is closed at once).
+ */
+static int bn_openat2_how(int dirfd, const char *path, int flags, int mode, uint64_t resolve)
+{
+    int fd = bn_openat2_raw(dirfd, path, flags, mode, resolve);
+    if (fd != -EXDEV)
+        return fd;
+    if (!(resolve & BN_RESOLVE_NO_XDEV_K))
+        return -BN_EESCAPE;
+    int again = bn_openat2_raw(dirfd, path, O_PATH, 0, resolve & ~(uint64_t)BN_RESOLVE_NO_XDEV_K);
+    if (again >= 0)
+        close(again);
+    return again == -EXDEV ? -BN_EESCAPE : -BN_EMOUNT;
 }
 
 int bn_openat2(int dirfd, const char *path, int flags, int mode, int rx)
@@ -124,22 +141,217 @@ int bn_split(int root, const char *path, int rx, int want_target, bn_path *p)
     }
     if (!sl) {
         p->pfd = root;
-        BN_HOOK(1);
-        return 0;
+    } else {
+        char *e = sl;
+        while (e > buf && e[-1] == '/')
+            e--;
+        *e = 0;
+        int fd = bn_openat2(root, buf, O_PATH | O_DIRECTORY, 0, rx);
+        if (fd < 0)
+            return fd;
+        p->pfd = fd;
+        p->own = 1;
     }
-    char *e = sl;
-    while (e > buf && e[-1] == '/')
-        e--;
-    *e = 0;
-    int fd = bn_openat2(root, buf, O_PATH | O_DIRECTORY, 0, rx);
-    if (fd < 0) {
-        bn_release(p);
-        return fd;
+    if (rx & BN_RESOLVE_NO_XDEV) {
+        /* The *at call on the leaf would cross a mount sitting there (lookups always do):
+           under --no-xdev that is refused like any other crossing. Mounts are the
+           operator's, so this look does not race with the project user. */
+        int fd = bn_openat2(p->pfd, p->leaf, O_PATH | O_NOFOLLOW, 0, rx);
+        if (fd == -BN_EMOUNT || fd == -BN_EESCAPE) {
+            bn_release(p);
+            return fd;
+        }
+        if (fd >= 0)
+            close(fd);
     }
-    p->pfd = fd;
-    p->own = 1;
     BN_HOOK(1);
     return 0;
+}
+
+/* ---- what more than one operation needs: final links, realpath, mkdir -p ---------------- */
+
+#define BN_MAX_LINKS 40
+
+/* Join head (up to its last '/') and a link target into out; -ENAMETOOLONG if it does not fit. */
+static int bn_join_target(char *out, const char *target)
+{
+    size_t n = strlen(out);
+    while (n > 0 && out[n - 1] == '/')
+        n--;
+    while (n > 0 && out[n - 1] != '/')
+        n--;   /* n: the length of the head, with its slash */
+    size_t t = strlen(target);
+    if (n + t >= PATH_MAX)
+        return -ENAMETOOLONG;
+    memmove(out + n, target, t + 1);
+    return 0;
+}
+
+/* Replace path's last name by a link's target (relative: beneath the root; absolute: an escape). */
+static int bn_take_link(char *path, const char *target, int *links)
+{
+    if (++*links > BN_MAX_LINKS)
+        return -ELOOP;
+    return target[0] == '/' ? -BN_EESCAPE : bn_join_target(path, target);
+}
+
+/* readlink of the final component of path, or -EINVAL when it is not a link. */
+static int bn_leaf_link(int root, const char *path, char *target, int rx)
+{
+    bn_path p;
+    int r = bn_split(root, path, rx, 0, &p);
+    if (r < 0)
+        return r;
+    if (p.dots || p.slash) {
+        bn_release(&p);
+        return -EINVAL;   /* names a directory: never a link */
+    }
+    ssize_t n = readlinkat(p.pfd, p.leaf, target, PATH_MAX);
+    r = n < 0 ? -errno : (n >= PATH_MAX ? -ENAMETOOLONG : (int)n);
+    bn_release(&p);
+    if (r >= 0)
+        target[r] = 0;
+    return r;
+}
+
+int bn_follow_final(int root, const char *path, char *out, int rx)
+{
+    size_t n = strlen(path);
+    if (n >= PATH_MAX)
+        return -ENAMETOOLONG;
+    memcpy(out, path, n + 1);
+    char target[PATH_MAX];
+    for (int links = 0;;) {
+        /* readlinkat alone decides (EINVAL: not a link): a name flipped between a file and
+           a link meanwhile is one or the other, never an error of its own */
+        int r = bn_leaf_link(root, out, target, rx);
+        if (r < 0)
+            return (r == -BN_EESCAPE || r == -BN_EMOUNT || r == -ENAMETOOLONG) ? r : 0;
+        r = bn_take_link(out, target, &links);
+        if (r < 0)
+            return r;
+    }
+}
+
+/* The path of fd relative to the root's current name ("." for the root), into out. */
+static int bn_rel_to_root(int root, int fd, char *out, size_t size)
+{
+    char pb[64], top[PATH_MAX], here[PATH_MAX];
+    for (int i = 0; i < 8; i++) {
+        ssize_t t = readlink(bn_procfd(pb, sizeof pb, root), top, sizeof top - 1);
+        ssize_t h = readlink(bn_procfd(pb, sizeof pb, fd), here, sizeof here - 1);
+        if (t < 0 || h < 0)
+            return -errno;
+        top[t] = here[h] = 0;
+        while (t > 1 && top[t - 1] == '/')
+            top[--t] = 0;
+        const char *rel = NULL;
+        if (strcmp(here, top) == 0)
+            rel = ".";
+        else if (strncmp(here, top, (size_t)t) == 0 && (here[t] == '/' || t == 1))
+            rel = here + t + (t > 1);
+        if (rel) {
+            size_t n = strlen(rel);
+            if (n + 1 > size)
+                return -ENAMETOOLONG;
+            memcpy(out, rel, n + 1);
+            return (int)n;
+        }
+    }
+    return -BN_EESCAPE;   /* not beneath the root's current name: the root moved */
+}
+
+int bn_realpath(int root, const char *path, char *out, size_t size, int rx)
+{
+    /* Like os.path.realpath(strict=False): what exists is resolved (openat2, then the
+       kernel's own name for the fd), a missing tail is kept as written, and a dangling
+       link at the end of what exists is followed textually. */
+    char cur[PATH_MAX], rest[PATH_MAX], target[PATH_MAX];
+    size_t n = strlen(path);
+    if (n >= PATH_MAX)
+        return -ENAMETOOLONG;
+    if (path[0] == '/')
+        return -BN_EESCAPE;
+    memcpy(cur, n ? path : ".", n ? n + 1 : 2);
+    rest[0] = 0;
+    for (int links = 0;;) {
+        int fd = bn_openat2(root, cur, O_PATH, 0, rx);
+        if (fd >= 0) {
+            char base[PATH_MAX];
+            int r = bn_rel_to_root(root, fd, base, sizeof base);
+            close(fd);
+            if (r < 0)
+                return r;
+            const char *a = strcmp(base, ".") == 0 ? "" : base;
+            int w = rest[0] ? snprintf(out, size, "%s%s%s", a, a[0] ? "/" : "", rest)
+                            : snprintf(out, size, "%s", base);
+            return (w < 0 || (size_t)w >= size) ? -ENAMETOOLONG : w;
+        }
+        if (fd != -ENOENT)
+            return fd;
+        int r = bn_leaf_link(root, cur, target, rx);
+        if (r >= 0) {
+            r = bn_take_link(cur, target, &links);
+            if (r < 0)
+                return r;
+            continue;
+        }
+        if (r == -BN_EESCAPE || r == -BN_EMOUNT)
+            return r;
+        /* cur is missing: keep its last name, resolve its head */
+        size_t m = strlen(cur);
+        while (m > 0 && cur[m - 1] == '/')
+            cur[--m] = 0;
+        char *sl = strrchr(cur, '/');
+        const char *tail = sl ? sl + 1 : cur;
+        if (!tail[0])
+            return -ENOENT;
+        size_t tl = strlen(tail), rl = strlen(rest);
+        if (tl + 1 + rl >= sizeof rest)
+            return -ENAMETOOLONG;
+        memmove(rest + tl + (rl ? 1 : 0), rest, rl + 1);
+        memcpy(rest, tail, tl);
+        if (rl)
+            rest[tl] = '/';
+        if (sl)
+            *sl = 0;
+        else
+            strcpy(cur, ".");
+        if (!cur[0])
+            strcpy(cur, ".");
+    }
+}
+
+int bn_mkdir_p(int root, const char *path, int mode, int rx)
+{
+    /* pathlib's mkdir(parents=True): the missing ancestors with mode 0777 (less the umask),
+       then path itself; each one a bn_mkdir, so each is resolved by the door above. */
+    int r = bn_mkdir(root, path, mode, rx);
+    if (r != -ENOENT)
+        return r;
+    char buf[PATH_MAX];
+    size_t n = strlen(path);
+    if (n >= PATH_MAX)
+        return -ENAMETOOLONG;
+    memcpy(buf, path, n + 1);
+    while (n > 0 && buf[n - 1] == '/')
+        n--;
+    for (size_t i = 1; i < n; i++) {
+        if (buf[i] != '/' || buf[i - 1] == '/')
+            continue;
+        buf[i] = 0;
+        r = bn_mkdir(root, buf, 0777, rx);
+        if (r == -EEXIST) {
+            int fd = bn_openat2(root, buf, O_PATH | O_DIRECTORY, 0, rx);
+            r = fd >= 0 ? 0 : (fd == -ENOTDIR ? -EEXIST : fd);
+            if (fd >= 0)
+                close(fd);
+        }
+        buf[i] = '/';
+        if (r < 0)
+            return r;
+    }
+    return bn_mkdir(root, path, mode, rx);
 }
 
 /*

@@ -1,6 +1,7 @@
 """The backends one test suite runs through: ``Root`` in-process, ``Client`` and ``AsyncClient``.
 
-Each backend is a context manager factory ``make(root_dir) -> ContextManager[fs]`` where
+Each backend is a context manager factory ``make(root_dir, **root_kw) -> ContextManager[fs]``
+(``root_kw`` go to ``Root``, e.g. ``no_xdev=True``) where
 ``fs`` has the synchronous ``Root`` API (the async client is driven through a blocking
 adapter so the same test bodies run unchanged).
 """
@@ -11,11 +12,11 @@ import contextlib
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator
 
-BACKENDS: dict[str, Callable[[Path], ContextManager[Any]]] = {}
+BACKENDS: dict[str, Callable[..., ContextManager[Any]]] = {}
 
 
-def backend(name: str) -> Callable[[Callable[[Path], ContextManager[Any]]], Callable[[Path], ContextManager[Any]]]:
-    def deco(fn: Callable[[Path], ContextManager[Any]]) -> Callable[[Path], ContextManager[Any]]:
+def backend(name: str) -> Callable[[Callable[..., ContextManager[Any]]], Callable[..., ContextManager[Any]]]:
+    def deco(fn: Callable[..., ContextManager[Any]]) -> Callable[..., ContextManager[Any]]:
         BACKENDS[name] = fn
         return fn
 
@@ -24,10 +25,10 @@ def backend(name: str) -> Callable[[Callable[[Path], ContextManager[Any]]], Call
 
 @backend("root")
 @contextlib.contextmanager
-def _root(root_dir: Path) -> Iterator[Any]:
+def _root(root_dir: Path, **root_kw: Any) -> Iterator[Any]:
     from beneathd.daemon import Root
 
-    with Root(str(root_dir)) as fs:
+    with Root(str(root_dir), **root_kw) as fs:
         yield fs
 
 
@@ -35,7 +36,7 @@ def _root(root_dir: Path) -> Iterator[Any]:
 
 
 @contextlib.contextmanager
-def server_thread(root_dir: Path, **config: Any) -> Iterator[str]:
+def server_thread(root_dir: Path, root_kw: dict[str, Any] | None = None, **config: Any) -> Iterator[str]:
     """An in-process daemon (``Server`` over ``Root``) on a fresh socket, run by trio in a
     thread, without privilege drop (the tests run as root).  Yields the socket path.
 
@@ -59,7 +60,7 @@ def server_thread(root_dir: Path, **config: Any) -> Iterator[str]:
     lsock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
     lsock.bind(path)
     lsock.listen(64)
-    root = Root(str(root_dir))
+    root = Root(str(root_dir), **(root_kw or {}))
     config.setdefault("policy", Policy({os.geteuid()}))
     server = Server(root, lsock, ServerConfig(**config))
     state: dict[str, Any] = {}
@@ -161,15 +162,15 @@ class AsyncAdapter:
 
 @backend("client")
 @contextlib.contextmanager
-def _client(root_dir: Path) -> Iterator[Any]:
+def _client(root_dir: Path, **root_kw: Any) -> Iterator[Any]:
     from beneathd.client import Client
 
-    with server_thread(root_dir) as path, Client(path) as fs:
+    with server_thread(root_dir, root_kw) as path, Client(path) as fs:
         yield fs
 
 
 @backend("async")
 @contextlib.contextmanager
-def _async(root_dir: Path) -> Iterator[Any]:
-    with server_thread(root_dir) as path, AsyncAdapter(path) as fs:
+def _async(root_dir: Path, **root_kw: Any) -> Iterator[Any]:
+    with server_thread(root_dir, root_kw) as path, AsyncAdapter(path) as fs:
         yield fs

@@ -189,3 +189,42 @@ def test_root_rm_r_final_link_only_removes_link(fs: Any, root_dir: Path, outside
     assert not os.path.lexists(root_dir / "a" / "b" / "rmd")
     assert rh.snapshot(outside) == before
     lay.close()
+
+
+def _flip_forever(root: str, stop: Any) -> None:  # pragma: no cover - child process
+    fd = os.open(root, os.O_PATH | os.O_DIRECTORY)
+    while not stop.is_set():
+        for _ in range(200):
+            rh.exchange_at(fd, b"f", fd, b"spare")
+
+
+def test_write_file_while_final_name_flips_file_and_link(root_dir: Path) -> None:
+    """While an attacker flips the final name between a regular file and an in-tree link
+    (``spare -> target``), ``write_file("f")`` replaces what it found: the link's target or
+    the name itself, every time. The old Python-side final-link resolution (lstat, then
+    readlink) failed with a bare EINVAL in ~1% of calls when the name changed kind between
+    the two; resolved in C by readlinkat alone, no call may fail."""
+    import multiprocessing
+
+    (root_dir / "f").write_bytes(b"old")
+    (root_dir / "target").write_bytes(b"target")
+    os.symlink("target", root_dir / "spare")
+    ctx = multiprocessing.get_context("fork")
+    stop = ctx.Event()
+    p = ctx.Process(target=_flip_forever, args=(str(root_dir), stop), daemon=True)
+    p.start()
+    failures: list[BaseException] = []
+    try:
+        from beneathd.daemon import Root
+
+        with Root(root_dir) as fs:
+            for i in range(10000):
+                try:
+                    fs.write_file("f", b"new %d" % i)
+                except OSError as e:
+                    failures.append(e)
+    finally:
+        stop.set()
+        p.join(10)
+    assert not failures, f"{len(failures)} of 10000 failed, e.g. {failures[0]!r}"
+    assert sorted(os.listdir(root_dir)) == ["f", "spare", "target"]
