@@ -21,7 +21,7 @@ from ..protocol.codec import _bad_result, decode_result, exception_from_reply, s
 from ..protocol.methods import METHODS, Method
 from ..protocol.modes import is_write_mode, open_flags
 
-__all__ = ["signature_of", "Spec", "prepare", "finish", "wrap_fd", "install_methods", "retryable"]
+__all__ = ["signature_of", "Spec", "wrap_fd", "install_methods", "generate_method"]
 
 _EMPTY = inspect.Parameter.empty
 _FSENC = sys.getfilesystemencoding()
@@ -129,21 +129,6 @@ class Spec:
 SPECS: dict[str, Spec] = {name: Spec(m) for name, m in METHODS.items()}
 
 
-# -- the old dict-based helpers (kept for callers outside the generated methods) --------------
-
-
-def prepare(m: Method, sig: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
-    """Bind the caller's arguments (TypeError like a real function) and build the wire params."""
-    vals, wire = ENCODERS[m.name](*args, **kwargs)
-    return SPECS[m.name].values(vals), wire
-
-
-def finish(m: Method, values: dict[str, Any], error: Any, result: Any) -> Any:
-    """The Python value of a reply, or raise the exception it carries."""
-    spec = SPECS[m.name]
-    return spec.result(error, result, tuple(values[n] for n in spec.names))
-
-
 def wrap_fd(values: dict[str, Any], fd: int) -> Any:
     """``open()``'s file object over the fd the daemon sent; the caller owns it."""
     try:
@@ -152,12 +137,6 @@ def wrap_fd(values: dict[str, Any], fd: int) -> Any:
         os.close(fd)
         raise
     return f
-
-
-def retryable(m: Method, values: dict[str, Any]) -> bool:
-    """May this call be sent again after a broken connection (it changes nothing)?"""
-    spec = SPECS[m.name]
-    return spec.retryable(tuple(values[n] for n in spec.names))
 
 
 # -- code generation ---------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from __future__ import annotations
 import errno as _errno
 import os
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import msgpack
 
@@ -677,7 +677,3 @@ def exception_from_reply(err: Any, method: Method | None = None, args: dict[str,
     fn = names[0] if names else None
     fn2 = names[1] if len(names) > 1 else None
     return error_from_wire(err, fn, fn2)
-
-
-def iter_frames(payload: bytes, max_frame: int = MAX_FRAME) -> Iterator[bytes]:
-    yield from encode_frames(payload, max_frame)

@@ -144,6 +144,10 @@ _TABLE = [
     ),
 ]
 
+for _m in _TABLE:  # the table is checked once, at import: a typo is an error, not a silent default
+    if _m.result not in RESULT_TYPES or any(p.type not in PARAM_TYPES for p in _m.params):
+        raise ValueError(f"protocol/methods.py: {_m.name} has an unknown parameter or result type")
+
 #: name -> Method, in table order.
 METHODS: dict[str, Method] = {m.name: m for m in _TABLE}
 MUTATING = frozenset(m.name for m in _TABLE if m.mutates)

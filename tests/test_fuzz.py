@@ -5,7 +5,7 @@ in a loop on its own connection) keeps calling; its calls must all succeed and i
 recorded.  After each attack the daemon must be alive, its open fds (``/proc/PID/fd``) back
 to the count it had with no client, and at the end its RSS growth bounded.
 
-CI sizes are small; the long run (figures in docs/SECURITY-fuzz-faults.md):
+CI sizes are small; the long run (figures in docs/SECURITY.md ("Hostile peers, crashes and load")):
 
     BENEATHD_FUZZ_FRAMES=100000 BENEATHD_FUZZ_EXAMPLES=2000 \
         .venv/bin/pytest tests/test_fuzz.py -s -p no:cacheprovider
