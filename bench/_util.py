@@ -236,3 +236,26 @@ def machine_info(path: str = ".") -> dict[str, str]:
     except OSError:
         pass
     return info
+
+
+def make_chain(parent: str | os.PathLike[str], name: str, depth: int, bottom: bytes = b"bottom\n",
+               owner: tuple[int, int] | None = None) -> None:
+    """``parent/name/d/d/.../d/f``: ``depth`` nested directories (the hostile tree of issue 16),
+    built by dirfd, one mkdirat per level (no long path is ever needed), owned by ``owner``."""
+    fd = os.open(parent, os.O_PATH | os.O_DIRECTORY)
+    try:
+        for i in range(depth):
+            n = name if i == 0 else "d"
+            os.mkdir(n, dir_fd=fd)
+            nfd = os.open(n, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+            if owner:
+                os.fchown(fd, *owner)
+        f = os.open("f", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, dir_fd=fd)
+        os.write(f, bottom)
+        if owner:
+            os.fchown(f, *owner)
+        os.close(f)
+    finally:
+        os.close(fd)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -26,53 +25,24 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from bench._util import base_parser, md_table
-
-BOTTOM = b"bottom\n"
-
-
-def make_chain(parent: Path, name: str, depth: int, owner: tuple[int, int] | None) -> None:
-    fd = os.open(parent, os.O_PATH | os.O_DIRECTORY)
-    try:
-        for i in range(depth):
-            n = name if i == 0 else "d"
-            os.mkdir(n, dir_fd=fd)
-            nfd = os.open(n, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-            os.close(fd)
-            fd = nfd
-            if owner:
-                os.fchown(fd, *owner)
-        f = os.open("f", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
-        os.write(f, BOTTOM)
-        os.close(f)
-    finally:
-        os.close(fd)
+from bench._util import base_parser, make_chain, md_table
+from bench.bench_load import DaemonProc
 
 
 class Sampler:
-    """Peak open fds and VmRSS of a process, read from /proc in a thread."""
+    """Peak open fds and VmRSS of the daemon, read from /proc in a thread."""
 
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
+    def __init__(self, d: DaemonProc) -> None:
+        self.d = d
         self.peak_fds = self.peak_rss = 0
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
-    def fds(self) -> int:
-        return len(os.listdir(f"/proc/{self.pid}/fd"))
-
-    def rss_kib(self) -> int:
-        with open(f"/proc/{self.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        return 0
-
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.peak_fds = max(self.peak_fds, self.fds())
-                self.peak_rss = max(self.peak_rss, self.rss_kib())
+                self.peak_fds = max(self.peak_fds, self.d.fd_count())
+                self.peak_rss = max(self.peak_rss, self.d.rss_kib())
             except OSError:
                 return
             time.sleep(0.001)
@@ -84,22 +54,6 @@ class Sampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._t.join()
-
-
-def start_daemon(root: Path, sock: str, log: Path, landlock: bool) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "beneathd.daemon", "--root", str(root), "--socket", sock, "--no-journal"]
-    if os.geteuid() == 0:
-        argv += ["--user", "nobody", "--allow-uid", "0"]
-    if not landlock:
-        argv.append("--no-landlock")
-    with open(log, "wb") as lf:
-        proc = subprocess.Popen(argv, stdout=lf, stderr=lf)
-    deadline = time.monotonic() + 20
-    while b"serving " not in log.read_bytes():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"daemon did not start: {log.read_text(errors='replace')}")
-        time.sleep(0.01)
-    return proc
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, str]:
@@ -115,49 +69,40 @@ def run_daemon_case(base: Path, depth: int, landlock: bool, rows: list[list[obje
     from beneathd.client import Client
 
     work = base / f"{'ll' if landlock else 'plain'}-{depth}"
-    root = work / "root"
-    root.mkdir(parents=True)
+    work.mkdir()
+    d = DaemonProc("--no-journal", *(() if landlock else ("--no-landlock",)), base=str(work))
     owner = None
     if os.geteuid() == 0:
-        nobody = pwd.getpwnam("nobody")
+        nobody = pwd.getpwnam(d.user)
         owner = (nobody.pw_uid, nobody.pw_gid)
-        os.chown(root, *owner)
-    sock = str(work / "s.sock")
-    proc = start_daemon(root, sock, work / "daemon.log", landlock)
     label = "daemon, Landlock" if landlock else "daemon, no Landlock"
     try:
-        make_chain(root, "src", depth, owner)
-        with Client(sock) as c:
+        d.start()
+        make_chain(d.root, "src", depth, owner=owner)
+        with Client(d.socket) as c:
             c.stat(".")
-            s = Sampler(proc.pid)
-            idle_fds, idle_rss = s.fds(), s.rss_kib()
+            idle_fds, idle_rss = d.fd_count(), d.rss_kib()
             for op, fn in (("cp -r", lambda: c.cp("src", "copy", recursive=True)),
                            ("rm -r (the copy)", lambda: c.rm("copy", recursive=True)),
                            ("rm -r (the chain)", lambda: c.rm("src", recursive=True))):
-                s = Sampler(proc.pid)
-                with s:
+                with Sampler(d) as s:
                     secs, outcome = timed(fn)
                 rows.append([label, depth, op, f"{secs:.2f} s", f"{secs / depth * 1e6:.0f} us",
                              s.peak_fds - idle_fds, f"{s.peak_rss / 1024:.1f} MiB ({idle_rss / 1024:.1f} idle)",
                              outcome])
-            alive = proc.poll() is None
-            after = Sampler(proc.pid).fds() if alive else -1
+            alive = d.alive()
+            after = d.fd_count() if alive else -1
             rows.append([label, depth, "after: daemon alive, fds back to idle", "", "", after - idle_fds, "",
                          "yes" if alive and after == idle_fds else f"NO (alive={alive})"])
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        subprocess.run(["rm", "-rf", str(work)], check=False)
+        d.stop(30)
+        subprocess.run(["rm", "-rf", str(work)], check=False)  # deep: not shutil.rmtree
 
 
 def run_coreutils_case(base: Path, depth: int, rows: list[list[object]]) -> None:
     work = base / f"coreutils-{depth}"
     work.mkdir()
-    make_chain(work, "src", depth, None)
+    make_chain(work, "src", depth)
     t0 = time.perf_counter()
     r = subprocess.run(["cp", "-a", "src", "copy"], cwd=work, capture_output=True, text=True)
     secs = time.perf_counter() - t0

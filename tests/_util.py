@@ -35,8 +35,9 @@ def describe(exc: BaseException | None) -> str:
     return type(exc).__name__
 
 
-def call_with_timeout(fn: Callable[[], Any], timeout: float = 5.0) -> Any:
-    """Run fn in a daemon thread; a hang fails the test instead of hanging the run."""
+def call_with_timeout(fn: Callable[[], Any], timeout: float | None = 5.0, *, stack: int | None = None) -> Any:
+    """Run fn in a daemon thread; a hang fails the test instead of hanging the run.
+    ``stack``: that thread's stack size in bytes (a walker's C stack must not grow)."""
     box: dict[str, Any] = {}
 
     def run() -> None:
@@ -45,8 +46,13 @@ def call_with_timeout(fn: Callable[[], Any], timeout: float = 5.0) -> Any:
         except BaseException as e:  # noqa: BLE001
             box["exc"] = e
 
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
+    old = threading.stack_size(stack) if stack else None
+    try:
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+    finally:
+        if stack:
+            threading.stack_size(old or 0)
     t.join(timeout)
     if t.is_alive():
         raise AssertionError(f"call did not return within {timeout} s (it blocks)")

@@ -15,15 +15,19 @@ import contextlib
 import errno
 import os
 import subprocess
-import threading
+import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Iterator
 
 import pytest
 
-from backends import BACKENDS
-from beneathd.daemon import Root
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _util import call_with_timeout  # noqa: E402
+from backends import BACKENDS  # noqa: E402
+from beneathd.daemon import Root  # noqa: E402
+from bench._util import make_chain as _make_chain  # noqa: E402
 
 DEPTH = int(os.environ.get("BENEATHD_DEEP", "100000"))
 IS_ROOT = os.geteuid() == 0
@@ -31,24 +35,7 @@ BOTTOM = b"the bottom of the chain\n"
 
 
 def make_chain(parent: Path, name: str, depth: int, owner: tuple[int, int] | None = None) -> None:
-    """``parent/name/d/d/.../d/f``, ``depth`` directories, built by dirfd (no long paths)."""
-    fd = os.open(parent, os.O_PATH | os.O_DIRECTORY)
-    try:
-        for i in range(depth):
-            n = name if i == 0 else "d"
-            os.mkdir(n, dir_fd=fd)
-            nfd = os.open(n, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-            os.close(fd)
-            fd = nfd
-            if owner:
-                os.fchown(fd, *owner)
-        f = os.open("f", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, dir_fd=fd)
-        os.write(f, BOTTOM)
-        if owner:
-            os.fchown(f, *owner)
-        os.close(f)
-    finally:
-        os.close(fd)
+    _make_chain(parent, name, depth, BOTTOM, owner)
 
 
 def chain_depth(top: Path) -> int:
@@ -133,38 +120,16 @@ def test_deep_chain_every_tree_operation(backend: str, deep_root: Path) -> None:
         assert fs.listdir(".") in ([], ["mnt"])
 
 
-def _in_small_thread(fn: Callable[[], Any], stack: int) -> Any:
-    """Run fn on a thread whose stack is ``stack`` bytes: the walk's C stack must not grow."""
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["ok"] = fn()
-        except BaseException as e:  # noqa: BLE001
-            box["exc"] = e
-
-    old = threading.stack_size(stack)
-    try:
-        t = threading.Thread(target=run)
-        t.start()
-    finally:
-        threading.stack_size(old)
-    t.join()
-    if "exc" in box:
-        raise box["exc"]
-    return box.get("ok")
-
-
 def test_deep_walks_on_a_small_thread_stack(deep_root: Path) -> None:
     """256 KiB of stack (a Python thread's frames and all): a recursive walker dies at a few
     dozen levels here, the iterative one walks any depth, also over an existing copy."""
     make_chain(deep_root, "src", DEPTH // 4)
     with Root(deep_root) as fs:
         for _ in range(2):
-            _in_small_thread(lambda: fs.cp("src", "copy", recursive=True), 256 * 1024)
+            call_with_timeout(lambda: fs.cp("src", "copy", recursive=True), None, stack=256 * 1024)
             assert chain_depth(deep_root / "copy") == DEPTH // 4
-        _in_small_thread(lambda: fs.rm("copy", recursive=True), 256 * 1024)
-        _in_small_thread(lambda: fs.rm("src", recursive=True), 256 * 1024)
+        call_with_timeout(lambda: fs.rm("copy", recursive=True), None, stack=256 * 1024)
+        call_with_timeout(lambda: fs.rm("src", recursive=True), None, stack=256 * 1024)
         assert os.listdir(deep_root) == []
 
 
