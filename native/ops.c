@@ -77,15 +77,28 @@ int bn_readlink(int root, const char *path, char *buf, size_t size, int rx)
 
 /* ---- namespace operations: parent + leaf, the kernel never follows the leaf here ----- */
 
-int bn_mkdir(int root, const char *path, int mode, int rx)
+/* Make a new name (a directory, a link or a FIFO) at the leaf; "." and ".." exist already. */
+static int bn_create(int root, const char *path, int rx, mode_t kind, int mode, const char *target)
 {
     bn_path p;
     int r = bn_split(root, path, rx, 0, &p);
     if (r < 0)
         return r;
-    r = p.dots ? -EEXIST : bn_neg(mkdirat(p.pfd, p.leafs, (mode_t)mode));
+    if (p.dots)
+        r = -EEXIST;
+    else if (kind == S_IFDIR)
+        r = bn_neg(mkdirat(p.pfd, p.leafs, (mode_t)mode));
+    else if (kind == S_IFLNK)
+        r = bn_neg(symlinkat(target, p.pfd, p.leafs));
+    else
+        r = bn_neg(mknodat(p.pfd, p.leafs, S_IFIFO | (mode & 07777), 0));
     bn_release(&p);
     return r;
+}
+
+int bn_mkdir(int root, const char *path, int mode, int rx)
+{
+    return bn_create(root, path, rx, S_IFDIR, mode, NULL);
 }
 
 int bn_unlink(int root, const char *path, int rx)
@@ -159,24 +172,12 @@ int bn_link(int root, const char *src, const char *dst, int rx)
 
 int bn_symlink(int root, const char *target, const char *path, int rx)
 {
-    bn_path p;
-    int r = bn_split(root, path, rx, 0, &p);
-    if (r < 0)
-        return r;
-    r = p.dots ? -EEXIST : bn_neg(symlinkat(target, p.pfd, p.leafs));
-    bn_release(&p);
-    return r;
+    return bn_create(root, path, rx, S_IFLNK, 0, target);
 }
 
 int bn_mkfifo(int root, const char *path, int mode, int rx)
 {
-    bn_path p;
-    int r = bn_split(root, path, rx, 0, &p);
-    if (r < 0)
-        return r;
-    r = p.dots ? -EEXIST : bn_neg(mknodat(p.pfd, p.leafs, S_IFIFO | (mode & 07777), 0));
-    bn_release(&p);
-    return r;
+    return bn_create(root, path, rx, S_IFIFO, mode, NULL);
 }
 
 /* ---- metadata on the final component itself (never through a final symlink) --------- */
