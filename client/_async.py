@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import os
 import socket as _stdsocket
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgpack
 import trio
@@ -24,8 +24,8 @@ from ..protocol.codec import (
     encode_frames,
     exception_from_reply,
 )
-from ..protocol.methods import Method
-from ._common import Spec, generate_method, install_methods
+from ._common import Spec
+from ._generated import AsyncMethods
 from ._sync import _ANC_SPACE, _CLOEXEC, _FINAL, _Broken, _close_all, _finish, _take_frame
 
 __all__ = ["AsyncClient"]
@@ -41,16 +41,13 @@ def _notify_closing(sock: _stdsocket.socket) -> None:
         pass
 
 
-class AsyncClient:
+class AsyncClient(AsyncMethods):
     """``async with AsyncClient(path) as fs: await fs.stat("x")``; connects in ``__aenter__``.
 
     The socket is a stdlib socket in non-blocking mode: ``sendmsg``/``recvmsg`` are tried
     at once and trio is only asked to wait (``wait_readable``/``wait_writable``) when they
     would block.  Every call is a trio checkpoint.
     """
-
-    if TYPE_CHECKING:  # the API methods are generated from the method table at import
-        def __getattr__(self, name: str) -> Any: ...
 
     def __init__(self, socket_path: str | bytes | os.PathLike[Any], *, max_message: int = MAX_MESSAGE) -> None:
         self._path = os.fspath(socket_path)
@@ -293,17 +290,3 @@ class AsyncClient:
         if fds or spec.returns_fd:
             return _finish(spec, vals, err, res, fds)
         return spec.result(err, res, vals)
-
-
-_TEMPLATE = """\
-async def {name}({sig}):
-{body}
-    return await self._call(_SPEC, {vals}, {wire})
-"""
-
-
-def _make(m: Method, sig: Any) -> Any:
-    return generate_method(m, _TEMPLATE)
-
-
-install_methods(AsyncClient, _make)

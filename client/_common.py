@@ -1,10 +1,11 @@
-"""What the blocking and the async client share: the method generator and reply handling.
+"""What the blocking and the async client share: per-method specs, encoding helpers, replies.
 
-Every method of the table becomes a real Python function, generated once with ``exec``
-from the table: a real signature (so a bad call raises ``TypeError`` exactly like a plain
-function, with no ``inspect`` binding per call), then per-parameter encoding inlined for
-its wire type.  A call hands its :class:`Spec` (precomputed per method), the caller's
-argument values (a tuple, in table order) and the wire params to the client's ``_call``.
+The methods themselves are real functions in ``client/_generated.py``, written from the
+method table by ``client/_generate.py``: a real signature (a bad call raises ``TypeError``
+exactly like a plain function, with no ``inspect`` binding per call), then per-parameter
+encoding inlined for its wire type. A call hands its :class:`Spec` (precomputed per
+method), the caller's argument values (a tuple, in table order) and the wire params to the
+client's ``_call``.
 
 No trio and no compiled extension here.
 """
@@ -15,25 +16,17 @@ import inspect
 import io
 import os
 import sys
-from typing import Any, Callable
+from typing import Any
 
 from ..protocol.codec import _bad_result, decode_result, exception_from_reply, stat_from_wire
 from ..protocol.methods import METHODS, Method
 from ..protocol.modes import is_write_mode, open_flags
 
-__all__ = ["signature_of", "Spec", "wrap_fd", "install_methods", "generate_method"]
+__all__ = ["Spec", "SPECS", "wrap_fd"]
 
 _EMPTY = inspect.Parameter.empty
 _FSENC = sys.getfilesystemencoding()
 _FSERR = sys.getfilesystemencodeerrors()
-
-
-def signature_of(m: Method) -> inspect.Signature:
-    params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-    for p in m.params:
-        kind = inspect.Parameter.KEYWORD_ONLY if p.kwonly else inspect.Parameter.POSITIONAL_OR_KEYWORD
-        params.append(inspect.Parameter(p.name, kind, default=_EMPTY if p.required else p.default))
-    return inspect.Signature(params)
 
 
 # -- per-type encoding helpers (the slow paths of the generated code) -------------------------
@@ -137,104 +130,3 @@ def wrap_fd(values: dict[str, Any], fd: int) -> Any:
         os.close(fd)
         raise
     return f
-
-
-# -- code generation ---------------------------------------------------------------------------
-
-
-def _encode_lines(m: Method) -> tuple[list[str], list[str], dict[str, Any]]:
-    """Source lines encoding each wire parameter into ``w<i>``; the wire expressions; globals."""
-    g: dict[str, Any] = {"_fs": _fs, "_data": _data, "_ns": _ns, "_int": _int, "_FSENC": _FSENC,
-                         "_FSERR": _FSERR, "_fspath": os.fspath, "_open_check": _open_check}
-    lines: list[str] = []
-    if m.name == "open":
-        lines.append("_open_check(mode, encoding)")
-    wire: list[str] = []
-    for i, p in enumerate(p for p in m.params if p.wire):
-        v, w = p.name, f"w{i}"
-        t = p.type
-        if t == "path":
-            # the caller's value is kept (os.fspath'd) for error filenames and str/bytes results
-            lines += [
-                f"if {v}.__class__ is str:",
-                f"    {w} = {v}.encode(_FSENC, _FSERR)",
-                f"    if '\\x00' in {v}: raise ValueError('embedded null byte')",
-                f"elif {v}.__class__ is bytes:",
-                f"    {w} = {v}",
-                f"    if b'\\x00' in {v}: raise ValueError('embedded null byte')",
-                "else:",
-                f"    {v} = _fspath({v})",
-                f"    {w} = _fs({v})",
-            ]
-        elif t == "text":
-            lines.append(f"{w} = _fs({v})")
-        elif t == "data":
-            lines.append(f"{w} = {v} if {v}.__class__ is bytes else _data({m.name!r}, {v!r}, {v})")
-        elif t == "ns":
-            lines.append(f"{w} = None if {v} is None else _ns({m.name!r}, {v})")
-        elif t == "int":
-            lines.append(f"{w} = {v} if {v}.__class__ is int else _int({v})")
-        elif t == "bool":
-            lines.append(f"{w} = {v} if {v}.__class__ is bool else bool({v})")
-        else:  # str, optstr, openmode: as given (the daemon validates)
-            lines.append(f"{w} = {v}")
-        wire.append(w)
-    return lines, wire, g
-
-
-def _signature_src(m: Method, g: dict[str, Any], with_self: bool) -> str:
-    out = ["self"] if with_self else []
-    star = False
-    for i, p in enumerate(m.params):
-        if p.kwonly and not star:
-            out.append("*")
-            star = True
-        if p.required:
-            out.append(p.name)
-        else:
-            g[f"_D{i}"] = p.default
-            out.append(f"{p.name}=_D{i}")
-    return ", ".join(out)
-
-
-def _generate(m: Method, template: str, extra: dict[str, Any], with_self: bool = True) -> Callable[..., Any]:
-    lines, wire, g = _encode_lines(m)
-    g.update(extra)
-    g["_SPEC"] = SPECS[m.name]
-    sig = _signature_src(m, g, with_self)
-    vals = "(" + "".join(f"{p.name}, " for p in m.params) + ")"
-    body = "\n".join("    " + ln for ln in lines) or "    pass"
-    src = template.format(name=m.name, sig=sig, body=body, vals=vals, wire="[" + ", ".join(wire) + "]")
-    exec(compile(src, f"<beneathd.client {m.name}>", "exec"), g)
-    return g[m.name]  # type: ignore[no-any-return]
-
-
-_ENCODER_TEMPLATE = """\
-def {name}({sig}):
-{body}
-    return {vals}, {wire}
-"""
-
-#: name -> encode(*args, **kwargs) -> (vals, wire): the argument handling alone
-ENCODERS: dict[str, Callable[..., Any]] = {}
-for _m in METHODS.values():
-    ENCODERS[_m.name] = _generate(_m, _ENCODER_TEMPLATE, {}, with_self=False)
-del _m
-
-
-def generate_method(m: Method, template: str, extra: dict[str, Any] | None = None) -> Callable[..., Any]:
-    """A method generated from ``template`` (with ``{name} {sig} {body} {vals} {wire}``)."""
-    return _generate(m, template, dict(extra or {}))
-
-
-def install_methods(cls: type, make: Callable[[Method, inspect.Signature], Callable[..., Any]]) -> type:
-    """Add one generated method per entry of the method table to ``cls``."""
-    for m in METHODS.values():
-        sig = signature_of(m)
-        fn = make(m, sig)
-        fn.__name__ = m.name
-        fn.__qualname__ = f"{cls.__name__}.{m.name}"
-        fn.__signature__ = sig  # type: ignore[attr-defined]
-        fn.__doc__ = f"{m.doc}." if m.doc else m.name
-        setattr(cls, m.name, fn)
-    return cls

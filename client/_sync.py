@@ -12,7 +12,7 @@ import itertools
 import os
 import socket
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgpack
 
@@ -27,8 +27,8 @@ from ..protocol.codec import (
     exception_from_reply,
     parse_reply,
 )
-from ..protocol.methods import Method
-from ._common import ENCODERS, SPECS, Spec, generate_method, install_methods, wrap_fd
+from ._common import SPECS, Spec, wrap_fd
+from ._generated import ENCODERS, SyncMethods
 
 __all__ = ["Client", "Pending"]
 
@@ -111,11 +111,8 @@ class Pending:
         return self._value
 
 
-class Client:
-    """The ``Root`` API over a daemon's socket (blocking)."""
-
-    if TYPE_CHECKING:  # the API methods are generated from the method table at import
-        def __getattr__(self, name: str) -> Any: ...
+class Client(SyncMethods):
+    """The ``Root`` API over a daemon's socket (blocking); the methods are in _generated.py."""
 
     def __init__(self, socket_path: str | bytes | os.PathLike[Any], *, timeout: float | None = None,
                  max_message: int = MAX_MESSAGE) -> None:
@@ -328,17 +325,3 @@ class Client:
         vals, wire = ENCODERS[name](*args, **kwargs)
         msgid, gen = self._send(name, wire)
         return Pending(self, spec, vals, msgid, gen)
-
-
-_TEMPLATE = """\
-def {name}({sig}):
-{body}
-    return self._call(_SPEC, {vals}, {wire})
-"""
-
-
-def _make(m: Method, sig: Any) -> Any:
-    return generate_method(m, _TEMPLATE)
-
-
-install_methods(Client, _make)

@@ -1,0 +1,220 @@
+"""Write the code and docs that follow from the method table (protocol/methods.py).
+
+    python -m beneathd.client._generate          # rewrite client/_generated.py and PROTOCOL.md's table
+    python -m beneathd.client._generate --check  # exit 1 if either is out of date
+
+``client/_generated.py`` holds every API method twice, as real ``def``s (``SyncMethods``
+for ``Client``, ``AsyncMethods`` for ``AsyncClient``), plus one argument encoder per
+method (``ENCODERS``, for ``Client.submit``): readable, greppable and type-checked, with
+the per-parameter wire encoding inlined for speed. tests/test_generated.py fails when the
+committed files differ from what this writes (as trio does with its ``_generated_*.py``).
+Never imported at run time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from ..protocol.methods import METHODS, Method, Param
+
+TOP = Path(__file__).resolve().parent.parent
+GENERATED = TOP / "client" / "_generated.py"
+PROTOCOL = TOP / "PROTOCOL.md"
+TABLE_BEGIN = "<!-- methods: written by python -m beneathd.client._generate; do not edit -->"
+TABLE_END = "<!-- /methods -->"
+
+#: wire type -> the annotation a caller sees
+ARG_TYPES = {
+    "path": "PathArg",
+    "text": "PathArg",
+    "data": "bytes | bytearray | memoryview",
+    "int": "int",
+    "bool": "bool",
+    "str": "str",
+    "optstr": "str | None",
+    "ns": "tuple[int, int] | None",
+    "openmode": "str",
+}
+#: result kind -> the annotation of what the method returns
+RESULT_TYPES = {
+    "none": "None",
+    "bool": "bool",
+    "stat": "os.stat_result",
+    "names": "list[Any]",
+    "entries": "list[DirEntry]",
+    "path": "Any",
+    "text": "Any",
+    "bytes": "bytes",
+    "fd": "IO[Any]",
+}
+
+
+def _default(p: Param) -> str:
+    if isinstance(p.default, int) and not isinstance(p.default, bool) and p.name in ("mode", "perms"):
+        return oct(p.default)
+    return repr(p.default)
+
+
+def _signature(m: Method, with_self: bool, typed: bool) -> str:
+    out = ["self"] if with_self else []
+    star = False
+    for p in m.params:
+        if p.kwonly and not star:
+            out.append("*")
+            star = True
+        a = f"{p.name}: {ARG_TYPES[p.type]}" if typed else p.name
+        out.append(a if p.required else (f"{a} = {_default(p)}" if typed else f"{a}={_default(p)}"))
+    return ", ".join(out)
+
+
+def _encode(m: Method) -> tuple[list[str], str]:
+    """Lines that encode each wire parameter into ``w<i>``, and the wire list expression."""
+    lines: list[str] = []
+    if m.name == "open":
+        lines.append("_open_check(mode, encoding)")
+    wire: list[str] = []
+    for i, p in enumerate(p for p in m.params if p.wire):
+        v, w, t = p.name, f"w{i}", p.type
+        if t == "path":
+            # the caller's value is kept (os.fspath'd) for error filenames and str/bytes results
+            lines += [
+                f"if {v}.__class__ is str:",
+                f"    {w} = {v}.encode(_FSENC, _FSERR)  # type: ignore[union-attr]",
+                f"    if '\\x00' in {v}:  # type: ignore[operator]",
+                "        raise ValueError('embedded null byte')",
+                f"elif {v}.__class__ is bytes:",
+                f"    {w} = {v}",
+                f"    if b'\\x00' in {v}:  # type: ignore[operator]",
+                "        raise ValueError('embedded null byte')",
+                "else:",
+                f"    {v} = _fspath({v})",
+                f"    {w} = _fs({v})",
+            ]
+        elif t == "text":
+            lines.append(f"{w} = _fs({v})")
+        elif t == "data":
+            lines.append(f"{w} = {v} if {v}.__class__ is bytes else _data({m.name!r}, {v!r}, {v})")
+        elif t == "ns":
+            lines.append(f"{w} = None if {v} is None else _ns({m.name!r}, {v})")
+        elif t == "int":
+            lines.append(f"{w} = {v} if {v}.__class__ is int else _int({v})")
+        elif t == "bool":
+            lines.append(f"{w} = {v} if {v}.__class__ is bool else bool({v})")
+        else:  # str, optstr, openmode: as given (the daemon validates)
+            lines.append(f"{w} = {v}")
+        wire.append(w)
+    return lines, "[" + ", ".join(wire) + "]"
+
+
+def _vals(m: Method) -> str:
+    return "(" + "".join(f"{p.name}, " for p in m.params) + ")"
+
+
+def _method(m: Method, is_async: bool) -> list[str]:
+    lines, wire = _encode(m)
+    head = "async def" if is_async else "def"
+    call = "await self._call" if is_async else "self._call"
+    out = [f"    {head} {m.name}({_signature(m, True, True)}) -> {RESULT_TYPES[m.result]}:",
+           f'        """{m.doc or m.name}."""']
+    out += ["        " + ln for ln in lines]
+    out.append(f"        return {call}(_S_{m.name}, {_vals(m)}, {wire})")
+    return out
+
+
+def render() -> str:
+    """The text of client/_generated.py."""
+    o: list[str] = [
+        '"""The API methods of ``Client`` and ``AsyncClient``, one per entry of the method table.',
+        "",
+        "Written by ``python -m beneathd.client._generate`` from protocol/methods.py: do not edit;",
+        "change the table (or the generator) and run it again (tests/test_generated.py checks).",
+        "Each method encodes its arguments as the table's wire types say and hands the caller's",
+        "values and the wire parameters to the client's ``_call``.",
+        '"""',
+        "",
+        "from __future__ import annotations",
+        "",
+        "import os",
+        "from typing import IO, TYPE_CHECKING, Any, Callable",
+        "",
+        "from ..protocol.types import DirEntry",
+        "from ._common import _FSENC, _FSERR, SPECS, Spec, _data, _fs, _int, _ns, _open_check",
+        "",
+        '__all__ = ["SyncMethods", "AsyncMethods", "ENCODERS", "PathArg"]',
+        "",
+        "#: what a path argument may be: ``str`` and ``bytes`` results echo its type",
+        "PathArg = str | bytes | os.PathLike[Any]",
+        "_fspath = os.fspath",
+        "",
+    ]
+    o += [f"_S_{name} = SPECS[{name!r}]" for name in METHODS]
+    for cls, is_async, doc in (("SyncMethods", False, "``Client``'s methods (blocking)."),
+                               ("AsyncMethods", True, "``AsyncClient``'s methods (awaited).")):
+        o += ["", "", f"class {cls}:", f'    """{doc}"""', "", "    __slots__ = ()", ""]
+        ret = "Any"
+        o += ["    if TYPE_CHECKING:", f"        {'async ' if is_async else ''}def _call(self, spec: Spec, "
+              f"vals: tuple[Any, ...], wire: list[Any]) -> {ret}: ..."]
+        for m in METHODS.values():
+            o.append("")
+            o += _method(m, is_async)
+    o += ["", "", "# -- the argument handling alone, for Client.submit (pipelining) " + "-" * 30, ""]
+    for m in METHODS.values():
+        lines, wire = _encode(m)
+        o.append("")
+        o.append(f"def _encode_{m.name}({_signature(m, False, True)}) -> tuple[tuple[Any, ...], list[Any]]:")
+        o += ["    " + ln for ln in lines]
+        o.append(f"    return {_vals(m)}, {wire}")
+    o += ["", "", "#: name -> encode(*args, **kwargs) -> (the caller's values, the wire params)",
+          "ENCODERS: dict[str, Callable[..., tuple[tuple[Any, ...], list[Any]]]] = {"]
+    o += [f"    {m.name!r}: _encode_{m.name}," for m in METHODS.values()]
+    o += ["}", ""]
+    return "\n".join(o)
+
+
+def _long(m: Method) -> str:
+    if isinstance(m.long, tuple):
+        return f"{m.long[1]} > {m.long[2] // 1024} KiB"
+    if isinstance(m.long, str):
+        return m.long
+    return "True" if m.long else ""
+
+
+def render_table() -> str:
+    """PROTOCOL.md's method table."""
+    rows = ["| method | wire params (name:type=default) | result | mutates | long |",
+            "|---|---|---|---|---|"]
+    for m in METHODS.values():
+        params = ", ".join(p.name + ":" + p.type + ("" if p.required else f"={p.default!r}") for p in m.wire_params)
+        rows.append(f"| `{m.name}` | {params} | {m.result} | {'yes' if m.mutates else 'no'} | {_long(m)} |")
+    return "\n".join(rows)
+
+
+def protocol_text(current: str) -> str:
+    """PROTOCOL.md with its method table section written anew."""
+    pat = re.compile(re.escape(TABLE_BEGIN) + r".*?" + re.escape(TABLE_END), re.S)
+    if not pat.search(current):
+        raise SystemExit(f"{PROTOCOL}: no {TABLE_BEGIN!r} ... {TABLE_END!r} section")
+    return pat.sub(lambda _: f"{TABLE_BEGIN}\n{render_table()}\n{TABLE_END}", current)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0] if __doc__ else None)
+    ap.add_argument("--check", action="store_true", help="only say whether the files are up to date")
+    a = ap.parse_args(argv)
+    want: dict[Path, str] = {GENERATED: render(), PROTOCOL: protocol_text(PROTOCOL.read_text())}
+    stale = [p for p, text in want.items() if not p.exists() or p.read_text() != text]
+    if a.check:
+        for p in stale:
+            print(f"out of date: {p.relative_to(TOP)} (run python -m beneathd.client._generate)", file=sys.stderr)
+        return 1 if stale else 0
+    for p in stale:
+        p.write_text(want[p])
+        print(f"wrote {p.relative_to(TOP)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
