@@ -20,42 +20,37 @@ Order of events (each step fails closed with a one-line message and exit status 
    predecessor left, log them;
 7. confine with Landlock (if the kernel has it): the root (and unlinking the journal's file);
 8. ``trio.run``: serve, ``READY=1``; SIGTERM/SIGINT or ``--idle-exit`` end it cleanly.
+
+This file parses the flags and runs the steps in that order; each step's logic is in its
+own module: the socket file and its reaper (``socket_file.py``: 1, 4 and the publishing),
+the journal directory's policy (``journal_dir.py``: 3, 6), the privilege drop (``auth.py``:
+5), Landlock (``landlock.py``: 7), serving (``serve.py``: 8), and how a step fails
+(``startup.py``: ``Fatal``, one line, exit 1).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import select
-import signal
 import socket
-import stat
 import sys
-import time
 from typing import Any
 
 import trio
 
-from .auth import Policy, drop_privileges, resolve_user
-from .server import Server, ServerConfig
-
 # Imported plainly: a module that fails to import stops the daemon (fail closed); a broken
 # landlock.py must never let it run unconfined.
 from . import landlock as _landlock
+from . import serve, socket_file
 from . import systemd as _systemd
+from .auth import Policy, drop_privileges, resolve_user
+from .journal_dir import journal_dir as _journal_dir
+from .journal_dir import take_journal as _take_journal
+from .server import Server, ServerConfig
+from .startup import PROG, Fatal
+from .startup import log as _log
 
 __all__ = ["main", "build_parser"]
-
-PROG = "beneathd"
-
-
-class Fatal(Exception):
-    pass
-
-
-def _log(msg: str) -> None:
-    print(f"{PROG}: {msg}", file=sys.stderr, flush=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,273 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-# -- the crash journal's directory -----------------------------------------------------------
-
-
-def _journal_dir(args: argparse.Namespace, root_fd: int,
-                 target: tuple[int, int] | None) -> tuple[str | None, bool]:
-    """(the journal directory to take after the privilege drop, whether the operator named
-    it).  A default one is made (0700, owned by the target user) if missing; None with a
-    logged warning when there is none to be had.  A named one that cannot be used is fatal."""
-    if args.no_journal:
-        return None, False
-    explicit = args.state_dir or (os.environ.get("STATE_DIRECTORY", "").split(":")[0] or None)
-    if explicit:
-        path = os.path.abspath(explicit)
-    else:
-        st = os.fstat(root_fd)
-        key = f"{st.st_dev}-{st.st_ino}"
-        if os.geteuid() == 0:
-            base = "/run/beneathd/journal"
-        elif os.environ.get("XDG_RUNTIME_DIR"):
-            base = os.path.join(os.environ["XDG_RUNTIME_DIR"], "beneathd", "journal")
-        else:
-            _log("warning: no --state-dir (and no $STATE_DIRECTORY or $XDG_RUNTIME_DIR): no crash "
-                 "journal; a kill while replacing a file may leave its temporary name")
-            return None, False
-        path = os.path.join(base, key)
-    try:
-        if not explicit:
-            os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-        try:
-            os.mkdir(path, 0o700)
-            made = True
-        except FileExistsError:
-            made = False
-        st = os.lstat(path)
-        if not stat.S_ISDIR(st.st_mode):
-            raise OSError(f"{path}: not a directory")
-        if os.geteuid() == 0 and target is not None and (made or not explicit):
-            os.chown(path, *target)
-            os.chmod(path, 0o700)
-    except OSError as e:
-        _journal_unusable(path, bool(explicit), f"cannot make it: {e.strerror or e}")
-        return None, False
-    return path, bool(explicit)
-
-
-def _journal_unusable(path: str, explicit: bool, why: str) -> None:
-    """A journal directory the operator named must work (fatal); a default one may not
-    (a warning, and the daemon runs without)."""
-    if explicit:
-        raise Fatal(f"state dir {path}: {why}")
-    _log(f"warning: crash journal {path}: {why}; running without")
-
-
-def _take_journal(root: Any, path: str, explicit: bool) -> None:
-    """After the drop: lock the journal, undo and log what a killed predecessor left."""
-    from .journal import JournalBusy
-
-    try:
-        done = root.attach_journal(path)
-    except JournalBusy:
-        _journal_unusable(path, explicit, "held by another beneathd (one daemon per journal)")
-        return
-    except OSError as e:
-        _journal_unusable(path, explicit, f"cannot take it: {e.strerror or e}")
-        return
-    for rel, outcome in done:
-        _log(f"journal: {os.fsdecode(rel)!r} (a temporary left by a killed daemon): {outcome}")
-
-
-# -- the socket -------------------------------------------------------------------------------
-
-
-def _staging_name(path: str) -> str:
-    """Where to bind before publishing at ``path`` (``path`` itself if the longer name
-    would not fit ``sun_path``)."""
-    staged = os.path.join(os.path.dirname(path) or ".", f".{os.getpid()}.beneathd-bind")
-    return staged if len(os.fsencode(staged)) < 108 else path
-
-
-def _bind(path: str) -> tuple[socket.socket, tuple[int, int], str]:
-    """Bind and listen at a staging name (see :func:`_staging_name`); returns the socket,
-    its file's (dev, ino) and the name it is bound at."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        pass
-    else:
-        if not stat.S_ISSOCK(st.st_mode):
-            raise Fatal(f"{path}: exists and is not a socket")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            probe.connect(path)
-        except OSError:
-            os.unlink(path)  # stale
-        else:
-            raise Fatal(f"{path}: another daemon is listening there")
-        finally:
-            probe.close()
-    staged = _staging_name(path)
-    with contextlib.suppress(OSError):  # a socket left at our pid's name by a dead daemon
-        if staged != path and stat.S_ISSOCK(os.lstat(staged).st_mode):
-            os.unlink(staged)
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-    old = os.umask(0o117)
-    try:
-        s.bind(staged)
-    except OSError as e:
-        s.close()
-        raise Fatal(f"cannot bind {path}: {e.strerror}") from None
-    finally:
-        os.umask(old)
-    os.chmod(staged, 0o660)
-    s.listen(128)
-    st = os.lstat(staged)
-    return s, (st.st_dev, st.st_ino), staged
-
-
-def _is_our_socket(path: str, ident: tuple[int, int]) -> bool:
-    """``path`` is still the socket file we bound (same dev/ino)."""
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return False
-    return (st.st_dev, st.st_ino) == ident and stat.S_ISSOCK(st.st_mode)
-
-
-def _start_reaper(path: str, staged: str, ident: tuple[int, int],
-                  journal_dir: str | None = None) -> tuple[int, int, int]:
-    """Fork a process that keeps the original privileges and, told ``p``, renames the
-    socket from ``staged`` to ``path`` (publishes it); told ``u`` or when we die, removes
-    our socket file (whichever name, if still ours) and ``journal_dir`` if it is empty
-    then (records left by a kill keep it)."""
-    r1, w1 = os.pipe()
-    r2, w2 = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        try:
-            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
-                signal.signal(sig, signal.SIG_IGN)
-            null = os.open(os.devnull, os.O_RDWR)
-            for fd in (0, 1, 2):
-                os.dup2(null, fd)
-            keep = sorted({r1, w2})
-            os.closerange(3, keep[0])
-            os.closerange(keep[0] + 1, keep[1])
-            os.closerange(keep[1] + 1, 65536)
-            while True:
-                try:
-                    what = os.read(r1, 1)
-                except OSError:
-                    what = b""
-                if what != b"p":
-                    break
-                try:
-                    if staged != path:
-                        if not _is_our_socket(staged, ident):
-                            raise OSError("not ours")
-                        os.rename(staged, path)
-                    os.write(w2, b"P")
-                except OSError:
-                    os.write(w2, b"E")
-            for p in {path, staged}:
-                try:
-                    if _is_our_socket(p, ident):
-                        os.unlink(p)
-                except OSError:
-                    pass
-            if journal_dir is not None:
-                try:
-                    os.rmdir(journal_dir)
-                except OSError:
-                    pass
-            try:
-                os.write(w2, b"k")
-            except OSError:
-                pass
-        finally:
-            os._exit(0)
-    os.close(r1)
-    os.close(w2)
-    os.set_inheritable(w1, False)
-    os.set_inheritable(r2, False)
-    return pid, w1, r2
-
-
-def _publish(reaper: tuple[int, int, int], path: str) -> None:
-    """Have the reaper rename the socket to its real name; from then on it is connectable."""
-    _, w, r = reaper
-    os.write(w, b"p")
-    ready, _, _ = select.select([r], [], [], 10.0)
-    if not ready or os.read(r, 1) != b"P":
-        raise Fatal(f"cannot publish the socket at {path}")
-
-
-def _stop_reaper(reaper: tuple[int, int, int] | None) -> None:
-    if reaper is None:
-        return
-    pid, w, r = reaper
-    try:
-        os.write(w, b"u")
-        ready, _, _ = select.select([r], [], [], 5.0)
-        if ready:
-            os.read(r, 1)
-    except OSError:
-        pass
-    finally:
-        os.close(w)
-        os.close(r)
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
-
-
-# -- serving ----------------------------------------------------------------------------------
-
-
-def _notify(state: str) -> None:
-    try:
-        _systemd.notify(state)
-    except Exception:
-        pass
-
-
-async def _run(server: Server, idle_exit: float | None) -> None:
-    async with trio.open_nursery() as nursery:
-
-        async def signals(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as it:
-                task_status.started()
-                if _early:  # arrived during startup, before this receiver existed
-                    _log(f"{signal.Signals(_early[0]).name}: shutting down")
-                    nursery.cancel_scope.cancel()
-                    return
-                async for sig in it:
-                    _log(f"{signal.Signals(sig).name}: shutting down")
-                    nursery.cancel_scope.cancel()
-                    return
-
-        async def idle() -> None:
-            assert idle_exit is not None
-            while True:
-                await trio.sleep(min(1.0, max(idle_exit / 4, 0.05)))
-                if server.connections == 0 and time.monotonic() - server.last_activity >= idle_exit:
-                    _log(f"idle for {idle_exit:g}s: exiting")
-                    nursery.cancel_scope.cancel()
-                    return
-
-        await nursery.start(signals)
-        await nursery.start(server.serve)
-        if idle_exit is not None:
-            nursery.start_soon(idle)
-        _notify("READY=1")
-
-
-_early: list[int] = []
-
-
-def _early_handler(sig: int, frame: Any) -> None:
-    _early.append(sig)
-
-
 def main(argv: list[str] | None = None) -> int:
     # A SIGTERM during startup (the socket is connectable before trio runs) must still
     # end in a clean shutdown: note it now, act on it once serving has started.
-    signal.signal(signal.SIGTERM, _early_handler)
-    signal.signal(signal.SIGINT, _early_handler)
+    serve.note_early_signals()
     args = build_parser().parse_args(argv)
     try:
         return _main(args)
@@ -399,7 +131,7 @@ def _main(args: argparse.Namespace) -> int:
         for extra in socks[1:]:
             extra.close()
     else:
-        listener, made, staged = _bind(args.socket)
+        listener, made, staged = socket_file.bind(args.socket)
         if target is not None and euid == 0:
             os.chown(staged, target[0], target[1])
 
@@ -416,7 +148,7 @@ def _main(args: argparse.Namespace) -> int:
         journal_dir, explicit_journal = _journal_dir(args, root.fileno(), target)
         if made is not None:
             # the default journal directory (under /run, root's) goes when the daemon does
-            reaper = _start_reaper(args.socket, staged, made, None if explicit_journal else journal_dir)
+            reaper = socket_file.start_reaper(args.socket, staged, made, None if explicit_journal else journal_dir)
 
         if target is not None and euid == 0:
             try:
@@ -451,14 +183,14 @@ def _main(args: argparse.Namespace) -> int:
         if reaper is not None:
             # only now does the socket file appear: whoever finds it can connect, and finds
             # the daemon dropped, confined and reaped-for (systemd's socket: it queues for us)
-            _publish(reaper, args.socket)
+            socket_file.publish(reaper, args.socket)
         server = Server(root, listener, cfg)
         _log(f"serving {args.root} on {args.socket or 'the systemd socket'} as uid {os.geteuid()}")
         try:
-            if not _early:
-                trio.run(_run, server, args.idle_exit)
+            if not serve.early_signal():
+                trio.run(serve.run, server, args.idle_exit)
         finally:
-            _notify("STOPPING=1")
+            serve.notify("STOPPING=1")
         return 0
     finally:
         try:
@@ -469,11 +201,11 @@ def _main(args: argparse.Namespace) -> int:
             root.journal.discard_if_clean()  # an empty record file goes: the directory is empty
         if made is not None:
             try:  # when we still may; else the reaper does
-                if _is_our_socket(args.socket, made):
+                if socket_file.is_our_socket(args.socket, made):
                     os.unlink(args.socket)
             except OSError:
                 pass
-            _stop_reaper(reaper)
+            socket_file.stop_reaper(reaper)
 
 
 if __name__ == "__main__":  # pragma: no cover

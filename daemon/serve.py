@@ -1,0 +1,75 @@
+"""Serving: ``trio.run`` of the server with signal handling, idle exit and sd_notify.
+
+SIGTERM/SIGINT end the daemon cleanly at any time: one that arrives during startup (before
+trio runs) is noted by :func:`note_early_signals`' handler and acted on as soon as serving
+has begun.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import Any
+
+import trio
+
+from . import systemd as _systemd
+from .server import Server
+from .startup import log
+
+__all__ = ["note_early_signals", "early_signal", "notify", "run"]
+
+
+def notify(state: str) -> None:
+    try:
+        _systemd.notify(state)
+    except Exception:
+        pass
+
+
+async def run(server: Server, idle_exit: float | None) -> None:
+    async with trio.open_nursery() as nursery:
+
+        async def signals(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as it:
+                task_status.started()
+                if _early:  # arrived during startup, before this receiver existed
+                    log(f"{signal.Signals(_early[0]).name}: shutting down")
+                    nursery.cancel_scope.cancel()
+                    return
+                async for sig in it:
+                    log(f"{signal.Signals(sig).name}: shutting down")
+                    nursery.cancel_scope.cancel()
+                    return
+
+        async def idle() -> None:
+            assert idle_exit is not None
+            while True:
+                await trio.sleep(min(1.0, max(idle_exit / 4, 0.05)))
+                if server.connections == 0 and time.monotonic() - server.last_activity >= idle_exit:
+                    log(f"idle for {idle_exit:g}s: exiting")
+                    nursery.cancel_scope.cancel()
+                    return
+
+        await nursery.start(signals)
+        await nursery.start(server.serve)
+        if idle_exit is not None:
+            nursery.start_soon(idle)
+        notify("READY=1")
+
+
+_early: list[int] = []
+
+
+def _early_handler(sig: int, frame: Any) -> None:
+    _early.append(sig)
+
+
+def note_early_signals() -> None:
+    """Until trio's receiver exists, remember a SIGTERM/SIGINT instead of dying mid-step."""
+    signal.signal(signal.SIGTERM, _early_handler)
+    signal.signal(signal.SIGINT, _early_handler)
+
+
+def early_signal() -> bool:
+    return bool(_early)
