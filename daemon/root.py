@@ -120,7 +120,8 @@ class Root:
         leave its temporary name behind."""
         self._fd = -1
         self._journal: Journal | None = None
-        self._jp: Any = ffi.NULL  # the journal's native handle
+        #: what every native call is given: the fd, the resolve flags, the journal's handle
+        self._r: Any = ffi.new("bn_root *", {"fd": -1, "rx": 0, "journal": ffi.NULL})
         #: what :meth:`attach_journal` found and undid
         self.recovered: list[tuple[bytes, str]] = []
         self._rx = lib.BN_RESOLVE_NO_XDEV if no_xdev else 0
@@ -144,6 +145,7 @@ class Root:
             raise make_error(-probe, self._name)
         os.close(probe)
         self._fd = fd
+        self._r.fd, self._r.rx = fd, self._rx
         if journal is not None:
             try:
                 self.attach_journal(journal)
@@ -162,7 +164,8 @@ class Root:
         except BaseException:
             j.close()
             raise
-        old, self._journal, self._jp = self._journal, j, j.handle
+        old, self._journal = self._journal, j
+        self._r.journal = j.handle
         if old is not None:
             old.close()
         self.recovered = recovered
@@ -181,9 +184,10 @@ class Root:
 
     def close(self) -> None:
         fd, self._fd = self._fd, -1
+        self._r.fd, self._r.journal = -1, ffi.NULL
         if fd >= 0:
             os.close(fd)
-        j, self._journal, self._jp = self._journal, None, ffi.NULL
+        j, self._journal = self._journal, None
         if j is not None:
             j.close()
 
@@ -204,7 +208,7 @@ class Root:
 
     def _open(self, path: Any, flags: int, perms: int = 0) -> int:
         """An fd for a regular file beneath the root (never blocks on FIFOs or devices)."""
-        return _check(lib.bn_open_regular(self._fd, _enc(path), flags, perms, self._rx), path)
+        return _check(lib.bn_open_regular(self._r, _enc(path), flags, perms), path)
 
     def _opendir(self, path: Any) -> int:
         b = _enc(path)
@@ -244,7 +248,7 @@ class Root:
             finally:
                 _os_close(fd)
         out = ffi.new("int64_t[13]")
-        _check(lib.bn_lstat(self._fd, b, out, self._rx), path)
+        _check(lib.bn_lstat(self._r, b, out), path)
         return _stat_out(out)
 
     def lstat(self, path: AnyStr | os.PathLike[AnyStr]) -> os.stat_result:
@@ -308,14 +312,14 @@ class Root:
     def readlink(self, path: AnyStr | os.PathLike[AnyStr]) -> AnyStr:
         """``os.readlink`` beneath the root."""
         buf = ffi.new("char[]", 4097)
-        n = _check(lib.bn_readlink(self._fd, _enc(path), buf, 4097, self._rx), path)
+        n = _check(lib.bn_readlink(self._r, _enc(path), buf, 4097), path)
         return _echo(ffi.buffer(buf, n)[:], path)  # type: ignore[no-any-return]
 
     def realpath(self, path: AnyStr | os.PathLike[AnyStr]) -> AnyStr:
         """The canonical path relative to the root ("." for the root itself), links resolved;
         missing parts are kept as written (``os.path.realpath(strict=False)``)."""
         buf = ffi.new("char[]", _PATH_MAX)
-        n = _check(lib.bn_realpath(self._fd, _enc(path), buf, _PATH_MAX, self._rx), path)
+        n = _check(lib.bn_realpath(self._r, _enc(path), buf, _PATH_MAX), path)
         return _echo(ffi.buffer(buf, n)[:], path)  # type: ignore[no-any-return]
 
     def read_file(self, path: AnyStr | os.PathLike[AnyStr]) -> bytes:
@@ -361,7 +365,7 @@ class Root:
         """``pathlib.Path.mkdir`` beneath the root."""
         mk = lib.bn_mkdir_p if parents else lib.bn_mkdir
         try:
-            _check(mk(self._fd, _enc(path), mode, self._rx), path)
+            _check(mk(self._r, _enc(path), mode), path)
         except OSError as e:
             if isinstance(e, EscapeError) or not exist_ok or not self._is_dir(path):
                 raise
@@ -374,30 +378,30 @@ class Root:
 
     def unlink(self, path: AnyStr | os.PathLike[AnyStr], *, missing_ok: bool = False) -> None:
         """``os.unlink`` (``pathlib``'s ``missing_ok``); removes a link, never its target."""
-        r = lib.bn_unlink(self._fd, _enc(path), self._rx)
+        r = lib.bn_unlink(self._r, _enc(path))
         if r == -errno.ENOENT and missing_ok:
             return
         _check(r, path)
 
     def rmdir(self, path: AnyStr | os.PathLike[AnyStr]) -> None:
         """``os.rmdir``."""
-        _check(lib.bn_rmdir(self._fd, _enc(path), self._rx), path)
+        _check(lib.bn_rmdir(self._r, _enc(path)), path)
 
     def rename(self, src: AnyStr | os.PathLike[AnyStr], dst: AnyStr | os.PathLike[AnyStr], *,
                noreplace: bool = False) -> None:
         """``renameat2``; with ``noreplace`` an existing ``dst`` raises ``FileExistsError``."""
         flags = _RENAME_NOREPLACE if noreplace else 0
-        _check(lib.bn_rename(self._fd, _enc(src), _enc(dst), flags, self._rx), src, dst)
+        _check(lib.bn_rename(self._r, _enc(src), _enc(dst), flags), src, dst)
 
     def exchange(self, a: AnyStr | os.PathLike[AnyStr], b: AnyStr | os.PathLike[AnyStr]) -> None:
         """Atomically swap two names (``RENAME_EXCHANGE``)."""
-        _check(lib.bn_rename(self._fd, _enc(a), _enc(b), _RENAME_EXCHANGE, self._rx), a, b)
+        _check(lib.bn_rename(self._r, _enc(a), _enc(b), _RENAME_EXCHANGE), a, b)
 
     def move(self, src: AnyStr | os.PathLike[AnyStr], dst: AnyStr | os.PathLike[AnyStr], *,
              overwrite: bool = False) -> None:
         """Rename; across mounts inside the root, copy (preserving) then remove."""
         flags = 0 if overwrite else _RENAME_NOREPLACE
-        r = lib.bn_rename(self._fd, _enc(src), _enc(dst), flags, self._rx)
+        r = lib.bn_rename(self._r, _enc(src), _enc(dst), flags)
         if r != -errno.EXDEV:  # EXDEV from renameat2 is a mount boundary; escapes are BN_EESCAPE
             _check(r, src, dst)
             return
@@ -422,7 +426,7 @@ class Root:
 
     def link(self, src: AnyStr | os.PathLike[AnyStr], dst: AnyStr | os.PathLike[AnyStr]) -> None:
         """Hard link ``dst`` to ``src`` (never following ``src``; both beneath the root)."""
-        _check(lib.bn_link(self._fd, _enc(src), _enc(dst), self._rx), src, dst)
+        _check(lib.bn_link(self._r, _enc(src), _enc(dst)), src, dst)
 
     def symlink(self, target: str | bytes | os.PathLike[Any], path: AnyStr | os.PathLike[AnyStr]) -> None:
         """``os.symlink(target, path)``; any target text (it is resolved only when used)."""
@@ -430,37 +434,37 @@ class Root:
         tb = os.fsencode(t) if isinstance(t, str) else t
         if not isinstance(tb, bytes) or b"\0" in tb:
             raise ValueError("symlink target must be str or bytes without NUL")
-        _check(lib.bn_symlink(self._fd, tb, _enc(path), self._rx), target, path)
+        _check(lib.bn_symlink(self._r, tb, _enc(path)), target, path)
 
     def mkfifo(self, path: AnyStr | os.PathLike[AnyStr], mode: int = 0o666) -> None:
         """``os.mkfifo``; any file-type bits other than FIFO (device nodes) are refused."""
         kind = _stat.S_IFMT(mode)
         if kind not in (0, _stat.S_IFIFO):
             raise PermissionError(errno.EPERM, "only FIFOs can be created; device nodes are refused", path)
-        _check(lib.bn_mkfifo(self._fd, _enc(path), _stat.S_IMODE(mode), self._rx), path)
+        _check(lib.bn_mkfifo(self._r, _enc(path), _stat.S_IMODE(mode)), path)
 
     # -- metadata ---------------------------------------------------------------------------
 
     def chmod(self, path: AnyStr | os.PathLike[AnyStr], mode: int) -> None:
         """chmod of the final component itself; a symlink raises ``OSError`` (target untouched)."""
-        _check(lib.bn_chmod(self._fd, _enc(path), mode, self._rx), path)
+        _check(lib.bn_chmod(self._r, _enc(path), mode), path)
 
     def chown(self, path: AnyStr | os.PathLike[AnyStr], uid: int, gid: int) -> None:
         """``os.lchown`` (-1 keeps a value)."""
-        _check(lib.bn_chown(self._fd, _enc(path), uid, gid, self._rx), path)
+        _check(lib.bn_chown(self._r, _enc(path), uid, gid), path)
 
     def utime(self, path: AnyStr | os.PathLike[AnyStr], *, ns: tuple[int, int] | None = None) -> None:
         """Set (atime_ns, mtime_ns), or now; never through a final symlink."""
         if ns is None:
-            _check(lib.bn_utime(self._fd, _enc(path), 0, 0, 1, self._rx), path)
+            _check(lib.bn_utime(self._r, _enc(path), 0, 0, 1), path)
             return
         if not isinstance(ns, (tuple, list)) or len(ns) != 2 or not all(isinstance(x, int) for x in ns):
             raise TypeError("utime: 'ns' must be a tuple of two ints")
-        _check(lib.bn_utime(self._fd, _enc(path), ns[0], ns[1], 0, self._rx), path)
+        _check(lib.bn_utime(self._r, _enc(path), ns[0], ns[1], 0), path)
 
     def truncate(self, path: AnyStr | os.PathLike[AnyStr], length: int) -> None:
         """``os.truncate`` of a regular file (follows an in-tree link)."""
-        _check(lib.bn_truncate(self._fd, _enc(path), length, self._rx), path)
+        _check(lib.bn_truncate(self._r, _enc(path), length), path)
 
     # -- data -------------------------------------------------------------------------------
 
@@ -472,7 +476,7 @@ class Root:
             raise TypeError("write_file() data must be bytes-like, not str")
         buf = ffi.from_buffer(data)
         flags = lib.BN_AW_OVERWRITE | lib.BN_AW_KEEP_MODE
-        _check(lib.bn_write_file(self._fd, _enc(path), buf, len(buf), mode, flags, self._jp, self._rx), path)
+        _check(lib.bn_write_file(self._r, _enc(path), buf, len(buf), mode, flags), path)
 
     def copy_file(self, src: AnyStr | os.PathLike[AnyStr], dst: AnyStr | os.PathLike[AnyStr], *,
                   overwrite: bool = True, reflink: str = "auto") -> None:
@@ -482,7 +486,7 @@ class Root:
             how = _REFLINK[reflink]
         except (KeyError, TypeError):
             raise ValueError("reflink must be 'auto', 'always' or 'never'") from None
-        _check(lib.bn_copy_file(self._fd, _enc(src), _enc(dst), bool(overwrite), how, 0, self._jp, self._rx),
+        _check(lib.bn_copy_file(self._r, _enc(src), _enc(dst), bool(overwrite), how, 0),
                src, dst)
 
     def cp(self, src: AnyStr | os.PathLike[AnyStr], dst: AnyStr | os.PathLike[AnyStr], *,
@@ -494,9 +498,9 @@ class Root:
             | (lib.BN_CP_OVERWRITE if overwrite else 0)
             | (lib.BN_CP_PRESERVE if preserve else 0)
         )
-        _check(lib.bn_cp(self._fd, _enc(src), _enc(dst), flags, self._jp, self._rx), src, dst)
+        _check(lib.bn_cp(self._r, _enc(src), _enc(dst), flags), src, dst)
 
     def rm(self, path: AnyStr | os.PathLike[AnyStr], *, recursive: bool = False, force: bool = False) -> None:
         """``rm [-r] [-f]`` done natively by descending dirfds; never follows a symlink."""
-        _check(lib.bn_rm(self._fd, _enc(path), bool(recursive), bool(force), self._rx), path)
+        _check(lib.bn_rm(self._r, _enc(path), bool(recursive), bool(force)), path)
 

@@ -1,7 +1,7 @@
 /*
  * beneathd's native helpers: the one public header.
  *
- * Every function that takes a caller's path resolves it beneath `root` with openat2(2)
+ * Every function that takes a caller's path resolves it beneath rt->fd with openat2(2)
  * (native/resolve.c) and then acts on the final component with one *at syscall.  Return
  * values are >= 0 on success and -errno on failure; two codes sit outside the errno range:
  * -BN_EESCAPE ("openat2 said the path escapes the root", its EXDEV, kept apart from the
@@ -46,40 +46,50 @@ typedef struct bn_journal bn_journal;
 bn_journal *bn_journal_map(int fd);
 void bn_journal_unmap(bn_journal *j);
 
-/* resolve.c: the door every caller's path goes through */
+/* What every operation needs of the root, one per Root: its O_PATH directory fd, the
+   resolve flags (BN_RESOLVE_NO_XDEV or 0) and the crash journal for temporary names (or
+   NULL). */
+typedef struct bn_root {
+    int fd;
+    int rx;
+    bn_journal *journal;
+} bn_root;
+
+/* resolve.c: the door every caller's path goes through (bn_openat2 is the raw door, from
+   any directory fd: Root's probe and the native code use it) */
 int bn_openat2(int dirfd, const char *path, int flags, int mode, int rx);
-int bn_open_regular(int root, const char *path, int flags, int mode, int rx);
+int bn_open_regular(const bn_root *rt, const char *path, int flags, int mode);
 /* path with a final in-tree symlink chain followed (textually, 40 links at most), into
    out[PATH_MAX]: what write_file, copy_file and cp replace */
-int bn_follow_final(int root, const char *path, char *out, int rx);
+int bn_follow_final(const bn_root *rt, const char *path, char *out);
 /* the canonical path relative to the root ("." for the root); returns its length */
-int bn_realpath(int root, const char *path, char *buf, size_t size, int rx);
+int bn_realpath(const bn_root *rt, const char *path, char *buf, size_t size);
 /* mkdir with missing ancestors (pathlib's parents=True) */
-int bn_mkdir_p(int root, const char *path, int mode, int rx);
+int bn_mkdir_p(const bn_root *rt, const char *path, int mode);
 
 /* ops.c: one resolution plus one *at syscall each */
-int bn_lstat(int root, const char *path, int64_t *out, int rx);
-int bn_stat(int root, const char *path, int64_t *out, int rx);
-int bn_readlink(int root, const char *path, char *buf, size_t size, int rx);
-int bn_mkdir(int root, const char *path, int mode, int rx);
-int bn_unlink(int root, const char *path, int rx);
-int bn_rmdir(int root, const char *path, int rx);
-int bn_rename(int root, const char *src, const char *dst, unsigned int flags, int rx);
-int bn_link(int root, const char *src, const char *dst, int rx);
-int bn_symlink(int root, const char *target, const char *path, int rx);
-int bn_mkfifo(int root, const char *path, int mode, int rx);
-int bn_chmod(int root, const char *path, int mode, int rx);
-int bn_chown(int root, const char *path, int uid, int gid, int rx);
-int bn_utime(int root, const char *path, int64_t atime_ns, int64_t mtime_ns, int now, int rx);
-int bn_truncate(int root, const char *path, int64_t length, int rx);
+int bn_lstat(const bn_root *rt, const char *path, int64_t *out);
+int bn_stat(const bn_root *rt, const char *path, int64_t *out);
+int bn_readlink(const bn_root *rt, const char *path, char *buf, size_t size);
+int bn_mkdir(const bn_root *rt, const char *path, int mode);
+int bn_unlink(const bn_root *rt, const char *path);
+int bn_rmdir(const bn_root *rt, const char *path);
+int bn_rename(const bn_root *rt, const char *src, const char *dst, unsigned int flags);
+int bn_link(const bn_root *rt, const char *src, const char *dst);
+int bn_symlink(const bn_root *rt, const char *target, const char *path);
+int bn_mkfifo(const bn_root *rt, const char *path, int mode);
+int bn_chmod(const bn_root *rt, const char *path, int mode);
+int bn_chown(const bn_root *rt, const char *path, int uid, int gid);
+int bn_utime(const bn_root *rt, const char *path, int64_t atime_ns, int64_t mtime_ns, int now);
+int bn_truncate(const bn_root *rt, const char *path, int64_t length);
 
 /* replace.c: contents, whole or not at all */
-int bn_write_file(int root, const char *path, const char *buf, size_t len, int mode, int flags, bn_journal *j, int rx);
-int bn_copy_file(int root, const char *src, const char *dst, int overwrite, int reflink, int preserve, bn_journal *j, int rx);
+int bn_write_file(const bn_root *rt, const char *path, const char *buf, size_t len, int mode, int flags);
+int bn_copy_file(const bn_root *rt, const char *src, const char *dst, int overwrite, int reflink, int preserve);
 
 /* tree.c: rm -r and cp -r by descending dirfds, at any depth */
-int bn_cp(int root, const char *src, const char *dst, int flags, bn_journal *j, int rx);
-int bn_rm(int root, const char *path, int recursive, int force, int rx);
+int bn_cp(const bn_root *rt, const char *src, const char *dst, int flags);
+int bn_rm(const bn_root *rt, const char *path, int recursive, int force);
 
 /* Test hook: with bn_set_hook(1), the native code calls bn_py_hook(stage) between its steps
    (stage 1: parent resolved, before acting on the leaf; 2: in a tree walk, after fstatat and

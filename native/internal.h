@@ -63,7 +63,7 @@ typedef struct {
     char leafs[NAME_MAX + 3];  /* final component, with "/" when the caller wrote one */
 } bn_path;
 
-BN_INTERNAL int bn_split(int root, const char *path, int rx, int want_target, bn_path *p);
+BN_INTERNAL int bn_split(const bn_root *rt, const char *path, int want_target, bn_path *p);
 BN_INTERNAL void bn_release(bn_path *p);
 /* One directory entry (a name from getdents: never "", ".", ".." or containing "/") of the
    directory dfd, opened as a directory without following any link: tree walks descend with
@@ -79,8 +79,8 @@ BN_INTERNAL int bn_atomic_replace(int dfd, const char *leaf, int mode, int flags
                                   const struct stat *meta, bn_fill_fn fill, void *arg, bn_journal *j);
 BN_INTERNAL int bn_copy_xattrs(int in, int out);
 /* bn_copy_file with dst taken as it is (its final link already followed) */
-BN_INTERNAL int bn_copy_file_to(int root, const char *src, const char *dst, int overwrite, int reflink,
-                                int preserve, bn_journal *j, int rx);
+BN_INTERNAL int bn_copy_file_to(const bn_root *rt, const char *src, const char *dst, int overwrite, int reflink,
+                                int preserve);
 BN_INTERNAL void bn_tmpname(char *out, size_t n, const char *leaf);
 BN_INTERNAL int bn_jadd(bn_journal *j, int dfd, const char *tmp);
 BN_INTERNAL void bn_jdel(bn_journal *j, int s);

@@ -27,11 +27,11 @@ static void bn_stat_out(const struct stat *st, int64_t *out)
 
 /* ---- reads -------------------------------------------------------------------------- */
 
-int bn_lstat(int root, const char *path, int64_t *out, int rx)
+int bn_lstat(const bn_root *rt, const char *path, int64_t *out)
 {
     bn_path p;
     struct stat st;
-    int r = bn_split(root, path, rx, 1, &p);
+    int r = bn_split(rt, path, 1, &p);
     if (r < 0)
         return r;
     if (p.tfd >= 0)
@@ -44,12 +44,12 @@ int bn_lstat(int root, const char *path, int64_t *out, int rx)
     return r;
 }
 
-int bn_stat(int root, const char *path, int64_t *out, int rx)
+int bn_stat(const bn_root *rt, const char *path, int64_t *out)
 {
     struct stat st;
     if (path[0] == '/')
         return -BN_EESCAPE;
-    int fd = bn_openat2(root, path, O_PATH, 0, rx);
+    int fd = bn_openat2(rt->fd, path, O_PATH, 0, rt->rx);
     if (fd < 0)
         return fd;
     int r = bn_neg(fstat(fd, &st));
@@ -59,10 +59,10 @@ int bn_stat(int root, const char *path, int64_t *out, int rx)
     return r;
 }
 
-int bn_readlink(int root, const char *path, char *buf, size_t size, int rx)
+int bn_readlink(const bn_root *rt, const char *path, char *buf, size_t size)
 {
     bn_path p;
-    int r = bn_split(root, path, rx, 1, &p);
+    int r = bn_split(rt, path, 1, &p);
     if (r < 0)
         return r;
     if (p.tfd >= 0)
@@ -78,10 +78,10 @@ int bn_readlink(int root, const char *path, char *buf, size_t size, int rx)
 /* ---- namespace operations: parent + leaf, the kernel never follows the leaf here ----- */
 
 /* Make a new name (a directory, a link or a FIFO) at the leaf; "." and ".." exist already. */
-static int bn_create(int root, const char *path, int rx, mode_t kind, int mode, const char *target)
+static int bn_create(const bn_root *rt, const char *path, mode_t kind, int mode, const char *target)
 {
     bn_path p;
-    int r = bn_split(root, path, rx, 0, &p);
+    int r = bn_split(rt, path, 0, &p);
     if (r < 0)
         return r;
     if (p.dots)
@@ -96,15 +96,15 @@ static int bn_create(int root, const char *path, int rx, mode_t kind, int mode, 
     return r;
 }
 
-int bn_mkdir(int root, const char *path, int mode, int rx)
+int bn_mkdir(const bn_root *rt, const char *path, int mode)
 {
-    return bn_create(root, path, rx, S_IFDIR, mode, NULL);
+    return bn_create(rt, path, S_IFDIR, mode, NULL);
 }
 
-int bn_unlink(int root, const char *path, int rx)
+int bn_unlink(const bn_root *rt, const char *path)
 {
     bn_path p;
-    int r = bn_split(root, path, rx, 0, &p);
+    int r = bn_split(rt, path, 0, &p);
     if (r < 0)
         return r;
     r = p.dots ? -EISDIR : bn_neg(unlinkat(p.pfd, p.leafs, 0));
@@ -112,10 +112,10 @@ int bn_unlink(int root, const char *path, int rx)
     return r;
 }
 
-int bn_rmdir(int root, const char *path, int rx)
+int bn_rmdir(const bn_root *rt, const char *path)
 {
     bn_path p;
-    int r = bn_split(root, path, rx, 0, &p);
+    int r = bn_split(rt, path, 0, &p);
     if (r < 0)
         return r;
     if (p.dots)
@@ -126,13 +126,13 @@ int bn_rmdir(int root, const char *path, int rx)
     return r;
 }
 
-int bn_rename(int root, const char *src, const char *dst, unsigned int flags, int rx)
+int bn_rename(const bn_root *rt, const char *src, const char *dst, unsigned int flags)
 {
     bn_path s, d;
-    int r = bn_split(root, src, rx, 0, &s);
+    int r = bn_split(rt, src, 0, &s);
     if (r < 0)
         return r;
-    r = bn_split(root, dst, rx, 0, &d);
+    r = bn_split(rt, dst, 0, &d);
     if (r < 0) {
         bn_release(&s);
         return r;
@@ -148,18 +148,18 @@ int bn_rename(int root, const char *src, const char *dst, unsigned int flags, in
     return r;
 }
 
-int bn_link(int root, const char *src, const char *dst, int rx)
+int bn_link(const bn_root *rt, const char *src, const char *dst)
 {
     bn_path s, d;
     /* want_target: a source "x/" would make linkat follow x; we answer for it instead */
-    int r = bn_split(root, src, rx, 1, &s);
+    int r = bn_split(rt, src, 1, &s);
     if (r < 0)
         return r;
     if (s.tfd >= 0) {
         bn_release(&s);
         return -EPERM;   /* resolves to a directory: no hard links to directories */
     }
-    r = bn_split(root, dst, rx, 0, &d);
+    r = bn_split(rt, dst, 0, &d);
     if (r < 0) {
         bn_release(&s);
         return r;
@@ -170,14 +170,14 @@ int bn_link(int root, const char *src, const char *dst, int rx)
     return r;
 }
 
-int bn_symlink(int root, const char *target, const char *path, int rx)
+int bn_symlink(const bn_root *rt, const char *target, const char *path)
 {
-    return bn_create(root, path, rx, S_IFLNK, 0, target);
+    return bn_create(rt, path, S_IFLNK, 0, target);
 }
 
-int bn_mkfifo(int root, const char *path, int mode, int rx)
+int bn_mkfifo(const bn_root *rt, const char *path, int mode)
 {
-    return bn_create(root, path, rx, S_IFIFO, mode, NULL);
+    return bn_create(rt, path, S_IFIFO, mode, NULL);
 }
 
 /* ---- metadata on the final component itself (never through a final symlink) --------- */
@@ -199,10 +199,10 @@ static int bn_chmod_fd(int fd, int mode)
     return bn_neg(chmod(bn_procfd(pb, sizeof pb, fd), (mode_t)mode));
 }
 
-int bn_chmod(int root, const char *path, int mode, int rx)
+int bn_chmod(const bn_root *rt, const char *path, int mode)
 {
     bn_path p;
-    int r = bn_split(root, path, rx, 1, &p);
+    int r = bn_split(rt, path, 1, &p);
     if (r < 0)
         return r;
     mode &= 07777;
@@ -229,10 +229,10 @@ int bn_chmod(int root, const char *path, int mode, int rx)
     return r;
 }
 
-int bn_chown(int root, const char *path, int uid, int gid, int rx)
+int bn_chown(const bn_root *rt, const char *path, int uid, int gid)
 {
     bn_path p;
-    int r = bn_split(root, path, rx, 1, &p);
+    int r = bn_split(rt, path, 1, &p);
     if (r < 0)
         return r;
     if (p.tfd >= 0)
@@ -243,11 +243,11 @@ int bn_chown(int root, const char *path, int uid, int gid, int rx)
     return r;
 }
 
-int bn_utime(int root, const char *path, int64_t atime_ns, int64_t mtime_ns, int now, int rx)
+int bn_utime(const bn_root *rt, const char *path, int64_t atime_ns, int64_t mtime_ns, int now)
 {
     bn_path p;
     struct timespec ts[2];
-    int r = bn_split(root, path, rx, 1, &p);
+    int r = bn_split(rt, path, 1, &p);
     if (r < 0)
         return r;
     ts[0].tv_sec = atime_ns / 1000000000LL;
@@ -268,11 +268,11 @@ int bn_utime(int root, const char *path, int64_t atime_ns, int64_t mtime_ns, int
     return r;
 }
 
-int bn_truncate(int root, const char *path, int64_t length, int rx)
+int bn_truncate(const bn_root *rt, const char *path, int64_t length)
 {
     if (length < 0)
         return -EINVAL;
-    int fd = bn_open_regular(root, path, O_WRONLY, 0, rx);
+    int fd = bn_open_regular(rt, path, O_WRONLY, 0);
     if (fd < 0)
         return fd;
     int r = bn_neg(ftruncate(fd, (off_t)length));

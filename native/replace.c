@@ -317,13 +317,13 @@ int bn_fill_fd(int fd, void *arg)
     return (r == 0 && s->xattrs) ? bn_copy_xattrs(s->fd, fd) : r;
 }
 
-int bn_write_file(int root, const char *path, const char *buf, size_t len, int mode, int flags, bn_journal *j, int rx)
+int bn_write_file(const bn_root *rt, const char *path, const char *buf, size_t len, int mode, int flags)
 {
     bn_path p;
     char real[PATH_MAX];   /* a final in-tree link is followed: its target is replaced */
-    int r = bn_follow_final(root, path, real, rx);
+    int r = bn_follow_final(rt, path, real);
     if (r == 0)
-        r = bn_split(root, real, rx, 0, &p);
+        r = bn_split(rt, real, 0, &p);
     if (r < 0)
         return r;
     if (p.dots)
@@ -332,29 +332,29 @@ int bn_write_file(int root, const char *path, const char *buf, size_t len, int m
         r = -EISDIR;
     else {
         struct bn_buf b = {buf, len};
-        r = bn_atomic_replace(p.pfd, p.leaf, mode, flags, NULL, bn_fill_buf, &b, j);
+        r = bn_atomic_replace(p.pfd, p.leaf, mode, flags, NULL, bn_fill_buf, &b, rt->journal);
     }
     bn_release(&p);
     return r;
 }
 
-int bn_copy_file(int root, const char *src, const char *dst, int overwrite, int reflink, int preserve, bn_journal *j, int rx)
+int bn_copy_file(const bn_root *rt, const char *src, const char *dst, int overwrite, int reflink, int preserve)
 {
     char real[PATH_MAX];   /* a final in-tree link at dst is followed */
-    int r = bn_follow_final(root, dst, real, rx);
-    return r < 0 ? r : bn_copy_file_to(root, src, real, overwrite, reflink, preserve, j, rx);
+    int r = bn_follow_final(rt, dst, real);
+    return r < 0 ? r : bn_copy_file_to(rt, src, real, overwrite, reflink, preserve);
 }
 
-int bn_copy_file_to(int root, const char *src, const char *dst, int overwrite, int reflink, int preserve, bn_journal *j, int rx)
+int bn_copy_file_to(const bn_root *rt, const char *src, const char *dst, int overwrite, int reflink, int preserve)
 {
     struct stat st;
     bn_path p;
-    int sfd = bn_open_regular(root, src, O_RDONLY, 0, rx);
+    int sfd = bn_open_regular(rt, src, O_RDONLY, 0);
     if (sfd < 0)
         return sfd;
     int r = bn_neg(fstat(sfd, &st));
     if (r == 0)
-        r = bn_split(root, dst, rx, 0, &p);
+        r = bn_split(rt, dst, 0, &p);
     if (r < 0) {
         close(sfd);
         return r;
@@ -365,7 +365,7 @@ int bn_copy_file_to(int root, const char *src, const char *dst, int overwrite, i
         struct bn_src s = {sfd, reflink, preserve};
         r = bn_atomic_replace(p.pfd, p.leaf, st.st_mode & 07777,
                               (overwrite ? BN_AW_OVERWRITE : 0) | BN_AW_EXACT_MODE,
-                              preserve ? &st : NULL, bn_fill_fd, &s, j);
+                              preserve ? &st : NULL, bn_fill_fd, &s, rt->journal);
     }
     bn_release(&p);
     close(sfd);

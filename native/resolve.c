@@ -103,7 +103,7 @@ void bn_release(bn_path *p)
  * or follow itself) is opened whole with openat2 into tfd, so that the caller acts on
  * that fd and never hands the kernel a component it would follow unchecked.
  */
-int bn_split(int root, const char *path, int rx, int want_target, bn_path *p)
+int bn_split(const bn_root *rt, const char *path, int want_target, bn_path *p)
 {
     char buf[PATH_MAX];
     size_t n = strlen(path);
@@ -133,30 +133,30 @@ int bn_split(int root, const char *path, int rx, int want_target, bn_path *p)
     }
     p->dots = (strcmp(leaf, ".") == 0 || strcmp(leaf, "..") == 0);
     if (p->dots || (p->slash && want_target)) {
-        int fd = bn_openat2(root, path, O_PATH, 0, rx);
+        int fd = bn_openat2(rt->fd, path, O_PATH, 0, rt->rx);
         if (fd < 0)
             return fd;
         p->tfd = fd;
         return 0;   /* acted on through tfd only, never through the parent */
     }
     if (!sl) {
-        p->pfd = root;
+        p->pfd = rt->fd;
     } else {
         char *e = sl;
         while (e > buf && e[-1] == '/')
             e--;
         *e = 0;
-        int fd = bn_openat2(root, buf, O_PATH | O_DIRECTORY, 0, rx);
+        int fd = bn_openat2(rt->fd, buf, O_PATH | O_DIRECTORY, 0, rt->rx);
         if (fd < 0)
             return fd;
         p->pfd = fd;
         p->own = 1;
     }
-    if (rx & BN_RESOLVE_NO_XDEV) {
+    if (rt->rx & BN_RESOLVE_NO_XDEV) {
         /* The *at call on the leaf would cross a mount sitting there (lookups always do):
            under --no-xdev that is refused like any other crossing. Mounts are the
            operator's, so this look does not race with the project user. */
-        int fd = bn_openat2(p->pfd, p->leaf, O_PATH | O_NOFOLLOW, 0, rx);
+        int fd = bn_openat2(p->pfd, p->leaf, O_PATH | O_NOFOLLOW, 0, rt->rx);
         if (fd == -BN_EMOUNT || fd == -BN_EESCAPE) {
             bn_release(p);
             return fd;
@@ -196,10 +196,10 @@ static int bn_take_link(char *path, const char *target, int *links)
 }
 
 /* readlink of the final component of path, or -EINVAL when it is not a link. */
-static int bn_leaf_link(int root, const char *path, char *target, int rx)
+static int bn_leaf_link(const bn_root *rt, const char *path, char *target)
 {
     bn_path p;
-    int r = bn_split(root, path, rx, 0, &p);
+    int r = bn_split(rt, path, 0, &p);
     if (r < 0)
         return r;
     if (p.dots || p.slash) {
@@ -214,7 +214,7 @@ static int bn_leaf_link(int root, const char *path, char *target, int rx)
     return r;
 }
 
-int bn_follow_final(int root, const char *path, char *out, int rx)
+int bn_follow_final(const bn_root *rt, const char *path, char *out)
 {
     size_t n = strlen(path);
     if (n >= PATH_MAX)
@@ -224,7 +224,7 @@ int bn_follow_final(int root, const char *path, char *out, int rx)
     for (int links = 0;;) {
         /* readlinkat alone decides (EINVAL: not a link): a name flipped between a file and
            a link meanwhile is one or the other, never an error of its own */
-        int r = bn_leaf_link(root, out, target, rx);
+        int r = bn_leaf_link(rt, out, target);
         if (r < 0)
             return (r == -BN_EESCAPE || r == -BN_EMOUNT || r == -ENAMETOOLONG) ? r : 0;
         r = bn_take_link(out, target, &links);
@@ -261,7 +261,7 @@ static int bn_rel_to_root(int root, int fd, char *out, size_t size)
     return -BN_EESCAPE;   /* not beneath the root's current name: the root moved */
 }
 
-int bn_realpath(int root, const char *path, char *out, size_t size, int rx)
+int bn_realpath(const bn_root *rt, const char *path, char *out, size_t size)
 {
     /* Like os.path.realpath(strict=False): what exists is resolved (openat2, then the
        kernel's own name for the fd), a missing tail is kept as written, and a dangling
@@ -275,10 +275,10 @@ int bn_realpath(int root, const char *path, char *out, size_t size, int rx)
     memcpy(cur, n ? path : ".", n ? n + 1 : 2);
     rest[0] = 0;
     for (int links = 0;;) {
-        int fd = bn_openat2(root, cur, O_PATH, 0, rx);
+        int fd = bn_openat2(rt->fd, cur, O_PATH, 0, rt->rx);
         if (fd >= 0) {
             char base[PATH_MAX];
-            int r = bn_rel_to_root(root, fd, base, sizeof base);
+            int r = bn_rel_to_root(rt->fd, fd, base, sizeof base);
             close(fd);
             if (r < 0)
                 return r;
@@ -289,7 +289,7 @@ int bn_realpath(int root, const char *path, char *out, size_t size, int rx)
         }
         if (fd != -ENOENT)
             return fd;
-        int r = bn_leaf_link(root, cur, target, rx);
+        int r = bn_leaf_link(rt, cur, target);
         if (r >= 0) {
             r = bn_take_link(cur, target, &links);
             if (r < 0)
@@ -322,11 +322,11 @@ int bn_realpath(int root, const char *path, char *out, size_t size, int rx)
     }
 }
 
-int bn_mkdir_p(int root, const char *path, int mode, int rx)
+int bn_mkdir_p(const bn_root *rt, const char *path, int mode)
 {
     /* pathlib's mkdir(parents=True): the missing ancestors with mode 0777 (less the umask),
        then path itself; each one a bn_mkdir, so each is resolved by the door above. */
-    int r = bn_mkdir(root, path, mode, rx);
+    int r = bn_mkdir(rt, path, mode);
     if (r != -ENOENT)
         return r;
     char buf[PATH_MAX];
@@ -340,9 +340,9 @@ int bn_mkdir_p(int root, const char *path, int mode, int rx)
         if (buf[i] != '/' || buf[i - 1] == '/')
             continue;
         buf[i] = 0;
-        r = bn_mkdir(root, buf, 0777, rx);
+        r = bn_mkdir(rt, buf, 0777);
         if (r == -EEXIST) {
-            int fd = bn_openat2(root, buf, O_PATH | O_DIRECTORY, 0, rx);
+            int fd = bn_openat2(rt->fd, buf, O_PATH | O_DIRECTORY, 0, rt->rx);
             r = fd >= 0 ? 0 : (fd == -ENOTDIR ? -EEXIST : fd);
             if (fd >= 0)
                 close(fd);
@@ -351,7 +351,7 @@ int bn_mkdir_p(int root, const char *path, int mode, int rx)
         if (r < 0)
             return r;
     }
-    return bn_mkdir(root, path, mode, rx);
+    return bn_mkdir(rt, path, mode);
 }
 
 /*
@@ -359,17 +359,17 @@ int bn_mkdir_p(int root, const char *path, int mode, int rx)
  * else: O_NONBLOCK|O_NOCTTY for the open itself (a FIFO or device does not block and
  * is closed at once), then fstat, then O_NONBLOCK is dropped again unless asked for.
  */
-int bn_open_regular(int root, const char *path, int flags, int mode, int rx)
+int bn_open_regular(const bn_root *rt, const char *path, int flags, int mode)
 {
     struct stat st;
     if (path[0] == '/')
         return -BN_EESCAPE;
     if (path[0] == 0)
         return -ENOENT;
-    int fd = bn_openat2(root, path, flags | O_NONBLOCK | O_NOCTTY, mode, rx);
+    int fd = bn_openat2(rt->fd, path, flags | O_NONBLOCK | O_NOCTTY, mode, rt->rx);
     if (fd == -ENXIO || fd == -ENODEV || fd == -EWOULDBLOCK) {
         /* a FIFO without a reader or a device without a driver: say what it is */
-        int pfd = bn_openat2(root, path, O_PATH, 0, rx);
+        int pfd = bn_openat2(rt->fd, path, O_PATH, 0, rt->rx);
         if (pfd < 0)
             return fd;
         int r = fstat(pfd, &st);

@@ -419,10 +419,10 @@ static int bn_rm_tree(int pfd, const char *leaf)
     return r < 0 ? r : 0;
 }
 
-int bn_rm(int root, const char *path, int recursive, int force, int rx)
+int bn_rm(const bn_root *rt, const char *path, int recursive, int force)
 {
     bn_path p;
-    int r = bn_split(root, path, rx, 0, &p);
+    int r = bn_split(rt, path, 0, &p);
     if (r < 0)
         return (force && r == -ENOENT) ? 0 : r;
     if (p.dots) {
@@ -654,19 +654,19 @@ static int bn_cp_tree(int sd, int dd, struct bn_cpctx *c)
     return r;
 }
 
-int bn_cp(int root, const char *src, const char *dst, int flags, bn_journal *j, int rx)
+int bn_cp(const bn_root *rt, const char *src, const char *dst, int flags)
 {
     struct stat st;
     bn_path p;
     char real[PATH_MAX];   /* a final in-tree link at dst is followed */
-    int r = bn_follow_final(root, dst, real, rx);
+    int r = bn_follow_final(rt, dst, real);
     if (r < 0)
         return r;
     dst = real;
     if (src[0] == '/')
         return -BN_EESCAPE;
     /* the top-level source is followed (in-tree only) */
-    int sfd = bn_openat2(root, src[0] ? src : "", O_PATH, 0, rx);
+    int sfd = bn_openat2(rt->fd, src[0] ? src : "", O_PATH, 0, rt->rx);
     if (sfd < 0)
         return src[0] ? sfd : -ENOENT;
     r = bn_neg(fstat(sfd, &st));
@@ -676,12 +676,12 @@ int bn_cp(int root, const char *src, const char *dst, int flags, bn_journal *j, 
     if (!S_ISDIR(st.st_mode)) {
         if (!S_ISREG(st.st_mode))
             return -BN_ENOTREG;
-        return bn_copy_file_to(root, src, dst, flags & BN_CP_OVERWRITE, BN_REFLINK_AUTO,
-                            flags & BN_CP_PRESERVE, j, rx);
+        return bn_copy_file_to(rt, src, dst, flags & BN_CP_OVERWRITE, BN_REFLINK_AUTO,
+                            flags & BN_CP_PRESERVE);
     }
     if (!(flags & BN_CP_RECURSIVE))
         return -EISDIR;
-    int sd = bn_openat2(root, src, O_RDONLY | O_DIRECTORY, 0, rx);
+    int sd = bn_openat2(rt->fd, src, O_RDONLY | O_DIRECTORY, 0, rt->rx);
     if (sd < 0)
         return sd;
     if (fstat(sd, &st) < 0) {
@@ -689,7 +689,7 @@ int bn_cp(int root, const char *src, const char *dst, int flags, bn_journal *j, 
         close(sd);
         return r;
     }
-    r = bn_split(root, dst, rx, 0, &p);
+    r = bn_split(rt, dst, 0, &p);
     if (r < 0) {
         close(sd);
         return r;
@@ -710,7 +710,7 @@ int bn_cp(int root, const char *src, const char *dst, int flags, bn_journal *j, 
         goto out;
     }
     struct stat dst_st;
-    struct bn_cpctx c = {flags, j, 0, 0};
+    struct bn_cpctx c = {flags, rt->journal, 0, 0};
     if (fstat(dd, &dst_st) < 0)
         r = -errno;
     else if (dst_st.st_dev == st.st_dev && dst_st.st_ino == st.st_ino)

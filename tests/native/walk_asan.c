@@ -23,6 +23,7 @@
 void bn_py_hook(int stage) { (void)stage; }   /* cffi provides it in the extension */
 
 static int root;
+static bn_root rt;
 static long depth;
 
 #define CHECK(cond, ...) do { if (!(cond)) { fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); exit(2); } } while (0)
@@ -79,16 +80,16 @@ static void *walks(void *arg)
 {
     (void)arg;
     int before = count_fds();
-    int r = bn_cp(root, "src", "copy", BN_CP_RECURSIVE | BN_CP_OVERWRITE | BN_CP_PRESERVE, NULL, 0);
+    int r = bn_cp(&rt, "src", "copy", BN_CP_RECURSIVE | BN_CP_OVERWRITE | BN_CP_PRESERVE);
     CHECK(r == 0, "cp -r: %d", r);
     CHECK(measure("copy") == depth, "copy is %ld deep, not %ld", measure("copy"), depth);
-    r = bn_cp(root, "src", "copy", BN_CP_RECURSIVE | BN_CP_OVERWRITE, NULL, 0);   /* over itself */
+    r = bn_cp(&rt, "src", "copy", BN_CP_RECURSIVE | BN_CP_OVERWRITE);   /* over itself */
     CHECK(r == 0, "cp -r again: %d", r);
-    r = bn_cp(root, "src", "src/d/inside", BN_CP_RECURSIVE | BN_CP_OVERWRITE, NULL, 0);
+    r = bn_cp(&rt, "src", "src/d/inside", BN_CP_RECURSIVE | BN_CP_OVERWRITE);
     CHECK(r == 0, "cp -r into itself: %d", r);
-    r = bn_rm(root, "src/d/inside", 1, 0, 0);
+    r = bn_rm(&rt, "src/d/inside", 1, 0);
     CHECK(r == 0, "rm -r of the copy inside: %d", r);
-    r = bn_rm(root, "copy", 1, 0, 0);
+    r = bn_rm(&rt, "copy", 1, 0);
     CHECK(r == 0, "rm -r: %d", r);
     CHECK(measure("copy") == 0, "copy left");
     CHECK(count_fds() == before, "fds: %d before, %d after", before, count_fds());
@@ -99,17 +100,17 @@ static void *walks(void *arg)
     low = old;
     low.rlim_cur = (rlim_t)before + 12;
     CHECK(setrlimit(RLIMIT_NOFILE, &low) == 0, "setrlimit");
-    r = bn_cp(root, "src", "copy2", BN_CP_RECURSIVE | BN_CP_OVERWRITE, NULL, 0);
+    r = bn_cp(&rt, "src", "copy2", BN_CP_RECURSIVE | BN_CP_OVERWRITE);
     CHECK(r == -EMFILE || r == 0, "cp -r with few fds: %d", r);
-    r = bn_rm(root, "copy2", 1, 1, 0);
+    r = bn_rm(&rt, "copy2", 1, 1);
     CHECK(r == -EMFILE || r == 0, "rm -r with few fds: %d", r);
     setrlimit(RLIMIT_NOFILE, &old);
     CHECK(count_fds() == before, "fds after EMFILE: %d before, %d after", before, count_fds());
-    r = bn_rm(root, "copy2", 1, 1, 0);
+    r = bn_rm(&rt, "copy2", 1, 1);
     CHECK(r == 0, "rm -r copy2: %d", r);
-    r = bn_rm(root, "src", 1, 0, 0);
+    r = bn_rm(&rt, "src", 1, 0);
     CHECK(r == 0, "rm -r src: %d", r);
-    CHECK(bn_rm(root, "src", 1, 1, 0) == 0, "rm -rf of nothing");
+    CHECK(bn_rm(&rt, "src", 1, 1) == 0, "rm -rf of nothing");
     return NULL;
 }
 
@@ -118,6 +119,7 @@ int main(int argc, char **argv)
     CHECK(argc == 3, "usage: walk_asan DIR DEPTH");
     root = open(argv[1], O_PATH | O_DIRECTORY);
     CHECK(root >= 0, "open %s: %s", argv[1], strerror(errno));
+    rt.fd = root;   /* rx 0, no journal */
     depth = atol(argv[2]);
     build("src");
     pthread_attr_t a;
