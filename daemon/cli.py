@@ -52,6 +52,10 @@ from .startup import log as _log
 
 __all__ = ["main", "build_parser"]
 
+#: the walk limit under Landlock, where each level costs time proportional to its depth:
+#: cp -r of a 4096-deep chain takes ~10 s confined (docs/SECURITY.md, Hostile trees)
+LANDLOCK_WALK_LIMIT = 4096
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="Serve file operations strictly beneath one root.")
@@ -76,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-journal", action="store_true",
                    help="keep no crash journal (a kill while replacing a file may leave "
                         "its .NAME.beneathd-XXXX temporary)")
+    p.add_argument("--walk-limit", type=int, metavar="LEVELS",
+                   help="deepest level cp -r / rm -r / move descend (default: 4096 under Landlock, where "
+                        "each level costs time proportional to its depth; else 1048576)")
     p.add_argument("--no-landlock", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--max-connections", type=int, default=128, help=argparse.SUPPRESS)
     p.add_argument("--max-inflight", type=int, default=64, help=argparse.SUPPRESS)
@@ -145,6 +152,11 @@ def _main(args: argparse.Namespace) -> int:
         except Exception as e:
             raise Fatal(f"cannot open root {args.root}: {e}") from None
 
+        if args.walk_limit is not None:
+            try:
+                root.walk_limit = args.walk_limit
+            except ValueError as e:
+                raise Fatal(f"--walk-limit: {e}") from None
         journal_dir, explicit_journal = _journal_dir(args, root.fileno(), target)
         if made is not None:
             # the default journal directory (under /run, root's) goes when the daemon does
@@ -168,6 +180,8 @@ def _main(args: argparse.Namespace) -> int:
                 line = _landlock.confine(root.fileno(), extra_remove=[j.dirfd] if j is not None else [])
                 if line:
                     _log(line)
+                if args.walk_limit is None and "applied" in line:
+                    root.walk_limit = LANDLOCK_WALK_LIMIT
             except Exception as e:
                 raise Fatal(f"landlock: {e}") from None
 
@@ -184,6 +198,7 @@ def _main(args: argparse.Namespace) -> int:
             # only now does the socket file appear: whoever finds it can connect, and finds
             # the daemon dropped, confined and reaped-for (systemd's socket: it queues for us)
             socket_file.publish(reaper, args.socket)
+        _log(f"walk limit: {root.walk_limit} levels")
         server = Server(root, listener, cfg)
         _log(f"serving {args.root} on {args.socket or 'the systemd socket'} as uid {os.geteuid()}")
         try:

@@ -37,7 +37,6 @@ _REFLINK = {"never": lib.BN_REFLINK_NEVER, "auto": lib.BN_REFLINK_AUTO, "always"
 _ENOTREG_MESSAGE = "not a regular file"
 _EMOUNT_MESSAGE = "crosses a mount point (the root is served with no_xdev)"
 _ECHANGED_MESSAGE = "a directory in the tree was moved or replaced during the walk; stopped there"
-_ETOODEEP_MESSAGE = f"tree deeper than {lib.BN_TREE_MAX_DEPTH} levels (the walk limit)"
 _PATH_MAX = 4096
 _O_PATH = os.O_PATH
 _os_stat = os.stat
@@ -91,8 +90,6 @@ def _error(code: int, path: Any, path2: Any = None) -> OSError:
         return PermissionError(errno.EPERM, _ENOTREG_MESSAGE, path)
     if code == lib.BN_ECHANGED:
         return OSError(errno.EAGAIN, _ECHANGED_MESSAGE, path)
-    if code == lib.BN_ETOODEEP:
-        return OSError(errno.ENAMETOOLONG, _ETOODEEP_MESSAGE, path)
     return make_error(code, path, path2)
 
 
@@ -121,7 +118,7 @@ class Root:
         self._fd = -1
         self._journal: Journal | None = None
         #: what every native call is given: the fd, the resolve flags, the journal's handle
-        self._r: Any = ffi.new("bn_root *", {"fd": -1, "rx": 0, "journal": ffi.NULL})
+        self._r: Any = ffi.new("bn_root *", {"fd": -1, "rx": 0, "journal": ffi.NULL, "max_depth": 0})
         #: what :meth:`attach_journal` found and undid
         self.recovered: list[tuple[bytes, str]] = []
         self._rx = lib.BN_RESOLVE_NO_XDEV if no_xdev else 0
@@ -170,6 +167,25 @@ class Root:
             old.close()
         self.recovered = recovered
         return recovered
+
+    @property
+    def walk_limit(self) -> int:
+        """The deepest level ``cp``/``rm``/``move`` descend; a deeper tree gives
+        ``OSError(ENAMETOOLONG)`` naming it. Default and maximum ``BN_TREE_MAX_DEPTH``
+        (1,048,576); the daemon lowers it under Landlock (``--walk-limit``)."""
+        return int(self._r.max_depth) or int(lib.BN_TREE_MAX_DEPTH)
+
+    @walk_limit.setter
+    def walk_limit(self, levels: int) -> None:
+        if isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= lib.BN_TREE_MAX_DEPTH:
+            raise ValueError(f"walk_limit must be an int from 1 to {lib.BN_TREE_MAX_DEPTH}")
+        self._r.max_depth = levels
+
+    def _walked(self, r: int, path: Any, path2: Any = None) -> None:
+        """_check for a tree walk: too deep names the walk limit."""
+        if r == -lib.BN_ETOODEEP:
+            raise OSError(errno.ENAMETOOLONG, f"tree deeper than {self.walk_limit} levels (the walk limit)", path)
+        _check(r, path, path2)
 
     @property
     def journal(self) -> Journal | None:
@@ -498,9 +514,9 @@ class Root:
             | (lib.BN_CP_OVERWRITE if overwrite else 0)
             | (lib.BN_CP_PRESERVE if preserve else 0)
         )
-        _check(lib.bn_cp(self._r, _enc(src), _enc(dst), flags), src, dst)
+        self._walked(lib.bn_cp(self._r, _enc(src), _enc(dst), flags), src, dst)
 
     def rm(self, path: AnyStr | os.PathLike[AnyStr], *, recursive: bool = False, force: bool = False) -> None:
         """``rm [-r] [-f]`` done natively by descending dirfds; never follows a symlink."""
-        _check(lib.bn_rm(self._r, _enc(path), bool(recursive), bool(force)), path)
+        self._walked(lib.bn_rm(self._r, _enc(path), bool(recursive), bool(force)), path)
 

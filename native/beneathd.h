@@ -47,12 +47,13 @@ bn_journal *bn_journal_map(int fd);
 void bn_journal_unmap(bn_journal *j);
 
 /* What every operation needs of the root, one per Root: its O_PATH directory fd, the
-   resolve flags (BN_RESOLVE_NO_XDEV or 0) and the crash journal for temporary names (or
-   NULL). */
+   resolve flags (BN_RESOLVE_NO_XDEV or 0), the crash journal for temporary names (or
+   NULL) and the walk limit. */
 typedef struct bn_root {
     int fd;
     int rx;
     bn_journal *journal;
+    int max_depth;   /* tree walks: the deepest level descended (0: BN_TREE_MAX_DEPTH) */
 } bn_root;
 
 /* resolve.c: the door every caller's path goes through (bn_openat2 is the raw door, from

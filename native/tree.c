@@ -28,7 +28,9 @@
  *   Re-walking costs a few openat2 per level on the way back up (the log-spaced checkpoints
  *   keep each gap short).
  *
- * - Limit.  BN_TREE_MAX_DEPTH levels (the only one): deeper, a walk reports BN_ETOODEEP.
+ * - Limit.  rt->max_depth levels (Root.walk_limit; at most BN_TREE_MAX_DEPTH, the default):
+ *   deeper, a walk reports BN_ETOODEEP. The daemon lowers it under Landlock, which makes
+ *   every level cost time proportional to its depth (docs/SECURITY.md, Hostile trees).
  *   There is no ELOOP without a symlink.
  *
  * Links are never followed inside a tree: entries are lstat'ed (fstatat NOFOLLOW) and
@@ -75,6 +77,7 @@ typedef struct {
     size_t open[BN_TREE_OPEN_MAX];      /* indices of frames with open fds, ascending */
     int nopen;
     char *dents;                        /* getdents64 buffer */
+    size_t max_depth;                   /* frames at most (the walk limit) */
 } bn_walk;
 
 #define BN_DENTS 32768
@@ -90,10 +93,12 @@ static int bn_keep(size_t i, size_t top)
     return i % g == 0;
 }
 
-static int bn_walk_init(bn_walk *w, int sides, const char *top_name)
+static int bn_walk_init(bn_walk *w, int sides, const char *top_name, const bn_root *rt)
 {
     memset(w, 0, sizeof *w);
     w->sides = sides;
+    w->max_depth = (rt->max_depth > 0 && rt->max_depth < BN_TREE_MAX_DEPTH) ? (size_t)rt->max_depth
+                                                                            : BN_TREE_MAX_DEPTH;
     size_t n = strlen(top_name) + 1;
     w->acap = n > 4096 ? n : 4096;
     w->arena = malloc(w->acap);
@@ -274,7 +279,7 @@ static int bn_push(bn_walk *w, const int *fd, size_t name, const bn_meta *meta)
 {
     int r = 0;
     bn_frame *f = NULL;
-    if (w->n >= BN_TREE_MAX_DEPTH)
+    if (w->n >= w->max_depth)
         r = -BN_ETOODEEP;
     if (r == 0 && w->n == w->cap) {
         size_t c = w->cap ? w->cap * 2 : 64;
@@ -370,11 +375,11 @@ static int bn_rm_name(bn_walk *w, int dfd, size_t name, int tries)
     return -EAGAIN;
 }
 
-static int bn_rm_tree(int pfd, const char *leaf)
+static int bn_rm_tree(const bn_root *rt, int pfd, const char *leaf)
 {
     bn_walk w;
     int base[1] = {pfd};
-    int r = bn_walk_init(&w, 1, leaf);
+    int r = bn_walk_init(&w, 1, leaf, rt);
     if (r < 0)
         return r;
     r = bn_rm_name(&w, pfd, 0, 0);
@@ -444,7 +449,7 @@ int bn_rm(const bn_root *rt, const char *path, int recursive, int force)
                 r = -EISDIR;
         }
     } else
-        r = bn_rm_tree(p.pfd, p.leaf);
+        r = bn_rm_tree(rt, p.pfd, p.leaf);
     if (r == -ENOENT && force)
         r = 0;
     bn_release(&p);
@@ -597,7 +602,7 @@ static int bn_cp_name(bn_walk *w, size_t name, struct bn_cpctx *c)
 }
 
 /* Copy the contents of sd into dd (the top directories, not taken). */
-static int bn_cp_tree(int sd, int dd, struct bn_cpctx *c)
+static int bn_cp_tree(const bn_root *rt, int sd, int dd, struct bn_cpctx *c)
 {
     bn_walk w;
     int fds[2] = {dup(sd), dup(dd)}, r;
@@ -609,7 +614,7 @@ static int bn_cp_tree(int sd, int dd, struct bn_cpctx *c)
             close(fds[1]);
         return r;
     }
-    r = bn_walk_init(&w, 2, "");
+    r = bn_walk_init(&w, 2, "", rt);
     if (r == 0)
         r = bn_push(&w, fds, 0, NULL);
     else {
@@ -718,7 +723,7 @@ int bn_cp(const bn_root *rt, const char *src, const char *dst, int flags)
     else {
         c.top_dev = dst_st.st_dev;
         c.top_ino = dst_st.st_ino;
-        r = bn_cp_tree(sd, dd, &c);
+        r = bn_cp_tree(rt, sd, dd, &c);
     }
     if (r == 0) {
         bn_meta m;

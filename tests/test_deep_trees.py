@@ -218,3 +218,51 @@ def test_deep_chain_through_the_daemon_process(tmp_path: Path, landlock: bool) -
             assert c.listdir(".") == []
             assert d.alive()
             assert d.fds() == before
+
+
+def test_walk_limit_names_itself(deep_root: Path) -> None:
+    """``Root.walk_limit`` lowers the depth walks descend; deeper fails with ENAMETOOLONG
+    naming the limit (never ELOOP), at exactly that depth."""
+    make_chain(deep_root, "ok", 100)
+    make_chain(deep_root, "deep", 101)
+    with Root(deep_root) as fs:
+        from beneathd._native import lib
+
+        assert fs.walk_limit == lib.BN_TREE_MAX_DEPTH
+        for bad in (0, -1, lib.BN_TREE_MAX_DEPTH + 1, 2.5, True):
+            with pytest.raises(ValueError):
+                fs.walk_limit = bad
+        fs.walk_limit = 100
+        fs.cp("ok", "ok2", recursive=True)
+        assert chain_depth(deep_root / "ok2") == 100
+        for call in (lambda: fs.cp("deep", "deep2", recursive=True), lambda: fs.rm("deep", recursive=True)):
+            with pytest.raises(OSError) as ei:
+                call()
+            assert ei.value.errno == errno.ENAMETOOLONG and "100 levels" in str(ei.value), ei.value
+            assert ei.value.filename == "deep"
+        fs.walk_limit = 101
+        fs.rm("deep", recursive=True)
+        fs.rm("deep2", recursive=True)
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="starts the real daemon as root -> nobody")
+def test_daemon_walk_limit_under_landlock(tmp_path: Path) -> None:
+    """Under Landlock the daemon walks at most 4096 levels by default (each level costs
+    time proportional to its depth there) and says so; ``--walk-limit`` sets it, and a
+    deeper tree fails over the socket with the limit named."""
+    import pwd
+
+    from beneathd.client import Client
+    from test_daemon import start_daemon
+
+    nobody = pwd.getpwnam("nobody")
+    with tmpfs(tmp_path / "root") as root:
+        with start_daemon(tmp_path, root=root) as d:
+            assert "walk limit: 4096 levels" in d.stderr() or "Landlock ABI" not in d.stderr()
+        with start_daemon(tmp_path, "--walk-limit", "300", root=root) as d, Client(d.sock) as c:
+            assert "walk limit: 300 levels" in d.stderr()
+            make_chain(root, "src", 301, owner=(nobody.pw_uid, nobody.pw_gid))
+            with pytest.raises(OSError) as ei:
+                c.cp("src", "copy", recursive=True)
+            assert ei.value.errno == errno.ENAMETOOLONG and "300 levels" in str(ei.value), ei.value
+            assert d.alive()
