@@ -65,7 +65,8 @@ static int bn_openat2_how(int dirfd, const char *path, int flags, int mode, uint
         return fd;
     if (!(resolve & BN_RESOLVE_NO_XDEV_K))
         return -BN_EESCAPE;
-    int again = bn_openat2_raw(dirfd, path, O_PATH, 0, resolve & ~(uint64_t)BN_RESOLVE_NO_XDEV_K);
+    int again = bn_openat2_raw(dirfd, path, O_PATH | (flags & (O_NOFOLLOW | O_DIRECTORY)), 0,
+                               resolve & ~(uint64_t)BN_RESOLVE_NO_XDEV_K);
     if (again >= 0)
         close(again);
     return again == -EXDEV ? -BN_EESCAPE : -BN_EMOUNT;

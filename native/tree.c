@@ -404,8 +404,8 @@ static int bn_rm_tree(const bn_root *rt, int pfd, const char *leaf)
             continue;
         }
         int e = errno, tries = f->tries + 1;
-        if (tries >= BN_TREE_TRIES) {
-            r = -EAGAIN;
+        if ((e == ENOTEMPTY || e == ENOTDIR) && tries >= BN_TREE_TRIES) {
+            r = -EAGAIN;   /* refilled or swapped again and again meanwhile */
         } else if (e == ENOTEMPTY) {
             f->tries = tries;   /* entries appeared meanwhile: list it again */
             r = bn_ensure(&w, w.n - 1);
@@ -605,7 +605,8 @@ static int bn_cp_name(bn_walk *w, size_t name, struct bn_cpctx *c)
 static int bn_cp_tree(const bn_root *rt, int sd, int dd, struct bn_cpctx *c)
 {
     bn_walk w;
-    int fds[2] = {dup(sd), dup(dd)}, r;
+    /* the walk holds these for its whole length: close-on-exec, like every fd here */
+    int fds[2] = {fcntl(sd, F_DUPFD_CLOEXEC, 0), fcntl(dd, F_DUPFD_CLOEXEC, 0)}, r;
     if (fds[0] < 0 || fds[1] < 0) {
         r = -errno;
         if (fds[0] >= 0)

@@ -201,3 +201,32 @@ def test_deep_walk_directory_moved_while_closed(root_dir: Path, hook, op: str) -
     assert ei.value.filename == "t"
     assert (level8 / "moved").is_dir()
     assert len(list(os.walk(level8 / "d"))) == 191  # the impostor is whole
+
+
+@pytest.mark.parametrize("op", ["rm", "cp"])
+def test_walk_fds_are_close_on_exec(root_dir: Path, hook, op: str) -> None:
+    """Mid-walk (stage 2), every fd the walker holds on the tree is close-on-exec: a child
+    another thread starts meanwhile inherits none of them."""
+    import fcntl
+
+    _chain(root_dir / "t", 30)
+    leaks: list[str] = []
+
+    def look() -> None:
+        for name in os.listdir("/proc/self/fd"):
+            try:
+                target = os.readlink(f"/proc/self/fd/{name}")
+                flags = fcntl.fcntl(int(name), fcntl.F_GETFD)
+            except OSError:
+                continue
+            if target.startswith(str(root_dir)) and not flags & fcntl.FD_CLOEXEC:
+                leaks.append(target)
+
+    hook(2, _after_calls(20, look))
+    with Root(root_dir) as fs:
+        if op == "rm":
+            fs.rm("t", recursive=True)
+        else:
+            fs.cp("t", "copy", recursive=True)
+    assert _fired()
+    assert not leaks, leaks
