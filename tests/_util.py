@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import subprocess
 import threading
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 from beneathd.protocol import EscapeError
 
-__all__ = ["EscapeError", "call_with_timeout", "outcome", "IS_ROOT", "ESCAPE"]
+__all__ = ["EscapeError", "call_with_timeout", "outcome", "IS_ROOT", "ESCAPE", "tmpfs"]
 
 IS_ROOT = os.geteuid() == 0
 
@@ -59,3 +62,21 @@ def call_with_timeout(fn: Callable[[], Any], timeout: float | None = 5.0, *, sta
     if "exc" in box:
         raise box["exc"]
     return box.get("result")
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path) -> Iterator[Path]:
+    """A tmpfs at ``path`` when we may mount (fast to fill and to drop), else a plain dir."""
+    path.mkdir()
+    mounted = False
+    if IS_ROOT:
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2g,nr_inodes=4000000", "tmpfs", str(path)],
+                           capture_output=True)
+        mounted = r.returncode == 0
+    try:
+        yield path
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(path)], check=False)
+        else:
+            subprocess.run(["rm", "-rf", str(path)], check=False)  # deep: not shutil.rmtree

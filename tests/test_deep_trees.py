@@ -11,10 +11,8 @@ where it was. ``BENEATHD_DEEP`` changes the depth (the figures in docs/SECURITY.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,7 +22,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _util import call_with_timeout  # noqa: E402
+from _util import call_with_timeout, tmpfs  # noqa: E402
 from backends import BACKENDS  # noqa: E402
 from beneathd.daemon import Root  # noqa: E402
 from bench._util import make_chain as _make_chain  # noqa: E402
@@ -68,24 +66,6 @@ def fd_count(pid: int | str = "self") -> int:
             return n
         last = n
         time.sleep(0.05)
-
-
-@contextlib.contextmanager
-def tmpfs(path: Path) -> Iterator[Path]:
-    """A tmpfs at ``path`` when we may mount (fast to fill and to drop), else a plain dir."""
-    path.mkdir()
-    mounted = False
-    if IS_ROOT:
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2g,nr_inodes=4000000", "tmpfs", str(path)],
-                           capture_output=True)
-        mounted = r.returncode == 0
-    try:
-        yield path
-    finally:
-        if mounted:
-            subprocess.run(["umount", "-l", str(path)], check=False)
-        else:
-            subprocess.run(["rm", "-rf", str(path)], check=False)  # deep: not shutil.rmtree
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from test_deep_trees import tmpfs
+from _util import tmpfs
 
 REPO = Path(__file__).resolve().parent.parent
 NATIVE = REPO / "native"

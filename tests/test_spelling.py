@@ -12,12 +12,12 @@ by ``no_xdev`` says "crosses a mount point", not "escapes the root".
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
 
+from _util import tmpfs
 from backends import BACKENDS
 from beneathd.protocol import EscapeError
 
@@ -34,16 +34,9 @@ def tree(tmp_path: Path) -> Iterator[Path]:
     (root / "dd" / "in").write_bytes(b"in")
     os.symlink("x", root / "lx")
     os.symlink("dd", root / "ldd")
-    mounted = False
-    (root / "mnt").mkdir()
-    if IS_ROOT:
-        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(root / "mnt")]).returncode == 0
-    (root / "mnt" / "f").write_bytes(b"on the mount")
-    try:
+    with tmpfs(root / "mnt") as mnt:  # a real mount when we may mount
+        (mnt / "f").write_bytes(b"on the mount")
         yield root
-    finally:
-        if mounted:
-            subprocess.run(["umount", "-l", str(root / "mnt")], check=False)
 
 
 def _outcome(fn: Callable[[], Any]) -> tuple[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -21,6 +22,9 @@ from beneathd._native import ffi, lib
 from beneathd.daemon import Root
 from beneathd.protocol import EscapeError
 from conftest import snapshot
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._util import make_chain  # noqa: E402
 
 _pending: dict[int, Callable[[], None]] = {}
 
@@ -151,14 +155,7 @@ def test_naive_check_then_act_escapes_with_the_same_flip(tree: Path, outside: Pa
 
 
 def _chain(top: Path, depth: int) -> None:
-    fd = os.open(top.parent, os.O_PATH | os.O_DIRECTORY)
-    for i in range(depth):
-        n = top.name if i == 0 else "d"
-        os.mkdir(n, dir_fd=fd)
-        nfd = os.open(n, os.O_PATH | os.O_DIRECTORY, dir_fd=fd)
-        os.close(fd)
-        fd = nfd
-    os.close(fd)
+    make_chain(top.parent, top.name, depth)
 
 
 def _after_calls(n: int, action: Callable[[], None]) -> Callable[[], None]:
