@@ -274,8 +274,9 @@ static int bn_parent_fd(bn_walk *w, const int *base, int side, int *out)
     return r;
 }
 
-/* Push a frame for the directory whose fds are `fd` (taken in every case). */
-static int bn_push(bn_walk *w, const int *fd, size_t name, const bn_meta *meta)
+/* Push a frame for the directory whose fds are `fd` (taken in every case); `st0`, if the
+   caller has it, is fd[0]'s fstat (not made twice). */
+static int bn_push(bn_walk *w, const int *fd, size_t name, const bn_meta *meta, const struct stat *st0)
 {
     int r = 0;
     bn_frame *f = NULL;
@@ -297,8 +298,12 @@ static int bn_push(bn_walk *w, const int *fd, size_t name, const bn_meta *meta)
         f->fd[0] = f->fd[1] = -1;
         for (int s = 0; s < w->sides && r == 0; s++) {
             struct stat st;
-            if (fstat(fd[s], &st) < 0)
+            if (s == 0 && st0)
+                st = *st0;
+            else if (fstat(fd[s], &st) < 0) {
                 r = -errno;
+                break;
+            }
             f->dev[s] = st.st_dev;
             f->ino[s] = st.st_ino;
         }
@@ -366,7 +371,7 @@ static int bn_rm_name(bn_walk *w, int dfd, size_t name, int tries)
         if (cfd < 0)
             return cfd;
         int fds[1] = {cfd};
-        int r = bn_push(w, fds, name, NULL);
+        int r = bn_push(w, fds, name, NULL, NULL);
         if (r < 0)
             return r;
         w->f[w->n - 1].tries = tries;
@@ -597,7 +602,7 @@ static int bn_cp_name(bn_walk *w, size_t name, struct bn_cpctx *c)
     }
     bn_meta m;
     bn_meta_of(&st, &m);
-    int r = bn_push(w, fds, name, &m);
+    int r = bn_push(w, fds, name, &m, &st);
     return r < 0 ? r : 1;
 }
 
@@ -617,7 +622,7 @@ static int bn_cp_tree(const bn_root *rt, int sd, int dd, struct bn_cpctx *c)
     }
     r = bn_walk_init(&w, 2, "", rt);
     if (r == 0)
-        r = bn_push(&w, fds, 0, NULL);
+        r = bn_push(&w, fds, 0, NULL, NULL);
     else {
         close(fds[0]);
         close(fds[1]);
