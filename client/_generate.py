@@ -114,13 +114,19 @@ def _vals(m: Method) -> str:
 
 
 def _method(m: Method, is_async: bool) -> list[str]:
-    lines, wire = _encode(m)
-    head = "async def" if is_async else "def"
-    call = "await self._call" if is_async else "self._call"
-    out = [f"    {head} {m.name}({_signature(m, True, True)}) -> {RESULT_TYPES[m.result]}:",
+    """A client method. The blocking one inlines the encoding (its round trip is ~30 us, so
+    a call saved counts); the async one calls the method's encoder (one call is noise next
+    to trio's park/unpark) so that the encoding is written out twice, not three times."""
+    out = [f"    {'async def' if is_async else 'def'} {m.name}({_signature(m, True, True)})"
+           f" -> {RESULT_TYPES[m.result]}:",
            f'        """{m.doc or m.name}."""']
+    if is_async:
+        args = ", ".join(f"{p.name}={p.name}" if p.kwonly else p.name for p in m.params)
+        out.append(f"        return await self._call(_S_{m.name}, *_encode_{m.name}({args}))")
+        return out
+    lines, wire = _encode(m)
     out += ["        " + ln for ln in lines]
-    out.append(f"        return {call}(_S_{m.name}, {_vals(m)}, {wire})")
+    out.append(f"        return self._call(_S_{m.name}, {_vals(m)}, {wire})")
     return out
 
 

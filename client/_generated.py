@@ -549,485 +549,107 @@ class AsyncMethods:
 
     async def stat(self, path: PathArg, *, follow_symlinks: bool = True) -> os.stat_result:
         """os.stat beneath the root."""
-        if path.__class__ is str:
-            w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
-            if '\x00' in path:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        elif path.__class__ is bytes:
-            w0 = path
-            if b'\x00' in path:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        else:
-            path = _fspath(path)
-            w0 = _fs(path)
-        w1 = follow_symlinks if follow_symlinks.__class__ is bool else bool(follow_symlinks)
-        return await self._call(_S_stat, (path, follow_symlinks, ), [w0, w1])
+        return await self._call(_S_stat, *_encode_stat(path, follow_symlinks=follow_symlinks))
 
     async def lstat(self, path: PathArg) -> os.stat_result:
         """os.lstat beneath the root."""
-        if path.__class__ is str:
-            w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
-            if '\x00' in path:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        elif path.__class__ is bytes:
-            w0 = path
-            if b'\x00' in path:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        else:
-            path = _fspath(path)
-            w0 = _fs(path)
-        return await self._call(_S_lstat, (path, ), [w0])
+        return await self._call(_S_lstat, *_encode_lstat(path))
 
     async def exists(self, path: PathArg) -> bool:
         """True if path exists; escapes still raise."""
-        if path.__class__ is str:
-            w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
-            if '\x00' in path:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        elif path.__class__ is bytes:
-            w0 = path
-            if b'\x00' in path:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        else:
-            path = _fspath(path)
-            w0 = _fs(path)
-        return await self._call(_S_exists, (path, ), [w0])
+        return await self._call(_S_exists, *_encode_exists(path))
 
     async def listdir(self, path: PathArg = '.') -> list[Any]:
         """os.listdir."""
-        if path.__class__ is str:
-            w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
-            if '\x00' in path:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        elif path.__class__ is bytes:
-            w0 = path
-            if b'\x00' in path:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        else:
-            path = _fspath(path)
-            w0 = _fs(path)
-        return await self._call(_S_listdir, (path, ), [w0])
+        return await self._call(_S_listdir, *_encode_listdir(path))
 
     async def scandir(self, path: PathArg = '.') -> list[DirEntry]:
         """os.scandir, as a list."""
-        if path.__class__ is str:
-            w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
-            if '\x00' in path:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        elif path.__class__ is bytes:
-            w0 = path
-            if b'\x00' in path:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        else:
-            path = _fspath(path)
-            w0 = _fs(path)
-        return await self._call(_S_scandir, (path, ), [w0])
+        return await self._call(_S_scandir, *_encode_scandir(path))
 
     async def readlink(self, path: PathArg) -> Any:
         """os.readlink."""
-        if path.__class__ is str:
-            w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
-            if '\x00' in path:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        elif path.__class__ is bytes:
-            w0 = path
-            if b'\x00' in path:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        else:
-            path = _fspath(path)
-            w0 = _fs(path)
-        return await self._call(_S_readlink, (path, ), [w0])
+        return await self._call(_S_readlink, *_encode_readlink(path))
 
     async def realpath(self, path: PathArg) -> Any:
         """canonical path relative to the root."""
-        if path.__class__ is str:
-            w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
-            if '\x00' in path:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        elif path.__class__ is bytes:
-            w0 = path
-            if b'\x00' in path:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        else:
-            path = _fspath(path)
-            w0 = _fs(path)
-        return await self._call(_S_realpath, (path, ), [w0])
+        return await self._call(_S_realpath, *_encode_realpath(path))
 
     async def mkdir(self, path: PathArg, mode: int = 0o777, *, parents: bool = False, exist_ok: bool = False) -> None:
         """pathlib.Path.mkdir."""
-        if path.__class__ is str:
-            w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
-            if '\x00' in path:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        elif path.__class__ is bytes:
-            w0 = path
-            if b'\x00' in path:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        else:
-            path = _fspath(path)
-            w0 = _fs(path)
-        w1 = mode if mode.__class__ is int else _int(mode)
-        w2 = parents if parents.__class__ is bool else bool(parents)
-        w3 = exist_ok if exist_ok.__class__ is bool else bool(exist_ok)
-        return await self._call(_S_mkdir, (path, mode, parents, exist_ok, ), [w0, w1, w2, w3])
+        return await self._call(_S_mkdir, *_encode_mkdir(path, mode, parents=parents, exist_ok=exist_ok))
 
     async def unlink(self, path: PathArg, *, missing_ok: bool = False) -> None:
         """os.unlink."""
-        if path.__class__ is str:
-            w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
-            if '\x00' in path:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        elif path.__class__ is bytes:
-            w0 = path
-            if b'\x00' in path:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        else:
-            path = _fspath(path)
-            w0 = _fs(path)
-        w1 = missing_ok if missing_ok.__class__ is bool else bool(missing_ok)
-        return await self._call(_S_unlink, (path, missing_ok, ), [w0, w1])
+        return await self._call(_S_unlink, *_encode_unlink(path, missing_ok=missing_ok))
 
     async def rmdir(self, path: PathArg) -> None:
         """os.rmdir."""
-        if path.__class__ is str:
-            w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
-            if '\x00' in path:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        elif path.__class__ is bytes:
-            w0 = path
-            if b'\x00' in path:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        else:
-            path = _fspath(path)
-            w0 = _fs(path)
-        return await self._call(_S_rmdir, (path, ), [w0])
+        return await self._call(_S_rmdir, *_encode_rmdir(path))
 
     async def rename(self, src: PathArg, dst: PathArg, *, noreplace: bool = False) -> None:
         """renameat2."""
-        if src.__class__ is str:
-            w0 = src.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
-            if '\x00' in src:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        elif src.__class__ is bytes:
-            w0 = src
-            if b'\x00' in src:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        else:
-            src = _fspath(src)
-            w0 = _fs(src)
-        if dst.__class__ is str:
-            w1 = dst.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
-            if '\x00' in dst:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        elif dst.__class__ is bytes:
-            w1 = dst
-            if b'\x00' in dst:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        else:
-            dst = _fspath(dst)
-            w1 = _fs(dst)
-        w2 = noreplace if noreplace.__class__ is bool else bool(noreplace)
-        return await self._call(_S_rename, (src, dst, noreplace, ), [w0, w1, w2])
+        return await self._call(_S_rename, *_encode_rename(src, dst, noreplace=noreplace))
 
     async def exchange(self, a: PathArg, b: PathArg) -> None:
         """renameat2(RENAME_EXCHANGE)."""
-        if a.__class__ is str:
-            w0 = a.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
-            if '\x00' in a:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        elif a.__class__ is bytes:
-            w0 = a
-            if b'\x00' in a:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        else:
-            a = _fspath(a)
-            w0 = _fs(a)
-        if b.__class__ is str:
-            w1 = b.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
-            if '\x00' in b:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        elif b.__class__ is bytes:
-            w1 = b
-            if b'\x00' in b:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        else:
-            b = _fspath(b)
-            w1 = _fs(b)
-        return await self._call(_S_exchange, (a, b, ), [w0, w1])
+        return await self._call(_S_exchange, *_encode_exchange(a, b))
 
     async def move(self, src: PathArg, dst: PathArg, *, overwrite: bool = False) -> None:
         """rename, or copy then remove across mounts."""
-        if src.__class__ is str:
-            w0 = src.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
-            if '\x00' in src:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        elif src.__class__ is bytes:
-            w0 = src
-            if b'\x00' in src:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        else:
-            src = _fspath(src)
-            w0 = _fs(src)
-        if dst.__class__ is str:
-            w1 = dst.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
-            if '\x00' in dst:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        elif dst.__class__ is bytes:
-            w1 = dst
-            if b'\x00' in dst:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        else:
-            dst = _fspath(dst)
-            w1 = _fs(dst)
-        w2 = overwrite if overwrite.__class__ is bool else bool(overwrite)
-        return await self._call(_S_move, (src, dst, overwrite, ), [w0, w1, w2])
+        return await self._call(_S_move, *_encode_move(src, dst, overwrite=overwrite))
 
     async def link(self, src: PathArg, dst: PathArg) -> None:
         """hard link, never following src."""
-        if src.__class__ is str:
-            w0 = src.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
-            if '\x00' in src:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        elif src.__class__ is bytes:
-            w0 = src
-            if b'\x00' in src:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        else:
-            src = _fspath(src)
-            w0 = _fs(src)
-        if dst.__class__ is str:
-            w1 = dst.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
-            if '\x00' in dst:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        elif dst.__class__ is bytes:
-            w1 = dst
-            if b'\x00' in dst:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        else:
-            dst = _fspath(dst)
-            w1 = _fs(dst)
-        return await self._call(_S_link, (src, dst, ), [w0, w1])
+        return await self._call(_S_link, *_encode_link(src, dst))
 
     async def symlink(self, target: PathArg, path: PathArg) -> None:
         """os.symlink(target, path)."""
-        w0 = _fs(target)
-        if path.__class__ is str:
-            w1 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
-            if '\x00' in path:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        elif path.__class__ is bytes:
-            w1 = path
-            if b'\x00' in path:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        else:
-            path = _fspath(path)
-            w1 = _fs(path)
-        return await self._call(_S_symlink, (target, path, ), [w0, w1])
+        return await self._call(_S_symlink, *_encode_symlink(target, path))
 
     async def chmod(self, path: PathArg, mode: int) -> None:
         """chmod, never through a final symlink."""
-        if path.__class__ is str:
-            w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
-            if '\x00' in path:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        elif path.__class__ is bytes:
-            w0 = path
-            if b'\x00' in path:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        else:
-            path = _fspath(path)
-            w0 = _fs(path)
-        w1 = mode if mode.__class__ is int else _int(mode)
-        return await self._call(_S_chmod, (path, mode, ), [w0, w1])
+        return await self._call(_S_chmod, *_encode_chmod(path, mode))
 
     async def chown(self, path: PathArg, uid: int, gid: int) -> None:
         """lchown."""
-        if path.__class__ is str:
-            w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
-            if '\x00' in path:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        elif path.__class__ is bytes:
-            w0 = path
-            if b'\x00' in path:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        else:
-            path = _fspath(path)
-            w0 = _fs(path)
-        w1 = uid if uid.__class__ is int else _int(uid)
-        w2 = gid if gid.__class__ is int else _int(gid)
-        return await self._call(_S_chown, (path, uid, gid, ), [w0, w1, w2])
+        return await self._call(_S_chown, *_encode_chown(path, uid, gid))
 
     async def utime(self, path: PathArg, *, ns: tuple[int, int] | None = None) -> None:
         """utime, not following a final symlink."""
-        if path.__class__ is str:
-            w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
-            if '\x00' in path:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        elif path.__class__ is bytes:
-            w0 = path
-            if b'\x00' in path:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        else:
-            path = _fspath(path)
-            w0 = _fs(path)
-        w1 = None if ns is None else _ns('utime', ns)
-        return await self._call(_S_utime, (path, ns, ), [w0, w1])
+        return await self._call(_S_utime, *_encode_utime(path, ns=ns))
 
     async def truncate(self, path: PathArg, length: int) -> None:
         """os.truncate."""
-        if path.__class__ is str:
-            w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
-            if '\x00' in path:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        elif path.__class__ is bytes:
-            w0 = path
-            if b'\x00' in path:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        else:
-            path = _fspath(path)
-            w0 = _fs(path)
-        w1 = length if length.__class__ is int else _int(length)
-        return await self._call(_S_truncate, (path, length, ), [w0, w1])
+        return await self._call(_S_truncate, *_encode_truncate(path, length))
 
     async def copy_file(self, src: PathArg, dst: PathArg, *, overwrite: bool = True, reflink: str = 'auto') -> None:
         """atomic file copy."""
-        if src.__class__ is str:
-            w0 = src.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
-            if '\x00' in src:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        elif src.__class__ is bytes:
-            w0 = src
-            if b'\x00' in src:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        else:
-            src = _fspath(src)
-            w0 = _fs(src)
-        if dst.__class__ is str:
-            w1 = dst.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
-            if '\x00' in dst:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        elif dst.__class__ is bytes:
-            w1 = dst
-            if b'\x00' in dst:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        else:
-            dst = _fspath(dst)
-            w1 = _fs(dst)
-        w2 = overwrite if overwrite.__class__ is bool else bool(overwrite)
-        w3 = reflink
-        return await self._call(_S_copy_file, (src, dst, overwrite, reflink, ), [w0, w1, w2, w3])
+        return await self._call(_S_copy_file, *_encode_copy_file(src, dst, overwrite=overwrite, reflink=reflink))
 
     async def cp(self, src: PathArg, dst: PathArg, *, recursive: bool = False, overwrite: bool = True, preserve: bool = True) -> None:
         """cp [-r]; links copied as links."""
-        if src.__class__ is str:
-            w0 = src.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
-            if '\x00' in src:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        elif src.__class__ is bytes:
-            w0 = src
-            if b'\x00' in src:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        else:
-            src = _fspath(src)
-            w0 = _fs(src)
-        if dst.__class__ is str:
-            w1 = dst.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
-            if '\x00' in dst:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        elif dst.__class__ is bytes:
-            w1 = dst
-            if b'\x00' in dst:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        else:
-            dst = _fspath(dst)
-            w1 = _fs(dst)
-        w2 = recursive if recursive.__class__ is bool else bool(recursive)
-        w3 = overwrite if overwrite.__class__ is bool else bool(overwrite)
-        w4 = preserve if preserve.__class__ is bool else bool(preserve)
-        return await self._call(_S_cp, (src, dst, recursive, overwrite, preserve, ), [w0, w1, w2, w3, w4])
+        return await self._call(_S_cp, *_encode_cp(src, dst, recursive=recursive, overwrite=overwrite, preserve=preserve))
 
     async def rm(self, path: PathArg, *, recursive: bool = False, force: bool = False) -> None:
         """rm [-r] [-f]."""
-        if path.__class__ is str:
-            w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
-            if '\x00' in path:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        elif path.__class__ is bytes:
-            w0 = path
-            if b'\x00' in path:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        else:
-            path = _fspath(path)
-            w0 = _fs(path)
-        w1 = recursive if recursive.__class__ is bool else bool(recursive)
-        w2 = force if force.__class__ is bool else bool(force)
-        return await self._call(_S_rm, (path, recursive, force, ), [w0, w1, w2])
+        return await self._call(_S_rm, *_encode_rm(path, recursive=recursive, force=force))
 
     async def mkfifo(self, path: PathArg, mode: int = 0o666) -> None:
         """os.mkfifo."""
-        if path.__class__ is str:
-            w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
-            if '\x00' in path:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        elif path.__class__ is bytes:
-            w0 = path
-            if b'\x00' in path:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        else:
-            path = _fspath(path)
-            w0 = _fs(path)
-        w1 = mode if mode.__class__ is int else _int(mode)
-        return await self._call(_S_mkfifo, (path, mode, ), [w0, w1])
+        return await self._call(_S_mkfifo, *_encode_mkfifo(path, mode))
 
     async def read_file(self, path: PathArg) -> bytes:
         """whole file contents."""
-        if path.__class__ is str:
-            w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
-            if '\x00' in path:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        elif path.__class__ is bytes:
-            w0 = path
-            if b'\x00' in path:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        else:
-            path = _fspath(path)
-            w0 = _fs(path)
-        return await self._call(_S_read_file, (path, ), [w0])
+        return await self._call(_S_read_file, *_encode_read_file(path))
 
     async def write_file(self, path: PathArg, data: bytes | bytearray | memoryview, *, mode: int = 0o666) -> None:
         """atomic replace."""
-        if path.__class__ is str:
-            w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
-            if '\x00' in path:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        elif path.__class__ is bytes:
-            w0 = path
-            if b'\x00' in path:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        else:
-            path = _fspath(path)
-            w0 = _fs(path)
-        w1 = data if data.__class__ is bytes else _data('write_file', 'data', data)
-        w2 = mode if mode.__class__ is int else _int(mode)
-        return await self._call(_S_write_file, (path, data, mode, ), [w0, w1, w2])
+        return await self._call(_S_write_file, *_encode_write_file(path, data, mode=mode))
 
     async def open(self, path: PathArg, mode: str = 'r', *, buffering: int = -1, encoding: str | None = None, perms: int = 0o666) -> IO[Any]:
         """a file object over an fd opened beneath the root."""
-        _open_check(mode, encoding)
-        if path.__class__ is str:
-            w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
-            if '\x00' in path:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        elif path.__class__ is bytes:
-            w0 = path
-            if b'\x00' in path:  # type: ignore[operator]
-                raise ValueError('embedded null byte')
-        else:
-            path = _fspath(path)
-            w0 = _fs(path)
-        w1 = mode
-        w2 = perms if perms.__class__ is int else _int(perms)
-        return await self._call(_S_open, (path, mode, buffering, encoding, perms, ), [w0, w1, w2])
+        return await self._call(_S_open, *_encode_open(path, mode, buffering=buffering, encoding=encoding, perms=perms))
 
 
 # -- the argument handling alone, for Client.submit (pipelining) ------------------------------
