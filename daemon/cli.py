@@ -180,10 +180,11 @@ def _main(args: argparse.Namespace) -> int:
                 line = _landlock.confine(root.fileno(), extra_remove=[j.dirfd] if j is not None else [])
                 if line:
                     _log(line)
-                if args.walk_limit is None and "applied" in line:
-                    root.walk_limit = LANDLOCK_WALK_LIMIT
             except Exception as e:
                 raise Fatal(f"landlock: {e}") from None
+            # confine() says "warning: ..." exactly when it applied nothing
+            if args.walk_limit is None and not line.startswith("warning:"):
+                root.walk_limit = LANDLOCK_WALK_LIMIT
 
         policy = Policy(set(args.allow_uid), set(args.allow_gid), set(args.read_only_uid), set(args.read_only_gid))
         cfg = ServerConfig(
