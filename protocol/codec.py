@@ -293,6 +293,8 @@ class Request:
     method: Method
     #: name -> value, every wire parameter present (defaults filled in), paths as bytes
     args: dict[str, Any] = field(default_factory=dict)
+    #: bytes of the request's message (what it holds of the daemon's memory while served)
+    size: int = 0
 
 
 @dataclass(slots=True)

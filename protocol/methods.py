@@ -9,9 +9,11 @@ are generated from it; the daemon validates requests with it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
-__all__ = ["REQUIRED", "Param", "Method", "METHODS", "MUTATING", "READ_ONLY"]
+from .modes import is_write_mode
+
+__all__ = ["REQUIRED", "Param", "Method", "METHODS", "MUTATING", "READ_ONLY", "call_mutates"]
 
 
 class _Required:
@@ -152,3 +154,11 @@ for _m in _TABLE:  # the table is checked once, at import: a typo is an error, n
 METHODS: dict[str, Method] = {m.name: m for m in _TABLE}
 MUTATING = frozenset(m.name for m in _TABLE if m.mutates)
 READ_ONLY = frozenset(m.name for m in _TABLE if not m.mutates)
+
+
+def call_mutates(m: Method, args: Mapping[str, Any]) -> bool:
+    """Whether this call can change the tree: a mutating method, or ``open`` for writing.
+
+    The one statement of the rule: the daemon refuses such calls from read-only peers, and
+    a client never sends one again after a broken connection (it may have run)."""
+    return m.mutates or (m.returns_fd and is_write_mode(args["mode"]))
