@@ -6,27 +6,17 @@ reading reads replies for everyone and hands them out by msgid.
 
 from __future__ import annotations
 
-import itertools
 import os
 import socket as _stdsocket
 from typing import Any
 
-import msgpack
 import trio
 
-from ..protocol.codec import (
-    MAX_FRAME,
-    MAX_MESSAGE,
-    FrameDecoder,
-    Limits,
-    MessageUnpacker,
-    ProtocolError,
-    encode_frames,
-    exception_from_reply,
-)
-from ._common import Spec
+from ..protocol.codec import MAX_MESSAGE, Limits
+from ..protocol.connection import ClientConnection, Reply, close_fds
+from ._common import Broken, Spec, finish
 from ._generated import AsyncMethods
-from ._sync import _ANC_SPACE, _CLOEXEC, _FINAL, _Broken, _close_all, _finish, _take_frame
+from ._sync import _ANC_SPACE, _BUFSIZE, _CLOEXEC
 
 __all__ = ["AsyncClient"]
 
@@ -44,30 +34,26 @@ def _notify_closing(sock: _stdsocket.socket) -> None:
 class AsyncClient(AsyncMethods):
     """``async with AsyncClient(path) as fs: await fs.stat("x")``; connects in ``__aenter__``.
 
-    The socket is a stdlib socket in non-blocking mode: ``sendmsg``/``recvmsg`` are tried
-    at once and trio is only asked to wait (``wait_readable``/``wait_writable``) when they
+    A thin I/O shell around :class:`~beneathd.protocol.connection.ClientConnection`.  The
+    socket is a stdlib socket in non-blocking mode: ``sendmsg``/``recvmsg`` are tried at
+    once and trio is only asked to wait (``wait_readable``/``wait_writable``) when they
     would block.  Every call is a trio checkpoint.
     """
 
     def __init__(self, socket_path: str | bytes | os.PathLike[Any], *, max_message: int = MAX_MESSAGE) -> None:
         self._path = os.fspath(socket_path)
         self._limits = Limits.for_responses(max_message)
-        self._ids = itertools.count(1)
-        self._results: dict[int, tuple[Any, Any, list[int]]] = {}
-        self._pending: set[int] = set()
         self._reading = False
         self._nwait = 0  # tasks waiting on _wake
         self._wake = trio.Event()
+        #: one sender at a time for requests of several frames (they must not interleave)
         self._send_lock = trio.Lock()
         self._connect_lock = trio.Lock()
         self._sock: _stdsocket.socket | None = None
-        self._decoder = FrameDecoder(self._limits)
-        self._unpack = MessageUnpacker(self._limits)
-        self._packb = msgpack.Packer(use_bin_type=True).pack
-        self._gen = 0
+        self._conn = ClientConnection(self._limits)
         self._broken: BaseException | None = None
         self._closed = False
-        self._yielded = False  # set by _recv_one when it had to wait
+        self._yielded = False  # set by _read_message when it had to wait
 
     async def connect(self) -> None:
         async with self._connect_lock:
@@ -83,9 +69,7 @@ class AsyncClient(AsyncMethods):
             raw = _stdsocket.socket(_stdsocket.AF_UNIX, _stdsocket.SOCK_SEQPACKET, 0, s.detach())
             raw.setblocking(False)
             self._sock = raw
-            self._decoder = FrameDecoder(self._limits)
-            self._unpack = MessageUnpacker(self._limits)
-            self._gen += 1
+            self._conn = ClientConnection(self._limits)
             self._broken = None
 
     def _drop(self) -> None:
@@ -109,12 +93,11 @@ class AsyncClient(AsyncMethods):
         ev = self._wake
         self._wake = trio.Event()
         ev.set()
+
     async def aclose(self) -> None:
         self._closed = True
         self._break(ConnectionError("client closed"))
-        for _, _, fds in self._results.values():
-            _close_all(fds)
-        self._results.clear()
+        self._conn.close()
 
     def close(self) -> None:
         """Synchronous close (also usable outside trio)."""
@@ -139,7 +122,7 @@ class AsyncClient(AsyncMethods):
 
     # -- requests ----------------------------------------------------------------------------
 
-    async def _send(self, name: str, wire: list[Any]) -> tuple[int, int]:
+    async def _send(self, name: str, wire: list[Any]) -> tuple[ClientConnection, int]:
         await trio.lowlevel.checkpoint_if_cancelled()
         if self._closed:
             raise ValueError("I/O operation on closed client")
@@ -148,64 +131,65 @@ class AsyncClient(AsyncMethods):
                 await self.connect()
             except OSError as e:
                 raise ConnectionError(f"cannot reconnect to beneathd at {self._path!r}: {e}") from e
-        sock, gen = self._sock, self._gen
+        sock, conn = self._sock, self._conn
         assert sock is not None
-        msgid = next(self._ids) & 0xFFFFFFFF
-        payload = self._packb([0, msgid, name, wire])
-        self._pending.add(msgid)
+        msgid, datagrams = conn.request(name, wire)
+        lock = self._send_lock
+        if len(datagrams) == 1 and not lock.locked():
+            # one frame, nobody half-way through a message: no await between the check and
+            # the send, so nothing can interleave
+            try:
+                sock.sendmsg(datagrams[0])
+                return conn, msgid
+            except BlockingIOError:
+                pass
+            except OSError as e:
+                return self._send_failed(conn, msgid, e)
+        sent = 0
         try:
-            lock = self._send_lock
-            if len(payload) < MAX_FRAME and not lock.locked():
-                # one frame, nobody half-way through a message: no await between the
-                # check and the send, so nothing can interleave
-                try:
-                    sock.sendmsg([_FINAL, payload])
-                    return msgid, gen
-                except BlockingIOError:
-                    pass
             async with lock:
-                for fr in encode_frames(payload, MAX_FRAME):
+                for bufs in datagrams:
                     while True:
                         try:
-                            sock.sendmsg([fr])
+                            sock.sendmsg(bufs)
                             break
                         except BlockingIOError:
                             await _wait_writable(sock)
+                    sent += 1
         except (OSError, trio.ClosedResourceError) as e:
-            self._pending.discard(msgid)
-            if self._gen == gen:
-                self._break(e if isinstance(e, OSError) else ConnectionError(str(e)))
-            raise _Broken(f"connection to beneathd at {self._path!r} broken: {e}") from e
+            return self._send_failed(conn, msgid, e)
         except BaseException:
-            self._pending.discard(msgid)
+            conn.forget(msgid)
+            if sent and self._conn is conn:
+                # cancelled half-way through a request of several frames: the next message
+                # would run into its frames, so this connection is done
+                self._break(ConnectionError("a request was cancelled half-sent"))
             raise
-        return msgid, gen
+        return conn, msgid
 
-    async def _recv_one(self, sock: _stdsocket.socket) -> tuple[Any, Any, Any, list[int]]:
-        fds: list[int] = []
-        feed = self._decoder.feed
+    def _send_failed(self, conn: ClientConnection, msgid: int, e: BaseException) -> Any:
+        conn.forget(msgid)
+        if self._conn is conn:
+            self._break(e if isinstance(e, OSError) else ConnectionError(str(e)))
+        raise Broken(f"connection to beneathd at {self._path!r} broken: {e}") from e
+
+    async def _read_message(self, sock: _stdsocket.socket, conn: ClientConnection) -> Any:
+        receive = conn.receive
         try:
             while True:
                 try:
-                    data, anc, flags, _ = sock.recvmsg(MAX_FRAME + 1, _ANC_SPACE, _CLOEXEC)
+                    data, anc, flags, _ = sock.recvmsg(_BUFSIZE, _ANC_SPACE, _CLOEXEC)
                 except BlockingIOError:
                     self._yielded = True
                     await _wait_readable(sock)
                     continue
-                reply = _take_frame(data, anc, flags, fds, feed, self._unpack)
-                if reply is not None:
-                    return reply[0], reply[1], reply[2], fds
-        except ProtocolError as e:
-            _close_all(fds)
-            raise ConnectionError(f"protocol error from beneathd: {e.message}") from None
+                event = receive(data, anc, flags)
+                if event is not None:
+                    return event
         except trio.ClosedResourceError:
-            _close_all(fds)
             raise ConnectionError("connection to beneathd closed") from None
-        except BaseException:
-            _close_all(fds)
-            raise
 
-    async def _wait(self, msgid: int, gen: int) -> tuple[Any, Any, list[int]]:
+    async def _wait(self, conn: ClientConnection, msgid: int) -> Reply:
         """Wait for the reply to ``msgid``; whichever waiter finds nobody reading reads.
 
         A checkpoint, as every trio call: when the reply was there without waiting, it
@@ -213,20 +197,23 @@ class AsyncClient(AsyncMethods):
         yielded = False
         try:
             while True:
-                if msgid in self._results:
-                    out = self._results.pop(msgid)
+                ev = conn.take(msgid)
+                if ev is not None:
+                    if ev.__class__ is not Reply:
+                        close_fds(ev.fds)  # intermediate messages: no call asks for them yet
+                        continue
                     if not yielded:
                         try:
                             await trio.lowlevel.checkpoint()
                         except BaseException:
-                            _close_all(out[2])
+                            close_fds(ev.fds)
                             raise
-                    return out
-                if self._gen != gen or self._broken is not None:
-                    b = self._broken
+                    return ev  # type: ignore[return-value]
+                if self._conn is not conn or self._broken is not None:
+                    b = self._broken if self._conn is conn else conn.error
                     if getattr(b, "_beneathd", False):
                         raise b  # type: ignore[misc]
-                    raise _Broken(f"connection to beneathd at {self._path!r} broken: {b}")
+                    raise Broken(f"connection to beneathd at {self._path!r} broken: {b}")
                 if self._reading:
                     self._nwait += 1
                     yielded = True
@@ -240,53 +227,41 @@ class AsyncClient(AsyncMethods):
                 try:
                     assert sock is not None
                     self._yielded = False
-                    msg = await self._recv_one(sock)
+                    ev = await self._read_message(sock, conn)
                     yielded = yielded or self._yielded
                 except (OSError, ValueError) as e:
-                    if self._gen == gen:
+                    if self._conn is conn:
                         self._break(e if isinstance(e, OSError) else ConnectionError(str(e)))
                     continue
                 finally:
                     self._reading = False
                     if self._nwait:
                         self._wakeup()
-                if self._gen != gen:
-                    _close_all(msg[3])
-                    continue
-                rid, err, res, fds = msg
-                if rid is None:
-                    _close_all(fds)
-                    e2 = exception_from_reply(err)
-                    e2._beneathd = True  # type: ignore[attr-defined]
-                    self._break(e2)
-                    continue
-                if rid == msgid:
+                if ev.msgid == msgid and ev.__class__ is Reply:
                     if not yielded:
                         try:
                             await trio.lowlevel.checkpoint()
                         except BaseException:
-                            _close_all(fds)
+                            close_fds(ev.fds)
                             raise
-                    return err, res, fds
-                if rid in self._pending:
-                    self._results[rid] = (err, res, fds)
-                else:
-                    _close_all(fds)
+                    return ev  # type: ignore[no-any-return]
+                failed = conn.deliver(ev)
+                if failed is not None:
+                    failed._beneathd = True  # type: ignore[attr-defined]
+                    if self._conn is conn:
+                        self._break(failed)
         finally:
-            self._pending.discard(msgid)
-            late = self._results.pop(msgid, None)
-            if late is not None:  # cancelled after the reply came
-                _close_all(late[2])
+            conn.forget(msgid)  # cancelled: a reply that comes (or came) later is dropped
 
     async def _call(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any]) -> Any:
         try:
-            msgid, gen = await self._send(spec.name, wire)
-            err, res, fds = await self._wait(msgid, gen)
-        except _Broken:
+            conn, msgid = await self._send(spec.name, wire)
+            reply = await self._wait(conn, msgid)
+        except Broken:
             if not spec.retryable(vals):
                 raise
-            msgid, gen = await self._send(spec.name, wire)
-            err, res, fds = await self._wait(msgid, gen)
-        if fds or spec.returns_fd:
-            return _finish(spec, vals, err, res, fds)
-        return spec.result(err, res, vals)
+            conn, msgid = await self._send(spec.name, wire)
+            reply = await self._wait(conn, msgid)
+        if reply.fds or spec.returns_fd:
+            return finish(spec, vals, reply)
+        return spec.result(reply.error, reply.result, vals)

@@ -19,10 +19,11 @@ import sys
 from typing import Any
 
 from ..protocol.codec import _bad_result, decode_result, exception_from_reply, stat_from_wire
-from ..protocol.methods import METHODS, Method
-from ..protocol.modes import is_write_mode, open_flags
+from ..protocol.connection import Reply, close_fds
+from ..protocol.methods import METHODS, Method, call_mutates
+from ..protocol.modes import open_flags
 
-__all__ = ["Spec", "SPECS", "wrap_fd"]
+__all__ = ["Spec", "SPECS", "wrap_fd", "finish", "Broken"]
 
 _EMPTY = inspect.Parameter.empty
 _FSENC = sys.getfilesystemencoding()
@@ -78,7 +79,7 @@ def _open_check(mode: Any, encoding: Any) -> None:
 class Spec:
     """What a call of one method needs, computed once from the table."""
 
-    __slots__ = ("m", "name", "names", "like", "kind", "returns_fd", "retry", "retry_mode")
+    __slots__ = ("m", "name", "names", "like", "kind", "returns_fd")
 
     def __init__(self, m: Method) -> None:
         self.m = m
@@ -89,20 +90,13 @@ class Spec:
         self.like = next((i for i, p in enumerate(m.params) if p.type == "path"), None)
         self.kind = m.result
         self.returns_fd = m.returns_fd
-        #: may be sent again after a broken connection (changes nothing)
-        self.retry = not m.mutates
-        #: index of open()'s mode (a write mode is not retried), or None
-        self.retry_mode = self.names.index("mode") if m.name == "open" else None
 
     def values(self, vals: tuple[Any, ...]) -> dict[str, Any]:
         return dict(zip(self.names, vals))
 
     def retryable(self, vals: tuple[Any, ...]) -> bool:
-        if not self.retry:
-            return False
-        if self.retry_mode is not None and is_write_mode(vals[self.retry_mode]):
-            return False
-        return True
+        """May be sent again after a broken connection: it cannot have changed anything."""
+        return not call_mutates(self.m, self.values(vals))
 
     def result(self, error: Any, result: Any, vals: tuple[Any, ...]) -> Any:
         """The Python value of a reply (no fd), or raise the exception it carries."""
@@ -130,3 +124,21 @@ def wrap_fd(values: dict[str, Any], fd: int) -> Any:
         os.close(fd)
         raise
     return f
+
+
+def finish(spec: Spec, vals: tuple[Any, ...], reply: Reply) -> Any:
+    """A reply as the caller sees it (both clients): the file object for open(), the
+    decoded result, or the exception; fds that came with anything else are closed."""
+    fds = reply.fds
+    if spec.returns_fd and reply.error is None:
+        if len(fds) != 1:
+            close_fds(fds)
+            raise OSError(71, "the daemon sent no fd with an open() reply")
+        return wrap_fd(spec.values(vals), fds[0])
+    if fds:
+        close_fds(fds)
+    return spec.result(reply.error, reply.result, vals)
+
+
+class Broken(ConnectionError):
+    """The connection broke under a call (a call that changes nothing is sent again)."""

@@ -1,33 +1,23 @@
 """The blocking ``Client``: stdlib ``socket`` + msgpack only (no trio, no compiled extension).
 
-Thread-safe and pipelined: any number of threads may call at once; each request gets a
-msgid, the frames of one request are sent under a lock, and whichever waiting thread
-finds nobody reading reads replies for everyone and hands them out by msgid.
+A thin I/O shell around :class:`~beneathd.protocol.connection.ClientConnection`, which
+owns msgids, frames and the filing of replies.  Thread-safe and pipelined: any number of
+threads may call at once; the frames of one request are sent under a lock, and whichever
+waiting thread finds nobody reading reads replies for everyone (the connection files
+them by msgid, and the waiters check under one condition).
 """
 
 from __future__ import annotations
 
 import array
-import itertools
 import os
 import socket
 import threading
 from typing import Any
 
-import msgpack
-
-from ..protocol.codec import (
-    MAX_FRAME,
-    MAX_MESSAGE,
-    FrameDecoder,
-    Limits,
-    MessageUnpacker,
-    ProtocolError,
-    encode_frames,
-    exception_from_reply,
-    parse_reply,
-)
-from ._common import SPECS, Spec, wrap_fd
+from ..protocol.codec import MAX_FRAME, MAX_MESSAGE, Limits
+from ..protocol.connection import ClientConnection, Reply, close_fds
+from ._common import SPECS, Broken, Spec, finish
 from ._generated import ENCODERS, SyncMethods
 
 __all__ = ["Client", "Pending"]
@@ -36,78 +26,29 @@ _ANC_SPACE = socket.CMSG_SPACE(16 * array.array("i").itemsize)
 #: every fd received is close-on-exec from the moment it arrives: a backend that starts a
 #: child process must not leak the project's open files into it (runc CVE-2024-21626 class)
 _CLOEXEC = int(socket.MSG_CMSG_CLOEXEC)
-_FINAL = b"\x00"
-_MSG_TRUNC = int(socket.MSG_TRUNC)  # a plain int: IntFlag & costs microseconds
-
-
-def _fds_of(anc: list[tuple[int, int, bytes]]) -> list[int]:
-    out: list[int] = []
-    for level, typ, data in anc:
-        if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
-            a = array.array("i")
-            a.frombytes(data[: len(data) - len(data) % a.itemsize])
-            out.extend(a)
-    return out
-
-
-def _take_frame(data: bytes, anc: list[tuple[int, int, bytes]], flags: int, fds: list[int],
-                feed: Any, unpack: Any) -> tuple[Any, Any, Any] | None:
-    """One received datagram (both clients): keep its fds, check it, feed the decoder;
-    ``(msgid, error, result)`` once a reply is complete."""
-    if anc:
-        fds.extend(_fds_of(anc))
-    if not data:
-        raise ConnectionError("beneathd closed the connection")
-    if flags & _MSG_TRUNC:
-        raise ConnectionError("oversized frame from beneathd")
-    payload = feed(data)
-    return None if payload is None else parse_reply(unpack(payload))
-
-
-def _finish(spec: Spec, vals: tuple[Any, ...], err: Any, res: Any, fds: list[int]) -> Any:
-    """A reply as the caller sees it (both clients): the file object for open(), the
-    decoded result, or the exception; fds that came with anything else are closed."""
-    if spec.returns_fd and err is None:
-        if len(fds) != 1:
-            _close_all(fds)
-            raise OSError(71, "the daemon sent no fd with an open() reply")
-        return wrap_fd(spec.values(vals), fds[0])
-    if fds:
-        _close_all(fds)
-    return spec.result(err, res, vals)
-
-
-def _close_all(fds: list[int]) -> None:
-    for fd in fds:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-
-
-class _Broken(ConnectionError):
-    pass
+_BUFSIZE = MAX_FRAME + 1  # one byte more than a frame may be: a longer one shows as MSG_TRUNC
 
 
 class Pending:
     """A request sent and not yet answered (from :meth:`Client.submit`)."""
 
-    __slots__ = ("_client", "_spec", "_vals", "_msgid", "_gen", "_done", "_value")
+    __slots__ = ("_client", "_spec", "_vals", "_conn", "_msgid", "_done", "_value")
 
-    def __init__(self, client: Client, spec: Spec, vals: tuple[Any, ...], msgid: int, gen: int) -> None:
+    def __init__(self, client: Client, spec: Spec, vals: tuple[Any, ...], conn: ClientConnection,
+                 msgid: int) -> None:
         self._client = client
         self._spec = spec
         self._vals = vals
+        self._conn = conn
         self._msgid = msgid
-        self._gen = gen
         self._done = False
         self._value: Any = None
 
     def result(self) -> Any:
         if not self._done:
-            err, res, fds = self._client._wait(self._msgid, self._gen)
+            reply = self._client._wait(self._conn, self._msgid)
             self._done = True
-            self._value = _finish(self._spec, self._vals, err, res, fds)
+            self._value = finish(self._spec, self._vals, reply)
         return self._value
 
 
@@ -119,20 +60,15 @@ class Client(SyncMethods):
         self._path = os.fspath(socket_path)
         self._timeout = timeout
         self._limits = Limits.for_responses(max_message)
+        #: one sender at a time (frames of two requests never interleave)
         self._send_lock = threading.Lock()
         # ``with self._lock`` (C) where no wait/notify is needed; the same lock as _cond
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        self._ids = itertools.count(1)
-        self._results: dict[int, tuple[Any, Any, list[int]]] = {}
-        self._pending: set[int] = set()
         self._reading = False
         self._nwait = 0  # threads waiting on _cond
         self._sock: socket.socket | None = None
-        self._decoder = FrameDecoder(self._limits)
-        self._unpack = MessageUnpacker(self._limits)
-        self._packb = msgpack.Packer(use_bin_type=True).pack  # under _send_lock only
-        self._gen = 0
+        self._conn = ClientConnection(self._limits)
         self._broken: BaseException | None = None
         self._closed = False
         with self._cond:
@@ -149,9 +85,7 @@ class Client(SyncMethods):
             s.close()
             raise
         self._sock = s
-        self._decoder = FrameDecoder(self._limits)
-        self._unpack = MessageUnpacker(self._limits)
-        self._gen += 1
+        self._conn = ClientConnection(self._limits)
         self._broken = None
 
     def _break_locked(self, exc: BaseException) -> None:
@@ -170,9 +104,7 @@ class Client(SyncMethods):
         with self._cond:
             self._closed = True
             self._break_locked(ConnectionError("client closed"))
-            for _, _, fds in self._results.values():
-                _close_all(fds)
-            self._results.clear()
+            self._conn.close()
 
     @property
     def closed(self) -> bool:
@@ -196,8 +128,8 @@ class Client(SyncMethods):
 
     # -- requests ----------------------------------------------------------------------------
 
-    def _send(self, name: str, wire: list[Any]) -> tuple[int, int]:
-        """Send one request; returns (msgid, connection generation)."""
+    def _send(self, name: str, wire: list[Any]) -> tuple[ClientConnection, int]:
+        """Send one request; returns the connection it went out on and its msgid."""
         with self._lock:
             if self._closed:
                 raise ValueError("I/O operation on closed client")
@@ -208,58 +140,50 @@ class Client(SyncMethods):
                 except OSError as e:
                     raise ConnectionError(f"cannot reconnect to beneathd at {self._path!r}: {e}") from e
             sock = self._sock
-            gen = self._gen
-            msgid = next(self._ids) & 0xFFFFFFFF
-            self._pending.add(msgid)
+            conn = self._conn
         assert sock is not None
-        try:
-            with self._send_lock:
-                payload = self._packb([0, msgid, name, wire])
-                if len(payload) < MAX_FRAME:
-                    sock.sendmsg([_FINAL, payload])
-                else:
-                    for fr in encode_frames(payload, MAX_FRAME):
-                        sock.sendmsg([fr])
-        except OSError as e:
-            with self._lock:
-                self._pending.discard(msgid)
-                if self._gen == gen:
-                    self._break_locked(e)
-            raise _Broken(f"connection to beneathd at {self._path!r} broken: {e}") from e
-        except BaseException:
-            with self._lock:
-                self._pending.discard(msgid)
-            raise
-        return msgid, gen
+        with self._send_lock:
+            msgid, datagrams = conn.request(name, wire)
+            try:
+                for bufs in datagrams:
+                    sock.sendmsg(bufs)
+            except BaseException as e:
+                with self._lock:
+                    conn.forget(msgid)
+                    if isinstance(e, OSError) and self._conn is conn:
+                        self._break_locked(e)
+                if isinstance(e, OSError):
+                    raise Broken(f"connection to beneathd at {self._path!r} broken: {e}") from e
+                raise
+        return conn, msgid
 
-    def _recv_one(self, sock: socket.socket) -> tuple[Any, Any, Any, list[int]]:
-        feed = self._decoder.feed
-        fds: list[int] = []
-        try:
-            while True:
-                data, anc, flags, _ = sock.recvmsg(MAX_FRAME + 1, _ANC_SPACE, _CLOEXEC)
-                reply = _take_frame(data, anc, flags, fds, feed, self._unpack)
-                if reply is not None:
-                    return reply[0], reply[1], reply[2], fds
-        except ProtocolError as e:
-            _close_all(fds)
-            raise ConnectionError(f"protocol error from beneathd: {e.message}") from None
-        except BaseException:
-            _close_all(fds)
-            raise
+    @staticmethod
+    def _read_message(sock: socket.socket, conn: ClientConnection) -> Any:
+        receive = conn.receive
+        recvmsg = sock.recvmsg
+        while True:
+            data, anc, flags, _ = recvmsg(_BUFSIZE, _ANC_SPACE, _CLOEXEC)
+            event = receive(data, anc, flags)
+            if event is not None:
+                return event
 
-    def _wait(self, msgid: int, gen: int) -> tuple[Any, Any, list[int]]:
+    def _wait(self, conn: ClientConnection, msgid: int) -> Reply:
+        """The reply to ``msgid``: filed already, or read by this thread if nobody reads."""
         cond = self._cond
         with self._lock:
             try:
                 while True:
-                    if msgid in self._results:
-                        return self._results.pop(msgid)
-                    if self._gen != gen or self._broken is not None:
-                        b = self._broken
+                    ev = conn.take(msgid)
+                    if ev is not None:
+                        if ev.__class__ is Reply:
+                            return ev  # type: ignore[return-value]
+                        close_fds(ev.fds)  # intermediate messages: no call asks for them yet
+                        continue
+                    if self._conn is not conn or self._broken is not None:
+                        b = self._broken if self._conn is conn else conn.error
                         if getattr(b, "_beneathd", False):
                             raise b  # type: ignore[misc]
-                        raise _Broken(f"connection to beneathd at {self._path!r} broken: {b}")
+                        raise Broken(f"connection to beneathd at {self._path!r} broken: {b}")
                     if self._reading:
                         self._nwait += 1
                         try:
@@ -271,10 +195,10 @@ class Client(SyncMethods):
                     sock = self._sock
                     cond.release()
                     exc: BaseException | None = None
-                    msg = None
+                    ev = None
                     try:
                         assert sock is not None
-                        msg = self._recv_one(sock)
+                        ev = self._read_message(sock, conn)
                     except (OSError, ValueError) as e:
                         exc = e
                     finally:
@@ -282,46 +206,39 @@ class Client(SyncMethods):
                         self._reading = False
                         if self._nwait:
                             cond.notify_all()
-                    if self._gen != gen:
-                        if msg is not None:
-                            _close_all(msg[3])
-                        continue
                     if exc is not None:
-                        self._break_locked(exc if isinstance(exc, OSError) else ConnectionError(str(exc)))
+                        if self._conn is conn:
+                            self._break_locked(exc if isinstance(exc, OSError) else ConnectionError(str(exc)))
                         continue
-                    assert msg is not None
-                    rid, err, res, fds = msg
-                    if rid is None:
-                        # a connection-level error (peer refused, too many connections,
-                        # a request the daemon could not read): every waiter gets it
-                        _close_all(fds)
-                        e2 = exception_from_reply(err)
-                        e2._beneathd = True  # type: ignore[attr-defined]
-                        self._break_locked(e2)
-                        continue
-                    if rid in self._pending:
-                        self._results[rid] = (err, res, fds)
-                    else:
-                        _close_all(fds)
+                    assert ev is not None
+                    if ev.msgid == msgid and ev.__class__ is Reply:
+                        return ev  # type: ignore[return-value]
+                    failed = conn.deliver(ev)
+                    if failed is not None:
+                        # a connection-level error (peer refused, too many connections, a
+                        # request the daemon could not read): every waiter gets it
+                        failed._beneathd = True  # type: ignore[attr-defined]
+                        if self._conn is conn:
+                            self._break_locked(failed)
             finally:
-                self._pending.discard(msgid)
+                conn.forget(msgid)
 
     def _call(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any]) -> Any:
         try:
-            msgid, gen = self._send(spec.name, wire)
-            err, res, fds = self._wait(msgid, gen)
-        except _Broken:
+            conn, msgid = self._send(spec.name, wire)
+            reply = self._wait(conn, msgid)
+        except Broken:
             if not spec.retryable(vals):
                 raise
-            msgid, gen = self._send(spec.name, wire)
-            err, res, fds = self._wait(msgid, gen)
-        if fds or spec.returns_fd:
-            return _finish(spec, vals, err, res, fds)
-        return spec.result(err, res, vals)
+            conn, msgid = self._send(spec.name, wire)
+            reply = self._wait(conn, msgid)
+        if reply.fds or spec.returns_fd:
+            return finish(spec, vals, reply)
+        return spec.result(reply.error, reply.result, vals)
 
     def submit(self, name: str, *args: Any, **kwargs: Any) -> Pending:
         """Send a request without waiting (pipelining); ``.result()`` waits for its reply."""
         spec = SPECS[name]
         vals, wire = ENCODERS[name](*args, **kwargs)
-        msgid, gen = self._send(name, wire)
-        return Pending(self, spec, vals, msgid, gen)
+        conn, msgid = self._send(name, wire)
+        return Pending(self, spec, vals, conn, msgid)

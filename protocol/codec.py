@@ -49,7 +49,6 @@ __all__ = [
     "Response",
     "parse_request",
     "parse_response",
-    "parse_reply",
     "stat_from_wire",
     "encode_params",
     "encode_result",
@@ -479,17 +478,6 @@ def parse_request(obj: Any) -> Request:
     except _Bad as e:
         raise ProtocolError(f"parameter {pname!r}: {e}", err=_errno.EINVAL, msgid=msgid) from None
     return Request(msgid, spec.method, args)
-
-
-def parse_reply(obj: Any) -> tuple[Any, Any, Any]:
-    """:func:`parse_response` as a tuple ``(msgid, error, result)`` (the clients' hot path)."""
-    if obj.__class__ is list and len(obj) == 4:
-        kind, msgid, error, result = obj
-        if kind.__class__ is int and kind == RESPONSE and (msgid is None or msgid.__class__ is int) and (
-                error is None or error.__class__ is dict):
-            return msgid, error, result
-    r = parse_response(obj)
-    return r.msgid, r.error, r.result
 
 
 def parse_response(obj: Any) -> Response:

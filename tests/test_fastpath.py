@@ -128,11 +128,12 @@ def test_idle_connection_closed(tmp_path: Path) -> None:
 
 def test_busy_connection_not_idle(tmp_path: Path) -> None:
     with server_thread(tmp_path, idle_timeout=0.5) as path, Client(path) as c:
+        first = c._conn
         end = time.monotonic() + 1.5
         while time.monotonic() < end:
             c.stat(".")
             time.sleep(0.05)
-        assert c._sock is not None and c._gen == 1  # never reconnected
+        assert c._sock is not None and c._conn is first  # never reconnected
 
 
 def test_partial_message_times_out(tmp_path: Path) -> None:
