@@ -1,5 +1,9 @@
 """The trio server: AF_UNIX SOCK_SEQPACKET, msgpack-RPC frames, fds back via SCM_RIGHTS.
 
+The I/O shell around :class:`~beneathd.protocol.connection.ServerConnection` (which owns
+frames, request validation, the read-only rule, the fd rule and the reply encoding): this
+module owns sockets, tasks, threads, timeouts and backpressure.
+
 One task per connection reads datagrams.  It drains every ready datagram with
 non-blocking ``recvmsg`` on the socket before waiting (at most ``_BURST`` per wakeup, then
 a checkpoint, so that one busy client cannot starve the others).  Small operations run
@@ -22,23 +26,9 @@ from typing import Any, Callable
 
 import trio
 
-import msgpack
-
-from ..protocol.codec import (
-    FrameDecoder,
-    Limits,
-    MessageUnpacker,
-    ProtocolError,
-    Request,
-    encode_frames,
-    encode_result,
-    error_reply,
-    pack_response,
-    parse_request,
-)
+from ..protocol.codec import MAX_FRAME, MAX_MESSAGE, Limits, Request
+from ..protocol.connection import CLOSED, Reject, ServerConnection, close_fds, fd_ancillary, fds_of, refusal
 from ..protocol.methods import METHODS
-from ..protocol.codec import MAX_FRAME, MAX_MESSAGE
-from ..protocol.modes import is_write_mode
 from .auth import PeerCred, Policy, peer_cred
 
 __all__ = ["ServerConfig", "Server", "serve"]
@@ -49,29 +39,6 @@ _ANC_SPACE = _stdsocket.CMSG_SPACE(_ANC_FDS * array.array("i").itemsize)
 _CLOEXEC = int(_stdsocket.MSG_CMSG_CLOEXEC)
 #: datagrams handled per wakeup of a connection before it lets other tasks run
 _BURST = 64
-_FINAL = b"\x00"
-_SOL_SOCKET = int(_stdsocket.SOL_SOCKET)
-_SCM_RIGHTS = int(_stdsocket.SCM_RIGHTS)
-_MSG_TRUNC = int(_stdsocket.MSG_TRUNC)  # plain ints: IntFlag & costs microseconds
-_MSG_CTRUNC = int(_stdsocket.MSG_CTRUNC)
-
-
-def _make_invoker(m: Any) -> Callable[[Any, dict[str, Any]], Any]:
-    """``invoke(root, args)``: ``root.<name>(positional..., keyword=...)``, generated once."""
-    parts = []
-    for p in m.wire_params:
-        parts.append(f"{p.name}=a[{p.name!r}]" if p.kwonly else f"a[{p.name!r}]")
-    src = f"def invoke(root, a):\n    return root.{m.name}({', '.join(parts)})\n"
-    ns: dict[str, Any] = {}
-    exec(src, ns)
-    return ns["invoke"]  # type: ignore[no-any-return]
-
-
-_INVOKERS = {name: _make_invoker(m) for name, m in METHODS.items() if name != "open"}
-
-
-def _packb_threadsafe(obj: Any) -> bytes:
-    return msgpack.packb(obj, use_bin_type=True)
 
 
 def _stderr_log(line: str) -> None:
@@ -108,11 +75,12 @@ class ServerConfig:
 
 
 class _Conn:
-    def __init__(self, sock: _stdsocket.socket, peer: PeerCred, access: str, cfg: ServerConfig) -> None:
+    def __init__(self, sock: _stdsocket.socket, peer: PeerCred, proto: ServerConnection) -> None:
         #: the stdlib socket, non-blocking (waited on with trio.lowlevel.wait_*)
         self.sock = sock
         self.peer = peer
-        self.access = access
+        #: the protocol state (sans-I/O)
+        self.proto = proto
         self.send_lock = trio.Lock()
         self.inflight = 0
         self.inflight_bytes = 0
@@ -122,7 +90,6 @@ class _Conn:
         self.reply_sent = trio.Event()
         #: long requests of this connection being checked against the budget and built
         self.building = trio.Semaphore(2)
-        self.faults = 0
         self.cancel: trio.CancelScope | None = None
         self.dead = False
         # Read timeouts (idle, partial message) are kept by a watchdog task, not by a
@@ -137,21 +104,6 @@ class _Conn:
         #: set by the watchdog: why the reader was stopped
         self.timed_out: str | None = None
         self.read_scope: trio.CancelScope | None = None
-
-
-def _close_fds(ancdata: list[tuple[int, int, bytes]]) -> int:
-    n = 0
-    for level, typ, data in ancdata:
-        if level == _stdsocket.SOL_SOCKET and typ == _stdsocket.SCM_RIGHTS:
-            fds = array.array("i")
-            fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
-            for fd in fds:
-                try:
-                    os.close(fd)
-                    n += 1
-                except OSError:
-                    pass
-    return n
 
 
 class Server:
@@ -169,8 +121,9 @@ class Server:
         self.connections = 0
         self.last_activity = time.monotonic()
         self.served = 0
-        # used on the trio thread only (worker threads use msgpack.packb)
-        self._packb = msgpack.Packer(use_bin_type=True).pack
+        #: method name -> the bound Root method (requests carry every parameter by name)
+        self._ops: dict[str, Callable[..., Any]] = {
+            name: getattr(root, name) for name, m in METHODS.items() if not m.returns_fd}
 
     # -- accepting ---------------------------------------------------------------------------
 
@@ -191,10 +144,9 @@ class Server:
                 nursery.start_soon(self._connection, sock)
 
     async def _refuse(self, sock: trio.socket.SocketType, err: int, message: str) -> None:
-        payload = pack_response(None, {"errno": err, "code": errno.errorcode.get(err, "EIO"), "message": message}, None)
         with trio.move_on_after(1.0):
             try:
-                await sock.sendmsg(encode_frames(payload, self.cfg.max_frame)[:1])
+                await sock.sendmsg([refusal(err, message)])
                 # Closing with unread requests queued would reset the connection and the
                 # peer could lose the reply: say EOF, then drain briefly.
                 sock.shutdown(_stdsocket.SHUT_WR)
@@ -204,7 +156,7 @@ class Server:
             try:
                 while True:
                     data, anc, flags, _ = await sock.recvmsg(self.cfg.max_frame + 1, _ANC_SPACE, _CLOEXEC)
-                    _close_fds(anc)
+                    close_fds(fds_of(anc))
                     if not data and not anc:
                         return
             except OSError:
@@ -233,16 +185,17 @@ class Server:
             sock.setblocking(False)
             self.connections += 1
             self.last_activity = time.monotonic()
-            conn = _Conn(sock, peer, access, self.cfg)
+            proto = ServerConnection(access, self.limits, max_frame=self.cfg.max_frame,
+                                     max_faults=self.cfg.max_faults)
+            conn = _Conn(sock, peer, proto)
             try:
                 async with trio.open_nursery() as nursery:
                     conn.cancel = nursery.cancel_scope
-                    decoder = FrameDecoder(self.limits)
                     wd_scope = trio.CancelScope()  # entered by the watchdog
-                    nursery.start_soon(self._watchdog, conn, decoder, wd_scope)
+                    nursery.start_soon(self._watchdog, conn, wd_scope)
                     try:
                         with trio.CancelScope() as conn.read_scope:
-                            await self._reader(conn, nursery, decoder)
+                            await self._reader(conn, nursery)
                         if conn.timed_out is not None:
                             self._fault(conn, f"{conn.timed_out}; closing")
                     finally:
@@ -258,23 +211,22 @@ class Server:
     # -- reading -------------------------------------------------------------------------------
 
     def _fault(self, conn: _Conn, what: str) -> None:
-        conn.faults += 1
         self.cfg.log(f"beneathd: peer {conn.peer}: {what}")
 
-    def _read_limit(self, conn: _Conn, decoder: FrameDecoder) -> float | None:
-        if decoder.pending:
+    def _read_limit(self, conn: _Conn) -> float | None:
+        if conn.proto.receiving:
             return self.cfg.partial_timeout
         if conn.inflight == 0:
             return self.cfg.idle_timeout
         return None
 
-    async def _watchdog(self, conn: _Conn, decoder: FrameDecoder, scope: trio.CancelScope) -> None:
+    async def _watchdog(self, conn: _Conn, scope: trio.CancelScope) -> None:
         """Stop the reader when it has waited too long: ``idle_timeout`` with nothing in
         flight, ``partial_timeout`` with a message half received."""
         with scope:
             while True:
                 conn.rearm = trio.Event()
-                limit = conn.wd_limit = self._read_limit(conn, decoder)
+                limit = conn.wd_limit = self._read_limit(conn)
                 if limit is None:
                     await conn.rearm.wait()
                     continue
@@ -282,7 +234,7 @@ class Server:
                 now = trio.current_time()
                 if now >= deadline:
                     if conn.waiting:
-                        conn.timed_out = "message not completed in time" if decoder.pending else "idle"
+                        conn.timed_out = "message not completed in time" if conn.proto.receiving else "idle"
                         if conn.read_scope is not None:
                             conn.read_scope.cancel()
                         return
@@ -291,24 +243,24 @@ class Server:
                 with trio.move_on_at(deadline):
                     await conn.rearm.wait()
 
-    async def _reader(self, conn: _Conn, nursery: trio.Nursery, decoder: FrameDecoder) -> None:
+    async def _reader(self, conn: _Conn, nursery: trio.Nursery) -> None:
         """Read and serve requests until EOF, a fatal fault, a timeout or the connection dies.
 
         Every ready datagram is drained with non-blocking ``recvmsg`` (``_BURST`` per wakeup,
-        then a checkpoint); small requests are served inline (:meth:`_serve_inline`), long
-        ones in their own task (:meth:`_request`).  The reader stops reading while
-        ``max_inflight`` long requests or ``max_inflight_bytes`` of their payload are in
-        flight (backpressure), and while an inline reply waits for the peer to read.
+        then a checkpoint) and handed to the connection's protocol state; small requests are
+        served inline (:meth:`_call`), long ones in their own task (:meth:`_request`).  The
+        reader stops reading while ``max_inflight`` long requests or ``max_inflight_bytes`` of
+        their payload are in flight (backpressure), and while an inline reply waits for the
+        peer to read.
         """
         cfg = self.cfg
-        limits = self.limits
-        feed = decoder.feed
+        proto = conn.proto
+        receive = proto.receive
+        notes = proto.notes
         current_time = trio.current_time
-        unpack_msg = MessageUnpacker(limits)
         sock = conn.sock
         recvmsg = sock.recvmsg
         bufsize = cfg.max_frame + 1
-        max_frame = cfg.max_frame
         max_inflight = cfg.max_inflight
         max_bytes = cfg.max_inflight_bytes
         wait_readable = trio.lowlevel.wait_readable
@@ -329,7 +281,7 @@ class Server:
             except BlockingIOError:
                 budget = _BURST
                 conn.wait_since = current_time()
-                if decoder.pending:
+                if proto.receiving:
                     limit: float | None = cfg.partial_timeout
                 elif conn.inflight == 0:
                     limit = cfg.idle_timeout
@@ -351,66 +303,47 @@ class Server:
             if budget <= 0:
                 budget = _BURST
                 await trio.lowlevel.checkpoint()
-            if anc:
-                n = _close_fds(anc)
-                if n:
-                    self._fault(conn, f"sent {n} unexpected fd(s); closed them")
-            if flags & _MSG_CTRUNC:
-                self._fault(conn, "sent more fds than accepted; dropped")
-            if not data:
-                if flags & _MSG_CTRUNC or anc:
-                    continue
-                return  # EOF
-            if flags & _MSG_TRUNC or len(data) > max_frame:
-                self._fault(conn, "frame too large; closing")
-                await self._send_error(conn, None, ProtocolError(
-                    f"frame exceeds {max_frame} bytes", err=errno.EMSGSIZE))
-                return
-            try:
-                payload = feed(data)
-                if payload is None:
-                    continue
-                req = parse_request(unpack_msg(payload))
-            except ProtocolError as e:
-                self._fault(conn, f"bad request: {e.message}")
-                await self._send_error(conn, e.msgid, e)
-                if e.fatal or conn.faults >= cfg.max_faults:
-                    return
+            ev = receive(data, anc, flags)
+            if notes:
+                for what in notes:
+                    self._fault(conn, what)
+                notes.clear()
+            if ev is None:
                 continue
-            self.served += 1
-            m = req.method
-            if conn.access != "rw" and not self._permitted(conn, req):
-                self._fault(conn, f"read-only peer called {m.name}")
-                err = {"errno": errno.EACCES, "code": "EACCES",
-                       "message": f"read-only peer may not call {m.name}"
-                                  + (" for writing" if m.name == "open" else ""),
-                       "paths": []}
-                await self._reply(conn, pack_response(req.msgid, err, None))
-            elif m.long and m.is_long(req.args):
-                size = len(payload)
-                conn.inflight += 1
-                conn.inflight_bytes += size
-                nursery.start_soon(self._request, conn, req, size)
+            if ev.__class__ is Request:
+                req: Request = ev  # type: ignore[assignment]
+                self.served += 1
+                m = req.method
+                if m.long and m.is_long(req.args):
+                    conn.inflight += 1
+                    conn.inflight_bytes += req.size
+                    nursery.start_soon(self._request, conn, req)
+                else:
+                    payload, fd = call(conn, req)
+                    # the common case without a coroutine: one frame, no fd, sent at once
+                    if fd is not None or not try_send(conn, payload, None):
+                        await self._reply(conn, payload, fd)
+                self.last_activity = monotonic()
+            elif ev is CLOSED:
+                return
             else:
-                payload, fd = call(req)
-                # the common case without a coroutine: one frame, no fd, sent at once
-                if fd is not None or not try_send(conn, payload, None):
-                    await self._reply(conn, payload, fd)
-            self.last_activity = monotonic()
+                assert isinstance(ev, Reject)
+                await self._reply(conn, ev.reply)
+                if ev.fatal:
+                    return
+                self.last_activity = monotonic()
         return
-
-    async def _send_error(self, conn: _Conn, msgid: int | None, e: ProtocolError) -> None:
-        await self._reply(conn, pack_response(msgid, e.to_wire(), None))
 
     # -- serving one request -------------------------------------------------------------------
 
-    def _call(self, req: Request, packb: Callable[[Any], bytes] | None = None) -> tuple[bytes, int | None]:
-        """Run the method and pack the reply (on the loop or in a worker thread)."""
+    def _call(self, conn: _Conn, req: Request, threadsafe: bool = False) -> tuple[bytes, int | None]:
+        """Run the method and encode the reply (on the loop, or in a worker thread with
+        ``threadsafe``)."""
         m = req.method
         a = req.args
         fd: int | None = None
         try:
-            if m.name == "open":
+            if m.returns_fd:
                 mode = a["mode"].replace("t", "")
                 if "b" not in mode:
                     mode += "b"
@@ -419,37 +352,20 @@ class Server:
                 f.close()
                 result = None
             else:
-                result = _INVOKERS[m.name](self.root, a)
-            payload = (packb or self._packb)([1, req.msgid, None, encode_result(m, result)])
-            if len(payload) > self.cfg.max_message:
-                raise OSError(errno.EFBIG, f"result of {len(payload)} bytes exceeds the message limit "
-                                           f"({self.cfg.max_message}); use open() for big files")
-            return payload, fd
+                result = self._ops[m.name](**a)
+            return conn.proto.reply(req, result, threadsafe=threadsafe), fd
         except Exception as e:
             if fd is not None:
                 os.close(fd)
             if not isinstance(e, (OSError, ValueError, TypeError)):
                 self.cfg.log(f"beneathd: {m.name}: internal error: {type(e).__name__}: {e}")
-            return pack_response(req.msgid, error_reply(e, m, a), None), None
+            return conn.proto.error(req, e, threadsafe=threadsafe), None
 
-    def _call_in_thread(self, req: Request) -> tuple[bytes, int | None]:
-        # worker threads must not share the loop's Packer
-        return self._call(req, _packb_threadsafe)
-
-    def _permitted(self, conn: _Conn, req: Request) -> bool:
-        if conn.access == "rw":
-            return True
-        m = req.method
-        if m.mutates:
-            return False
-        if m.name == "open" and is_write_mode(req.args["mode"]):
-            return False
-        return True
-
-    async def _request(self, conn: _Conn, req: Request, size: int) -> None:
+    async def _request(self, conn: _Conn, req: Request) -> None:
         """A long request, in its own task: the work runs in a worker thread."""
         fd: int | None = None
         built = 0
+        size = req.size
         try:
             async with conn.building:  # the budget check and the build, two at a time
                 while conn.reply_bytes >= self.cfg.max_reply_bytes and not conn.dead:
@@ -457,7 +373,7 @@ class Server:
                     await conn.reply_sent.wait()  # the peer has not taken earlier replies yet
                 if conn.dead:
                     return
-                payload, fd = await trio.to_thread.run_sync(self._call_in_thread, req, limiter=self.limiter)
+                payload, fd = await trio.to_thread.run_sync(self._call, conn, req, True, limiter=self.limiter)
                 built = len(payload)
                 conn.reply_bytes += built
             conn.inflight_bytes -= size
@@ -482,13 +398,16 @@ class Server:
 
     def _try_send(self, conn: _Conn, payload: bytes, fd: int | None) -> bool:
         """Send a one-frame reply now without blocking; False if it must wait (or is long)."""
-        if len(payload) >= self.cfg.max_frame or conn.send_lock.locked():
+        if conn.send_lock.locked():
+            return False
+        datagrams = conn.proto.datagrams(payload)
+        if len(datagrams) != 1:
             return False
         try:
             if fd is None:
-                conn.sock.sendmsg([_FINAL, payload])
+                conn.sock.sendmsg(datagrams[0])
             else:
-                conn.sock.sendmsg([_FINAL, payload], [(_SOL_SOCKET, _SCM_RIGHTS, array.array("i", [fd]).tobytes())])
+                conn.sock.sendmsg(datagrams[0], fd_ancillary(fd))
         except BlockingIOError:
             return False
         except OSError as e:
@@ -512,16 +431,16 @@ class Server:
         ``send_timeout`` is dropped."""
         if conn.dead:
             return
-        frames = encode_frames(payload, self.cfg.max_frame)
-        anc = [(_SOL_SOCKET, _SCM_RIGHTS, array.array("i", [fd]).tobytes())] if fd is not None else []
+        datagrams = conn.proto.datagrams(payload)
+        anc = fd_ancillary(fd)
         sock = conn.sock
         async with conn.send_lock:
             with trio.move_on_after(self.cfg.send_timeout) as cs:
                 try:
-                    for i, frame in enumerate(frames):
+                    for i, bufs in enumerate(datagrams):
                         while True:
                             try:
-                                sock.sendmsg([frame], anc if i == 0 else [])
+                                sock.sendmsg(bufs, anc if i == 0 else [])
                                 break
                             except BlockingIOError:
                                 await trio.lowlevel.wait_writable(sock)
