@@ -33,6 +33,7 @@ import pytest
 
 from _util import IS_ROOT, EscapeError, describe
 from conftest import snapshot
+from beneathd.protocol.methods import METHODS
 
 # --------------------------------------------------------------------------------------
 # the tree every case runs in
@@ -321,16 +322,56 @@ def test_escape_table(fs: Any, root_dir: Path, outside: Path, op: str, ptype: st
     assert not failures, "\n" + "\n".join(failures)
 
 
-def test_table_covers_every_api_method() -> None:
-    """Every DESIGN.md method (but close/chown-specific ones) is in the escape table."""
-    methods = {
-        "stat", "lstat", "exists", "listdir", "scandir", "readlink", "realpath", "mkdir",
-        "unlink", "rmdir", "rename", "exchange", "move", "link", "symlink", "chmod", "chown",
-        "utime", "truncate", "copy_file", "cp", "rm", "mkfifo", "read_file", "write_file", "open",
-    }
-    covered = {op.split("_")[0] if not op.startswith(("read_file", "write_file", "copy_file")) else
-               "_".join(op.split("_")[:2]) for op in OPS}
-    assert methods <= covered, methods - covered
+class _Recorder:
+    """Stands in for a backend: records which method a row calls and with what."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append((name, args, kwargs))
+            return _Inert()
+        return call
+
+
+class _Inert:
+    def __iter__(self) -> Any:
+        return iter(())
+
+    def write(self, data: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _slots_hit(op: str) -> set[tuple[str, str]]:
+    """(method, path parameter) pairs the row ``op`` puts the case's path into."""
+    rec = _Recorder()
+    sentinel = "SENTINEL-PATH"
+    OPS[op][1](rec, sentinel)
+    hit = set()
+    for name, args, kwargs in rec.calls:
+        assert name in METHODS, f"row {op} calls {name}, which is not in the method table"
+        m = METHODS[name]
+        bound = dict(zip((p.name for p in m.params), args)) | kwargs
+        for pname, v in bound.items():
+            if isinstance(v, str) and sentinel in v:
+                hit.add((name, pname))
+    return hit
+
+
+def test_table_covers_every_path_of_every_method() -> None:
+    """The set to cover is derived from the method table: every path parameter of every
+    method gets the whole table of hostile paths (a new method with no row fails here)."""
+    want = {(m.name, p.name) for m in METHODS.values() for p in m.params if p.type == "path"}
+    covered: set[tuple[str, str]] = set()
+    for op in OPS:
+        hit = _slots_hit(op)
+        assert hit, f"row {op} puts the case's path into no path parameter"
+        covered |= hit
+    assert want <= covered, sorted(want - covered)
 
 
 # --------------------------------------------------------------------------------------
