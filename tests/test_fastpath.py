@@ -200,3 +200,33 @@ def test_open_inline_passes_one_fd(tmp_path: Path) -> None:
         while len(os.listdir("/proc/self/fd")) > before and time.monotonic() < deadline:
             time.sleep(0.01)
         assert len(os.listdir("/proc/self/fd")) <= before
+
+
+def test_async_request_cancelled_half_sent_breaks_the_connection(tmp_path: Path) -> None:
+    """A request of several frames cancelled between two of them must not leave half a
+    message on the socket for the next request to run into: the connection is dropped
+    (and the next call reconnects). The listener here accepts and never reads, so the
+    socket buffer fills after a few frames."""
+    path = str(tmp_path / "s")
+    lst = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    lst.bind(path)
+    lst.listen(4)
+    accepted: list[socket.socket] = []
+
+    async def main() -> None:
+        fs = AsyncClient(path)
+        await fs.connect()
+        accepted.append(lst.accept()[0])
+        with trio.move_on_after(0.5) as cs:
+            await fs.write_file("big", b"x" * (50 * MAX_FRAME))
+        assert cs.cancelled_caught
+        assert isinstance(fs._broken, ConnectionError) and "half-sent" in str(fs._broken)
+        assert fs._sock is None
+        await fs.aclose()
+
+    try:
+        trio.run(main)
+    finally:
+        for s in accepted:
+            s.close()
+        lst.close()
