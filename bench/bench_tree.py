@@ -94,14 +94,18 @@ def main(argv: list[str] | None = None) -> int:
             Case("shutil.rmtree", lambda n: shutil.rmtree(t), fresh, gone),
             Case("Root.rm(recursive=True)", lambda n: root.rm("t", recursive=True), fresh, gone),
         ]
-        if a.only in (None, "rm"):
+        def family(name: str, cases: list[Case], goal: float) -> None:
+            """Run one family interleaved; its rows, each against the coreutils command."""
+            if a.only not in (None, name):
+                return
             t0 = time.monotonic()
-            res = interleave(rm_cases, repeats, 1, warmup=1)
-            print(f"  rm done in {time.monotonic() - t0:.1f}s", file=sys.stderr)
-            title = f"rm -r, {entries} entries"
-            table.append(row(title, "Root.rm(recursive=True)", "rm -rf", res, RM_GOAL, "rm -rf"))
-            table.append(row(title, "shutil.rmtree", "rm -rf", res, None, "rm -rf"))
-            table.append(row(title, "rm -rf", "rm -rf", res, None, "rm -rf"))
+            res = interleave(cases, repeats, 1, warmup=1)
+            print(f"  {name} done in {time.monotonic() - t0:.1f}s", file=sys.stderr)
+            ref = cases[0].name
+            for i, case in enumerate(reversed(cases)):
+                table.append(row(f"{name} -r, {entries} entries", case.name, ref, res, goal if i == 0 else None, ref))
+
+        family("rm", rm_cases, RM_GOAL)
 
         # ---- cp -r -------------------------------------------------------------------
         c = os.path.join(top, "c")
@@ -119,14 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             Case("Root.cp(recursive=True)", lambda n: root.cp("template", "c", recursive=True),
                  drop_dirty, clean),
         ]
-        if a.only in (None, "cp"):
-            t0 = time.monotonic()
-            res = interleave(cp_cases, repeats, 1, warmup=1)
-            print(f"  cp done in {time.monotonic() - t0:.1f}s", file=sys.stderr)
-            title = f"cp -r, {entries} entries"
-            table.append(row(title, "Root.cp(recursive=True)", "cp -a", res, CP_GOAL, "cp -a"))
-            table.append(row(title, "shutil.copytree(symlinks=True)", "cp -a", res, None, "cp -a"))
-            table.append(row(title, "cp -a", "cp -a", res, None, "cp -a"))
+        family("cp", cp_cases, CP_GOAL)
         root.close()
     finally:
         subprocess.run(["rm", "-rf", top])

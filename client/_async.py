@@ -14,7 +14,7 @@ import trio
 
 from ..protocol.codec import MAX_MESSAGE, Limits
 from ..protocol.connection import ClientConnection, Reply, close_fds
-from ._common import Broken, Spec, finish
+from ._common import Broken, Spec, finish, lost
 from ._generated import AsyncMethods
 from ._sync import _ANC_SPACE, _BUFSIZE, _CLOEXEC
 
@@ -198,58 +198,47 @@ class AsyncClient(AsyncMethods):
         try:
             while True:
                 ev = conn.take(msgid)
-                if ev is not None:
-                    if ev.__class__ is not Reply:
-                        close_fds(ev.fds)  # intermediate messages: no call asks for them yet
+                if ev is None:
+                    if self._conn is not conn or self._broken is not None:
+                        raise lost(self._broken if self._conn is conn else conn.error, conn, self._path)
+                    if self._reading:
+                        self._nwait += 1
+                        yielded = True
+                        try:
+                            await self._wake.wait()
+                        finally:
+                            self._nwait -= 1
                         continue
-                    if not yielded:
-                        try:
-                            await trio.lowlevel.checkpoint()
-                        except BaseException:
-                            close_fds(ev.fds)
-                            raise
-                    return ev  # type: ignore[return-value]
-                if self._conn is not conn or self._broken is not None:
-                    b = self._broken if self._conn is conn else conn.error
-                    if getattr(b, "_beneathd", False):
-                        raise b  # type: ignore[misc]
-                    raise Broken(f"connection to beneathd at {self._path!r} broken: {b}")
-                if self._reading:
-                    self._nwait += 1
-                    yielded = True
+                    self._reading = True
+                    sock = self._sock
                     try:
-                        await self._wake.wait()
+                        assert sock is not None
+                        self._yielded = False
+                        ev = await self._read_message(sock, conn)
+                        yielded = yielded or self._yielded
+                    except (OSError, ValueError) as e:
+                        if self._conn is conn:
+                            self._break(e if isinstance(e, OSError) else ConnectionError(str(e)))
+                        continue
                     finally:
-                        self._nwait -= 1
-                    continue
-                self._reading = True
-                sock = self._sock
+                        self._reading = False
+                        if self._nwait:
+                            self._wakeup()
+                    if ev.msgid != msgid or ev.__class__ is not Reply:
+                        failed = conn.deliver(ev)  # another caller's, or about the connection
+                        if failed is not None and self._conn is conn:
+                            self._break(failed)
+                        continue
+                if ev.__class__ is Reply:
+                    break
+                close_fds(ev.fds)  # intermediate messages: no call asks for them yet
+            if not yielded:
                 try:
-                    assert sock is not None
-                    self._yielded = False
-                    ev = await self._read_message(sock, conn)
-                    yielded = yielded or self._yielded
-                except (OSError, ValueError) as e:
-                    if self._conn is conn:
-                        self._break(e if isinstance(e, OSError) else ConnectionError(str(e)))
-                    continue
-                finally:
-                    self._reading = False
-                    if self._nwait:
-                        self._wakeup()
-                if ev.msgid == msgid and ev.__class__ is Reply:
-                    if not yielded:
-                        try:
-                            await trio.lowlevel.checkpoint()
-                        except BaseException:
-                            close_fds(ev.fds)
-                            raise
-                    return ev  # type: ignore[no-any-return]
-                failed = conn.deliver(ev)
-                if failed is not None:
-                    failed._beneathd = True  # type: ignore[attr-defined]
-                    if self._conn is conn:
-                        self._break(failed)
+                    await trio.lowlevel.checkpoint()
+                except BaseException:
+                    close_fds(ev.fds)
+                    raise
+            return ev  # type: ignore[return-value]
         finally:
             conn.forget(msgid)  # cancelled: a reply that comes (or came) later is dropped
 

@@ -19,11 +19,11 @@ import sys
 from typing import Any
 
 from ..protocol.codec import _bad_result, decode_result, exception_from_reply, stat_from_wire
-from ..protocol.connection import Reply, close_fds
+from ..protocol.connection import ClientConnection, Reply, close_fds
 from ..protocol.methods import METHODS, Method, call_mutates
 from ..protocol.modes import open_flags
 
-__all__ = ["Spec", "SPECS", "wrap_fd", "finish", "Broken"]
+__all__ = ["Spec", "SPECS", "wrap_fd", "finish", "Broken", "lost"]
 
 _EMPTY = inspect.Parameter.empty
 _FSENC = sys.getfilesystemencoding()
@@ -142,3 +142,12 @@ def finish(spec: Spec, vals: tuple[Any, ...], reply: Reply) -> Any:
 
 class Broken(ConnectionError):
     """The connection broke under a call (a call that changes nothing is sent again)."""
+
+
+def lost(cause: BaseException | None, conn: ClientConnection, path: Any) -> BaseException:
+    """What a caller gets when its connection died under its call: the daemon's own error
+    about the connection as it is (a refused peer, a request it could not read), else
+    :class:`Broken` (which a call that changes nothing answers by sending again)."""
+    if cause is not None and cause is conn.error:
+        return cause
+    return Broken(f"connection to beneathd at {path!r} broken: {cause}")

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..protocol.codec import MAX_FRAME, MAX_MESSAGE, Limits
 from ..protocol.connection import ClientConnection, Reply, close_fds
-from ._common import SPECS, Broken, Spec, finish
+from ._common import SPECS, Broken, Spec, finish, lost
 from ._generated import ENCODERS, SyncMethods
 
 __all__ = ["Client", "Pending"]
@@ -174,52 +174,42 @@ class Client(SyncMethods):
             try:
                 while True:
                     ev = conn.take(msgid)
-                    if ev is not None:
-                        if ev.__class__ is Reply:
-                            return ev  # type: ignore[return-value]
-                        close_fds(ev.fds)  # intermediate messages: no call asks for them yet
-                        continue
-                    if self._conn is not conn or self._broken is not None:
-                        b = self._broken if self._conn is conn else conn.error
-                        if getattr(b, "_beneathd", False):
-                            raise b  # type: ignore[misc]
-                        raise Broken(f"connection to beneathd at {self._path!r} broken: {b}")
-                    if self._reading:
-                        self._nwait += 1
+                    if ev is None:
+                        if self._conn is not conn or self._broken is not None:
+                            raise lost(self._broken if self._conn is conn else conn.error, conn, self._path)
+                        if self._reading:
+                            self._nwait += 1
+                            try:
+                                cond.wait()
+                            finally:
+                                self._nwait -= 1
+                            continue
+                        self._reading = True
+                        sock = self._sock
+                        cond.release()
+                        exc: BaseException | None = None
                         try:
-                            cond.wait()
+                            assert sock is not None
+                            ev = self._read_message(sock, conn)
+                        except (OSError, ValueError) as e:
+                            exc = e
                         finally:
-                            self._nwait -= 1
-                        continue
-                    self._reading = True
-                    sock = self._sock
-                    cond.release()
-                    exc: BaseException | None = None
-                    ev = None
-                    try:
-                        assert sock is not None
-                        ev = self._read_message(sock, conn)
-                    except (OSError, ValueError) as e:
-                        exc = e
-                    finally:
-                        cond.acquire()
-                        self._reading = False
-                        if self._nwait:
-                            cond.notify_all()
-                    if exc is not None:
-                        if self._conn is conn:
-                            self._break_locked(exc if isinstance(exc, OSError) else ConnectionError(str(exc)))
-                        continue
-                    assert ev is not None
-                    if ev.msgid == msgid and ev.__class__ is Reply:
+                            cond.acquire()
+                            self._reading = False
+                            if self._nwait:
+                                cond.notify_all()
+                        if exc is not None or ev is None:
+                            if self._conn is conn:
+                                self._break_locked(exc if isinstance(exc, OSError) else ConnectionError(str(exc)))
+                            continue
+                        if ev.msgid != msgid or ev.__class__ is not Reply:
+                            failed = conn.deliver(ev)  # another caller's, or about the connection
+                            if failed is not None and self._conn is conn:
+                                self._break_locked(failed)
+                            continue
+                    if ev.__class__ is Reply:
                         return ev  # type: ignore[return-value]
-                    failed = conn.deliver(ev)
-                    if failed is not None:
-                        # a connection-level error (peer refused, too many connections, a
-                        # request the daemon could not read): every waiter gets it
-                        failed._beneathd = True  # type: ignore[attr-defined]
-                        if self._conn is conn:
-                            self._break_locked(failed)
+                    close_fds(ev.fds)  # intermediate messages: no call asks for them yet
             finally:
                 conn.forget(msgid)
 
