@@ -20,16 +20,17 @@ import io
 import os
 import stat as _stat
 import sys
-from typing import IO, Any, AnyStr
+import threading
+from typing import IO, Any, AnyStr, Callable
 
 from beneathd._native import ffi, lib
 
 from ..protocol.errors import EscapeError, make_error
 from ..protocol.modes import open_flags
-from ..protocol.types import DirEntry, kind_of_mode, stat_to_list
+from ..protocol.types import DirEntry, Progress, kind_of_mode, stat_to_list
 from .journal import Journal
 
-__all__ = ["Root", "OpenAt2Unavailable"]
+__all__ = ["Root", "OpenAt2Unavailable", "Job", "Progress"]
 
 _RENAME_NOREPLACE = 1
 _RENAME_EXCHANGE = 2
@@ -53,6 +54,83 @@ _OPEN_FLAGS: dict[str, int] = {}
 
 class OpenAt2Unavailable(OSError):
     """openat2(2) is missing (ENOSYS) or blocked (EPERM, seccomp): beneathd fails closed."""
+
+
+#: how often a ``progress`` callback is called at most while a call runs (DESIGN.md)
+PROGRESS_INTERVAL = 0.1
+_CANCELLED_MESSAGE = "cancelled"
+
+
+class Job:
+    """One long call (``cp``, ``rm``, ``copy_file``, ``move``), seen from another thread:
+    :meth:`cancel` stops it within one entry or one chunk of file data (the call raises
+    ``OSError(ECANCELED)``), :attr:`progress` says what it has done so far.
+
+    The counters live in native memory the walking thread updates (``bn_job``): reading
+    them needs no lock and no callback into Python from C.
+    """
+
+    __slots__ = ("_c",)
+
+    def __init__(self) -> None:
+        self._c: Any = ffi.new("bn_job *")
+
+    def cancel(self) -> None:
+        self._c.cancel = 1
+
+    @property
+    def cancelled(self) -> bool:
+        return bool(self._c.cancel)
+
+    @property
+    def progress(self) -> Progress:
+        c = self._c
+        return Progress(c.entries, c.bytes)
+
+
+def _job_ptr(job: Job | None) -> Any:
+    return ffi.NULL if job is None else job._c
+
+
+def _with_progress(run: Callable[[Job], None], job: Job | None,
+                   progress: Callable[[Progress], Any] | None) -> None:
+    """Run ``run(job)``; with a ``progress`` callback, in a helper thread while this one
+    calls it at most every 100 ms and once at the end with the totals.  An exception from
+    the callback (or a KeyboardInterrupt here) cancels the call and is raised."""
+    if job is None:
+        job = Job()
+    if progress is None:
+        run(job)
+        return
+    if not callable(progress):
+        raise TypeError(f"progress must be callable or None, not {type(progress).__name__}")
+    out: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            run(job)
+        except BaseException as e:  # handed to the caller's thread
+            out.append(e)
+
+    t = threading.Thread(target=work, name="beneathd-job", daemon=True)
+    t.start()
+    last = None
+    try:
+        while True:
+            t.join(PROGRESS_INTERVAL)
+            if not t.is_alive():
+                break
+            p = job.progress
+            if p != last:
+                last = p
+                progress(p)
+    except BaseException:
+        job.cancel()
+        t.join()
+        raise
+    progress(job.progress)
+    if out:
+        raise out[0]
 
 
 def _enc(path: Any) -> bytes:
@@ -185,6 +263,8 @@ class Root:
         """_check for a tree walk: too deep names the walk limit."""
         if r == -lib.BN_ETOODEEP:
             raise OSError(errno.ENAMETOOLONG, f"tree deeper than {self.walk_limit} levels (the walk limit)", path)
+        if r == -errno.ECANCELED:
+            raise OSError(errno.ECANCELED, _CANCELLED_MESSAGE, path, None, path2)
         _check(r, path, path2)
 
     @property
@@ -414,8 +494,14 @@ class Root:
         _check(lib.bn_rename(self._r, _enc(a), _enc(b), _RENAME_EXCHANGE), a, b)
 
     def move(self, src: AnyStr | os.PathLike[AnyStr], dst: AnyStr | os.PathLike[AnyStr], *,
-             overwrite: bool = False) -> None:
-        """Rename; across mounts inside the root, copy (preserving) then remove."""
+             overwrite: bool = False, progress: Callable[[Progress], Any] | None = None,
+             job: Job | None = None) -> None:
+        """Rename; across mounts inside the root, copy (preserving) then remove.  Cancelled
+        during the copy, the source stays and the copy so far stays (as ``cp -r``); during
+        the removal, what is not removed yet stays."""
+        _with_progress(lambda j: self._move(src, dst, overwrite, j), job, progress)
+
+    def _move(self, src: Any, dst: Any, overwrite: bool, job: Job) -> None:
         flags = 0 if overwrite else _RENAME_NOREPLACE
         r = lib.bn_rename(self._r, _enc(src), _enc(dst), flags)
         if r != -errno.EXDEV:  # EXDEV from renameat2 is a mount boundary; escapes are BN_EESCAPE
@@ -430,8 +516,8 @@ class Root:
                 self.rm(dst, force=True)
             self.symlink(target, dst)
         else:
-            self.cp(src, dst, recursive=True, overwrite=overwrite, preserve=True)
-        self.rm(src, recursive=True)
+            self.cp(src, dst, recursive=True, overwrite=overwrite, preserve=True, job=job)
+        self.rm(src, recursive=True, job=job)
 
     def _lexists(self, path: Any) -> bool:
         try:
@@ -495,28 +581,45 @@ class Root:
         _check(lib.bn_write_file(self._r, _enc(path), buf, len(buf), mode, flags), path)
 
     def copy_file(self, src: AnyStr | os.PathLike[AnyStr], dst: AnyStr | os.PathLike[AnyStr], *,
-                  overwrite: bool = True, reflink: str = "auto") -> None:
+                  overwrite: bool = True, reflink: str = "auto", progress: Callable[[Progress], Any] | None = None,
+                  job: Job | None = None) -> None:
         """Copy contents and permission bits (``FICLONE``, else ``copy_file_range``); the
-        destination appears whole or not at all. A final in-tree link at ``dst`` is followed."""
+        destination appears whole or not at all (also when cancelled). A final in-tree link
+        at ``dst`` is followed."""
         try:
             how = _REFLINK[reflink]
         except (KeyError, TypeError):
             raise ValueError("reflink must be 'auto', 'always' or 'never'") from None
-        _check(lib.bn_copy_file(self._r, _enc(src), _enc(dst), bool(overwrite), how, 0),
-               src, dst)
+        s, d = _enc(src), _enc(dst)
+        _with_progress(lambda j: self._walked(lib.bn_copy_file(self._r, s, d, bool(overwrite), how, 0, j._c),
+                                              src, dst), job, progress)
 
     def cp(self, src: AnyStr | os.PathLike[AnyStr], dst: AnyStr | os.PathLike[AnyStr], *,
-           recursive: bool = False, overwrite: bool = True, preserve: bool = True) -> None:
+           recursive: bool = False, overwrite: bool = True, preserve: bool = True,
+           progress: Callable[[Progress], Any] | None = None, job: Job | None = None) -> None:
         """``cp [-r] [-p]`` with ``dst`` naming the copy itself (as ``shutil.copytree``).
-        The top-level source is followed; links inside are copied as links."""
+        The top-level source is followed; links inside are copied as links.  Cancelled, what
+        is copied so far stays (as after an interrupted ``cp -r``); a file being copied then
+        is not published."""
         flags = (
             (lib.BN_CP_RECURSIVE if recursive else 0)
             | (lib.BN_CP_OVERWRITE if overwrite else 0)
             | (lib.BN_CP_PRESERVE if preserve else 0)
         )
-        self._walked(lib.bn_cp(self._r, _enc(src), _enc(dst), flags), src, dst)
+        s, d = _enc(src), _enc(dst)
+        if progress is None:
+            self._walked(lib.bn_cp(self._r, s, d, flags, _job_ptr(job)), src, dst)
+            return
+        _with_progress(lambda j: self._walked(lib.bn_cp(self._r, s, d, flags, j._c), src, dst), job, progress)
 
-    def rm(self, path: AnyStr | os.PathLike[AnyStr], *, recursive: bool = False, force: bool = False) -> None:
-        """``rm [-r] [-f]`` done natively by descending dirfds; never follows a symlink."""
-        self._walked(lib.bn_rm(self._r, _enc(path), bool(recursive), bool(force)), path)
+    def rm(self, path: AnyStr | os.PathLike[AnyStr], *, recursive: bool = False, force: bool = False,
+           progress: Callable[[Progress], Any] | None = None, job: Job | None = None) -> None:
+        """``rm [-r] [-f]`` done natively by descending dirfds; never follows a symlink.
+        Cancelled, what is not removed yet stays."""
+        p = _enc(path)
+        if progress is None:
+            self._walked(lib.bn_rm(self._r, p, bool(recursive), bool(force), _job_ptr(job)), path)
+            return
+        _with_progress(lambda j: self._walked(lib.bn_rm(self._r, p, bool(recursive), bool(force), j._c), path),
+                       job, progress)
 

@@ -56,6 +56,15 @@ typedef struct bn_root {
     int max_depth;   /* tree walks: the deepest level descended (0: BN_TREE_MAX_DEPTH) */
 } bn_root;
 
+/* One long call (cp, rm, copy_file): another thread may set cancel (the call stops within
+   one entry or one chunk, returning -ECANCELED) and read what it has done so far. NULL
+   where a call has no job. */
+typedef struct bn_job {
+    int cancel;
+    uint64_t entries;   /* entries copied or removed */
+    uint64_t bytes;     /* bytes of file data copied */
+} bn_job;
+
 /* resolve.c: the door every caller's path goes through (bn_openat2 is the raw door, from
    any directory fd: Root's probe and the native code use it) */
 int bn_openat2(int dirfd, const char *path, int flags, int mode, int rx);
@@ -86,11 +95,12 @@ int bn_truncate(const bn_root *rt, const char *path, int64_t length);
 
 /* replace.c: contents, whole or not at all */
 int bn_write_file(const bn_root *rt, const char *path, const char *buf, size_t len, int mode, int flags);
-int bn_copy_file(const bn_root *rt, const char *src, const char *dst, int overwrite, int reflink, int preserve);
+int bn_copy_file(const bn_root *rt, const char *src, const char *dst, int overwrite, int reflink, int preserve,
+                 bn_job *job);
 
 /* tree.c: rm -r and cp -r by descending dirfds, at any depth */
-int bn_cp(const bn_root *rt, const char *src, const char *dst, int flags);
-int bn_rm(const bn_root *rt, const char *path, int recursive, int force);
+int bn_cp(const bn_root *rt, const char *src, const char *dst, int flags, bn_job *job);
+int bn_rm(const bn_root *rt, const char *path, int recursive, int force, bn_job *job);
 
 /* Test hook: with bn_set_hook(1), the native code calls bn_py_hook(stage) between its steps
    (stage 1: parent resolved, before acting on the leaf; 2: in a tree walk, after fstatat and

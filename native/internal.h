@@ -72,14 +72,14 @@ BN_INTERNAL int bn_open_child_dir(int dfd, const char *name);
 
 /* ---- replace.c: atomic replace and what copies share ---- */
 typedef int (*bn_fill_fn)(int fd, void *arg);
-struct bn_src { int fd; int reflink; int xattrs; };
+struct bn_src { int fd; int reflink; int xattrs; bn_job *job; };
 
 BN_INTERNAL int bn_fill_fd(int fd, void *arg);   /* arg: struct bn_src */
 BN_INTERNAL int bn_atomic_replace(int dfd, const char *leaf, int mode, int flags,
                                   const struct stat *meta, bn_fill_fn fill, void *arg, bn_journal *j);
 BN_INTERNAL int bn_copy_xattrs(int in, int out);
 /* bn_copy_file with dst taken as it is (its final link already followed) */
-BN_INTERNAL int bn_copy_file_to(const bn_root *rt, const char *src, const char *dst, int overwrite, int reflink,
+BN_INTERNAL int bn_copy_file_to(const bn_root *rt, bn_job *job, const char *src, const char *dst, int overwrite, int reflink,
                                 int preserve);
 BN_INTERNAL void bn_tmpname(char *out, size_t n, const char *leaf);
 BN_INTERNAL int bn_jadd(bn_journal *j, int dfd, const char *tmp);
@@ -87,6 +87,16 @@ BN_INTERNAL void bn_jdel(bn_journal *j, int s);
 
 /* ---- small shared helpers ---- */
 static inline int bn_neg(int r) { return r < 0 ? -errno : r; }
+
+/* ---- jobs: cancel flag and counters (one writer: the thread running the call) ---- */
+static inline int bn_cancelled(bn_job *j) { return j && __atomic_load_n(&j->cancel, __ATOMIC_RELAXED); }
+static inline void bn_did(bn_job *j, uint64_t entries, uint64_t bytes)
+{
+    if (j) {
+        __atomic_store_n(&j->entries, j->entries + entries, __ATOMIC_RELAXED);
+        __atomic_store_n(&j->bytes, j->bytes + bytes, __ATOMIC_RELAXED);
+    }
+}
 
 static inline char *bn_procfd(char *buf, size_t n, int fd)
 {

@@ -34,11 +34,18 @@ static int bn_write_all(int fd, const char *buf, size_t len)
     return 0;
 }
 
-static int bn_copy_fd(int in, int out, int reflink)
+/* copy_file_range moves at most this much per call, so that a cancel is seen within one
+   chunk (8 MiB: a few ms on a disk, and 128 calls for a GiB) */
+#define BN_CHUNK (8 << 20)
+
+static int bn_copy_fd(int in, int out, int reflink, bn_job *job)
 {
     if (reflink != BN_REFLINK_NEVER) {
-        if (ioctl(out, FICLONE, in) == 0)
+        if (ioctl(out, FICLONE, in) == 0) {
+            struct stat st;
+            bn_did(job, 0, fstat(in, &st) == 0 ? (uint64_t)st.st_size : 0);
             return 0;
+        }
         if (reflink == BN_REFLINK_ALWAYS)
             return -errno;
     }
@@ -46,8 +53,12 @@ static int bn_copy_fd(int in, int out, int reflink)
     char *buf = NULL;
     for (;;) {
         ssize_t n;
+        if (bn_cancelled(job)) {
+            free(buf);
+            return -ECANCELED;
+        }
         if (use_cfr) {
-            n = copy_file_range(in, NULL, out, NULL, 1 << 30, 0);
+            n = copy_file_range(in, NULL, out, NULL, BN_CHUNK, 0);
             if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
                           errno == EOPNOTSUPP || errno == EBADF)) {
                 use_cfr = 0;
@@ -67,6 +78,8 @@ static int bn_copy_fd(int in, int out, int reflink)
         }
         if (n == 0)
             break;
+        if (n > 0)
+            bn_did(job, 0, (uint64_t)n);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -313,7 +326,7 @@ int bn_copy_xattrs(int in, int out)
 int bn_fill_fd(int fd, void *arg)
 {
     struct bn_src *s = arg;
-    int r = bn_copy_fd(s->fd, fd, s->reflink);
+    int r = bn_copy_fd(s->fd, fd, s->reflink, s->job);
     return (r == 0 && s->xattrs) ? bn_copy_xattrs(s->fd, fd) : r;
 }
 
@@ -338,14 +351,16 @@ int bn_write_file(const bn_root *rt, const char *path, const char *buf, size_t l
     return r;
 }
 
-int bn_copy_file(const bn_root *rt, const char *src, const char *dst, int overwrite, int reflink, int preserve)
+int bn_copy_file(const bn_root *rt, const char *src, const char *dst, int overwrite, int reflink, int preserve,
+                 bn_job *job)
 {
     char real[PATH_MAX];   /* a final in-tree link at dst is followed */
     int r = bn_follow_final(rt, dst, real);
-    return r < 0 ? r : bn_copy_file_to(rt, src, real, overwrite, reflink, preserve);
+    return r < 0 ? r : bn_copy_file_to(rt, job, src, real, overwrite, reflink, preserve);
 }
 
-int bn_copy_file_to(const bn_root *rt, const char *src, const char *dst, int overwrite, int reflink, int preserve)
+int bn_copy_file_to(const bn_root *rt, bn_job *job, const char *src, const char *dst, int overwrite, int reflink,
+                    int preserve)
 {
     struct stat st;
     bn_path p;
@@ -362,10 +377,12 @@ int bn_copy_file_to(const bn_root *rt, const char *src, const char *dst, int ove
     if (p.dots || p.slash)
         r = -EISDIR;
     else {
-        struct bn_src s = {sfd, reflink, preserve};
+        struct bn_src s = {sfd, reflink, preserve, job};
         r = bn_atomic_replace(p.pfd, p.leaf, st.st_mode & 07777,
                               (overwrite ? BN_AW_OVERWRITE : 0) | BN_AW_EXACT_MODE,
                               preserve ? &st : NULL, bn_fill_fd, &s, rt->journal);
+        if (r == 0)
+            bn_did(job, 1, 0);
     }
     bn_release(&p);
     close(sfd);

@@ -78,6 +78,7 @@ typedef struct {
     int nopen;
     char *dents;                        /* getdents64 buffer */
     size_t max_depth;                   /* frames at most (the walk limit) */
+    bn_job *job;                        /* cancel flag and counters, or NULL */
 } bn_walk;
 
 #define BN_DENTS 32768
@@ -354,7 +355,11 @@ static int bn_rm_name(bn_walk *w, int dfd, size_t name, int tries)
 {
     for (; tries < BN_TREE_TRIES; tries++) {
         const char *n = w->arena + name;
-        if (unlinkat(dfd, n, 0) == 0 || errno == ENOENT)
+        if (unlinkat(dfd, n, 0) == 0) {
+            bn_did(w->job, 1, 0);
+            return 0;
+        }
+        if (errno == ENOENT)
             return 0;
         int why = errno;
         if (why != EISDIR && why != EPERM)
@@ -380,15 +385,20 @@ static int bn_rm_name(bn_walk *w, int dfd, size_t name, int tries)
     return -EAGAIN;
 }
 
-static int bn_rm_tree(const bn_root *rt, int pfd, const char *leaf)
+static int bn_rm_tree(const bn_root *rt, int pfd, const char *leaf, bn_job *job)
 {
     bn_walk w;
     int base[1] = {pfd};
     int r = bn_walk_init(&w, 1, leaf, rt);
     if (r < 0)
         return r;
+    w.job = job;
     r = bn_rm_name(&w, pfd, 0, 0);
     while (r >= 0 && w.n > 0) {
+        if (bn_cancelled(job)) {
+            r = -ECANCELED;   /* what is not removed yet stays */
+            break;
+        }
         bn_frame *f = &w.f[w.n - 1];
         if (f->pos < f->end) {
             size_t name = f->pos;
@@ -405,6 +415,7 @@ static int bn_rm_tree(const bn_root *rt, int pfd, const char *leaf)
             break;
         f = &w.f[w.n - 1];
         if (unlinkat(dfd, w.arena + f->name, AT_REMOVEDIR) == 0 || errno == ENOENT) {
+            bn_did(job, 1, 0);
             bn_pop(&w);
             continue;
         }
@@ -429,7 +440,7 @@ static int bn_rm_tree(const bn_root *rt, int pfd, const char *leaf)
     return r < 0 ? r : 0;
 }
 
-int bn_rm(const bn_root *rt, const char *path, int recursive, int force)
+int bn_rm(const bn_root *rt, const char *path, int recursive, int force, bn_job *job)
 {
     bn_path p;
     int r = bn_split(rt, path, 0, &p);
@@ -448,13 +459,15 @@ int bn_rm(const bn_root *rt, const char *path, int recursive, int force)
     }
     if (!recursive) {
         r = bn_neg(unlinkat(p.pfd, p.leaf, 0));
+        if (r == 0)
+            bn_did(job, 1, 0);
         if (r == -EISDIR || r == -EPERM) {
             struct stat st;
             if (fstatat(p.pfd, p.leaf, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode))
                 r = -EISDIR;
         }
     } else
-        r = bn_rm_tree(rt, p.pfd, p.leaf);
+        r = bn_rm_tree(rt, p.pfd, p.leaf, job);
     if (r == -ENOENT && force)
         r = 0;
     bn_release(&p);
@@ -468,6 +481,7 @@ struct bn_cpctx {
     bn_journal *j;   /* crash journal for temporary names, or NULL */
     dev_t top_dev;
     ino_t top_ino;   /* the destination top directory: never copied into itself */
+    bn_job *job;     /* cancel flag and counters, or NULL */
 };
 
 static void bn_meta_of(const struct stat *st, bn_meta *m)
@@ -561,7 +575,7 @@ static int bn_cp_leaf(int sfd, int dfd, const char *name, const struct stat *st,
     if (r == 0 && !S_ISREG(st2.st_mode))
         r = -BN_ENOTREG;   /* swapped after the fstatat: refuse rather than guess */
     if (r == 0) {
-        struct bn_src s = {fd, BN_REFLINK_AUTO, preserve};
+        struct bn_src s = {fd, BN_REFLINK_AUTO, preserve, c->job};
         r = bn_atomic_replace(dfd, name, st2.st_mode & 07777,
                               (c->flags & BN_CP_OVERWRITE) ? BN_AW_OVERWRITE : 0,
                               preserve ? &st2 : NULL, bn_fill_fd, &s, c->j);
@@ -632,7 +646,12 @@ static int bn_cp_tree(const bn_root *rt, int sd, int dd, struct bn_cpctx *c)
             bn_walk_free(&w);
         return r;
     }
+    int cancelled = 0;
     for (;;) {
+        if (bn_cancelled(c->job)) {
+            cancelled = 1;   /* what is copied so far stays, as after an interrupted cp -r */
+            break;
+        }
         bn_frame *f = &w.f[w.n - 1];
         if (f->pos < f->end) {
             size_t name = f->pos;
@@ -642,6 +661,8 @@ static int bn_cp_tree(const bn_root *rt, int sd, int dd, struct bn_cpctx *c)
                 f->pos = f->end;   /* cannot go on in this directory */
             else
                 e = bn_cp_name(&w, name, c);
+            if (e >= 0)
+                bn_did(c->job, 1, 0);
             f = &w.f[w.n - (e == 1 ? 2 : 1)];
             if (e < 0 && f->err == 0)
                 f->err = e;   /* like cp: go on, report the first failure */
@@ -660,12 +681,12 @@ static int bn_cp_tree(const bn_root *rt, int sd, int dd, struct bn_cpctx *c)
         if (e < 0 && w.f[w.n - 1].err == 0)
             w.f[w.n - 1].err = e;
     }
-    r = w.f[0].err;
+    r = cancelled ? -ECANCELED : w.f[0].err;
     bn_walk_free(&w);
     return r;
 }
 
-int bn_cp(const bn_root *rt, const char *src, const char *dst, int flags)
+int bn_cp(const bn_root *rt, const char *src, const char *dst, int flags, bn_job *job)
 {
     struct stat st;
     bn_path p;
@@ -687,8 +708,8 @@ int bn_cp(const bn_root *rt, const char *src, const char *dst, int flags)
     if (!S_ISDIR(st.st_mode)) {
         if (!S_ISREG(st.st_mode))
             return -BN_ENOTREG;
-        return bn_copy_file_to(rt, src, dst, flags & BN_CP_OVERWRITE, BN_REFLINK_AUTO,
-                            flags & BN_CP_PRESERVE);
+        return bn_copy_file_to(rt, job, src, dst, flags & BN_CP_OVERWRITE, BN_REFLINK_AUTO,
+                               flags & BN_CP_PRESERVE);
     }
     if (!(flags & BN_CP_RECURSIVE))
         return -EISDIR;
@@ -714,14 +735,15 @@ int bn_cp(const bn_root *rt, const char *src, const char *dst, int flags)
             r = -errno;
             goto out;
         }
-    }
+    } else
+        bn_did(job, 1, 0);   /* the copy's top directory is an entry too (as rm -r counts it) */
     int dd = bn_open_child_dir(p.pfd, p.leaf);
     if (dd < 0) {
         r = dd == -ELOOP ? -EEXIST : dd;
         goto out;
     }
     struct stat dst_st;
-    struct bn_cpctx c = {flags, rt->journal, 0, 0};
+    struct bn_cpctx c = {flags, rt->journal, 0, 0, job};
     if (fstat(dd, &dst_st) < 0)
         r = -errno;
     else if (dst_st.st_dev == st.st_dev && dst_st.st_ino == st.st_ino)

@@ -31,7 +31,8 @@ REQUIRED: Any = _Required()
 #: ns     - None or a pair of ints (atime_ns, mtime_ns)
 #: openmode - a Python open() mode string ("r", "wb", "a+", "x" ...)
 #: optstr - None or str
-PARAM_TYPES = frozenset({"path", "text", "data", "int", "bool", "str", "optstr", "ns", "openmode"})
+#: progress - a callable taking a Progress, or None (never travels: wire=False)
+PARAM_TYPES = frozenset({"path", "text", "data", "int", "bool", "str", "optstr", "ns", "openmode", "progress"})
 
 #: Result kinds: none, bool, stat, names, entries, path, text, bytes, fd
 RESULT_TYPES = frozenset({"none", "bool", "stat", "names", "entries", "path", "text", "bytes", "fd"})
@@ -76,6 +77,12 @@ class Method:
     def wire_params(self) -> tuple[Param, ...]:
         return tuple(p for p in self.params if p.wire)
 
+    @property
+    def reports_progress(self) -> bool:
+        """Takes ``progress=`` (and on ``Root`` a ``job=``): its work is counted as it goes,
+        and it stops when cancelled (tree walks, file copies)."""
+        return any(p.type == "progress" for p in self.params)
+
 
 def _p(name: str, type: str, default: Any = REQUIRED, kwonly: bool = False, wire: bool = True) -> Param:
     return Param(name, type, default, kwonly, wire)
@@ -90,6 +97,8 @@ SMALL_WRITE = 64 * 1024
 
 PATH = _p("path", "path")
 SRC, DST = _p("src", "path"), _p("dst", "path")
+#: a client-side callback (DESIGN.md "Progress"): the client asks the daemon for progress
+PROGRESS = _p("progress", "progress", None, kwonly=True, wire=False)
 
 _TABLE = [
     Method("stat", (PATH, _k("follow_symlinks", "bool", True)), "stat", False, doc="os.stat beneath the root"),
@@ -108,7 +117,7 @@ _TABLE = [
     Method("rmdir", (PATH,), "none", True, doc="os.rmdir"),
     Method("rename", (SRC, DST, _k("noreplace", "bool", False)), "none", True, doc="renameat2"),
     Method("exchange", (_p("a", "path"), _p("b", "path")), "none", True, doc="renameat2(RENAME_EXCHANGE)"),
-    Method("move", (SRC, DST, _k("overwrite", "bool", False)), "none", True, long=True,
+    Method("move", (SRC, DST, _k("overwrite", "bool", False), PROGRESS), "none", True, long=True,
            doc="rename, or copy then remove across mounts"),
     Method("link", (SRC, DST), "none", True, doc="hard link, never following src"),
     Method("symlink", (_p("target", "text"), PATH), "none", True, doc="os.symlink(target, path)"),
@@ -118,15 +127,16 @@ _TABLE = [
     Method("truncate", (PATH, _p("length", "int")), "none", True, doc="os.truncate"),
     Method(
         "copy_file",
-        (SRC, DST, _k("overwrite", "bool", True), _k("reflink", "str", "auto")),
+        (SRC, DST, _k("overwrite", "bool", True), _k("reflink", "str", "auto"), PROGRESS),
         "none", True, long=True, doc="atomic file copy",
     ),
     Method(
         "cp",
-        (SRC, DST, _k("recursive", "bool", False), _k("overwrite", "bool", True), _k("preserve", "bool", True)),
+        (SRC, DST, _k("recursive", "bool", False), _k("overwrite", "bool", True), _k("preserve", "bool", True),
+         PROGRESS),
         "none", True, long=True, doc="cp [-r]; links copied as links",
     ),
-    Method("rm", (PATH, _k("recursive", "bool", False), _k("force", "bool", False)), "none", True,
+    Method("rm", (PATH, _k("recursive", "bool", False), _k("force", "bool", False), PROGRESS), "none", True,
            long="recursive", doc="rm [-r] [-f]"),
     Method("mkfifo", (PATH, _p("mode", "int", 0o666)), "none", True, doc="os.mkfifo"),
     Method("read_file", (PATH,), "bytes", False, long=True, doc="whole file contents"),

@@ -9,9 +9,10 @@ from __future__ import annotations
 import errno
 import os
 import stat as _stat
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
+    "Progress",
     "STAT_FIELDS",
     "KINDS",
     "stat_from_list",
@@ -19,6 +20,14 @@ __all__ = [
     "kind_of_mode",
     "DirEntry",
 ]
+
+class Progress(NamedTuple):
+    """What a long call has done so far (``progress=`` callbacks get one): entries copied
+    or removed, bytes of file data copied. Monotone during a call; the last one is the total."""
+
+    entries: int
+    bytes: int
+
 
 #: The order of the wire form of a stat result.
 STAT_FIELDS = (

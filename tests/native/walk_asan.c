@@ -80,16 +80,16 @@ static void *walks(void *arg)
 {
     (void)arg;
     int before = count_fds();
-    int r = bn_cp(&rt, "src", "copy", BN_CP_RECURSIVE | BN_CP_OVERWRITE | BN_CP_PRESERVE);
+    int r = bn_cp(&rt, "src", "copy", BN_CP_RECURSIVE | BN_CP_OVERWRITE | BN_CP_PRESERVE, NULL);
     CHECK(r == 0, "cp -r: %d", r);
     CHECK(measure("copy") == depth, "copy is %ld deep, not %ld", measure("copy"), depth);
-    r = bn_cp(&rt, "src", "copy", BN_CP_RECURSIVE | BN_CP_OVERWRITE);   /* over itself */
+    r = bn_cp(&rt, "src", "copy", BN_CP_RECURSIVE | BN_CP_OVERWRITE, NULL);   /* over itself */
     CHECK(r == 0, "cp -r again: %d", r);
-    r = bn_cp(&rt, "src", "src/d/inside", BN_CP_RECURSIVE | BN_CP_OVERWRITE);
+    r = bn_cp(&rt, "src", "src/d/inside", BN_CP_RECURSIVE | BN_CP_OVERWRITE, NULL);
     CHECK(r == 0, "cp -r into itself: %d", r);
-    r = bn_rm(&rt, "src/d/inside", 1, 0);
+    r = bn_rm(&rt, "src/d/inside", 1, 0, NULL);
     CHECK(r == 0, "rm -r of the copy inside: %d", r);
-    r = bn_rm(&rt, "copy", 1, 0);
+    r = bn_rm(&rt, "copy", 1, 0, NULL);
     CHECK(r == 0, "rm -r: %d", r);
     CHECK(measure("copy") == 0, "copy left");
     CHECK(count_fds() == before, "fds: %d before, %d after", before, count_fds());
@@ -100,17 +100,28 @@ static void *walks(void *arg)
     low = old;
     low.rlim_cur = (rlim_t)before + 12;
     CHECK(setrlimit(RLIMIT_NOFILE, &low) == 0, "setrlimit");
-    r = bn_cp(&rt, "src", "copy2", BN_CP_RECURSIVE | BN_CP_OVERWRITE);
+    r = bn_cp(&rt, "src", "copy2", BN_CP_RECURSIVE | BN_CP_OVERWRITE, NULL);
     CHECK(r == -EMFILE || r == 0, "cp -r with few fds: %d", r);
-    r = bn_rm(&rt, "copy2", 1, 1);
+    r = bn_rm(&rt, "copy2", 1, 1, NULL);
     CHECK(r == -EMFILE || r == 0, "rm -r with few fds: %d", r);
     setrlimit(RLIMIT_NOFILE, &old);
     CHECK(count_fds() == before, "fds after EMFILE: %d before, %d after", before, count_fds());
-    r = bn_rm(&rt, "copy2", 1, 1);
+    r = bn_rm(&rt, "copy2", 1, 1, NULL);
     CHECK(r == 0, "rm -r copy2: %d", r);
-    r = bn_rm(&rt, "src", 1, 0);
+
+    /* cancelled walks stop at once, free everything and count what they did */
+    bn_job job = {1, 0, 0};
+    r = bn_cp(&rt, "src", "copy3", BN_CP_RECURSIVE, &job);
+    CHECK(r == -ECANCELED, "cancelled cp -r: %d", r);
+    r = bn_rm(&rt, "src", 1, 0, &job);
+    CHECK(r == -ECANCELED, "cancelled rm -r: %d", r);
+    CHECK(count_fds() == before, "fds after cancels: %d before, %d after", before, count_fds());
+    job.cancel = 0;
+    r = bn_rm(&rt, "copy3", 1, 0, &job);
+    CHECK(r == 0 && job.entries >= 1, "rm -r copy3: %d (%llu entries)", r, (unsigned long long)job.entries);
+    r = bn_rm(&rt, "src", 1, 0, NULL);
     CHECK(r == 0, "rm -r src: %d", r);
-    CHECK(bn_rm(&rt, "src", 1, 1) == 0, "rm -rf of nothing");
+    CHECK(bn_rm(&rt, "src", 1, 1, NULL) == 0, "rm -rf of nothing");
     return NULL;
 }
 
