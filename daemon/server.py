@@ -27,9 +27,10 @@ from typing import Any, Callable
 import trio
 
 from ..protocol.codec import MAX_FRAME, MAX_MESSAGE, Limits, Request
-from ..protocol.connection import CLOSED, Reject, ServerConnection, close_fds, fd_ancillary, fds_of, refusal
+from ..protocol.connection import CLOSED, Cancel, Reject, ServerConnection, close_fds, fd_ancillary, fds_of, refusal
 from ..protocol.methods import METHODS
 from .auth import PeerCred, Policy, peer_cred
+from .root import PROGRESS_INTERVAL, Job
 
 __all__ = ["ServerConfig", "Server", "serve"]
 
@@ -90,6 +91,8 @@ class _Conn:
         self.reply_sent = trio.Event()
         #: long requests of this connection being checked against the budget and built
         self.building = trio.Semaphore(2)
+        #: msgid -> the Job of each call that can be stopped (cancel, disconnect)
+        self.jobs: dict[int, Job] = {}
         self.cancel: trio.CancelScope | None = None
         self.dead = False
         # Read timeouts (idle, partial message) are kept by a watchdog task, not by a
@@ -195,7 +198,10 @@ class Server:
                     nursery.start_soon(self._watchdog, conn, wd_scope)
                     try:
                         with trio.CancelScope() as conn.read_scope:
-                            await self._reader(conn, nursery)
+                            try:
+                                await self._reader(conn, nursery)
+                            finally:
+                                self._stop_jobs(conn)  # a peer that leaves cancels its calls
                         if conn.timed_out is not None:
                             self._fault(conn, f"{conn.timed_out}; closing")
                     finally:
@@ -317,13 +323,21 @@ class Server:
                 if m.long and m.is_long(req.args):
                     conn.inflight += 1
                     conn.inflight_bytes += req.size
+                    if m.reports_progress:
+                        conn.jobs[req.msgid] = Job()
                     nursery.start_soon(self._request, conn, req)
+                elif req.progress:
+                    await self._inline_with_progress(conn, req)
                 else:
                     payload, fd = call(conn, req)
                     # the common case without a coroutine: one frame, no fd, sent at once
                     if fd is not None or not try_send(conn, payload, None):
                         await self._reply(conn, payload, fd)
                 self.last_activity = monotonic()
+            elif ev.__class__ is Cancel:
+                job = conn.jobs.get(ev.msgid)  # type: ignore[union-attr]
+                if job is not None:
+                    job.cancel()
             elif ev is CLOSED:
                 return
             else:
@@ -336,14 +350,19 @@ class Server:
 
     # -- serving one request -------------------------------------------------------------------
 
-    def _call(self, conn: _Conn, req: Request, threadsafe: bool = False) -> tuple[bytes, int | None]:
+    def _call(self, conn: _Conn, req: Request, threadsafe: bool = False,
+              job: Job | None = None) -> tuple[bytes, int | None]:
         """Run the method and encode the reply (on the loop, or in a worker thread with
         ``threadsafe``)."""
         m = req.method
         a = req.args
         fd: int | None = None
         try:
-            if m.returns_fd:
+            if job is not None:
+                if job.cancelled:  # before it started (waiting for a worker, or its budget)
+                    raise OSError(errno.ECANCELED, "cancelled")
+                result = self._ops[m.name](**a, job=job)
+            elif m.returns_fd:
                 mode = a["mode"].replace("t", "")
                 if "b" not in mode:
                     mode += "b"
@@ -361,11 +380,31 @@ class Server:
                 self.cfg.log(f"beneathd: {m.name}: internal error: {type(e).__name__}: {e}")
             return conn.proto.error(req, e, threadsafe=threadsafe), None
 
+    async def _inline_with_progress(self, conn: _Conn, req: Request) -> None:
+        """A short call that was asked for progress (``rm`` of one name): its one
+        ``progress`` message (the totals), then its reply."""
+        job = Job()
+        payload, _ = self._call(conn, req, job=job)
+        await self._reply(conn, conn.proto.progress(req.msgid, *job.progress))
+        await self._reply(conn, payload)
+
+    async def _ticker(self, conn: _Conn, req: Request, job: Job) -> None:
+        """``progress`` messages of a running call, at most every 100 ms; one that would
+        have to wait for the peer is left out (the next one says more)."""
+        last = None
+        while True:
+            await trio.sleep(PROGRESS_INTERVAL)
+            p = job.progress
+            if p != last:
+                last = p
+                self._try_send(conn, conn.proto.progress(req.msgid, *p), None)
+
     async def _request(self, conn: _Conn, req: Request) -> None:
         """A long request, in its own task: the work runs in a worker thread."""
         fd: int | None = None
         built = 0
         size = req.size
+        job = conn.jobs.get(req.msgid)
         try:
             async with conn.building:  # the budget check and the build, two at a time
                 while conn.reply_bytes >= self.cfg.max_reply_bytes and not conn.dead:
@@ -373,14 +412,23 @@ class Server:
                     await conn.reply_sent.wait()  # the peer has not taken earlier replies yet
                 if conn.dead:
                     return
-                payload, fd = await trio.to_thread.run_sync(self._call, conn, req, True, limiter=self.limiter)
+                async with trio.open_nursery() as ticking:
+                    if req.progress and job is not None:
+                        ticking.start_soon(self._ticker, conn, req, job)
+                    payload, fd = await trio.to_thread.run_sync(self._call, conn, req, True, job,
+                                                                 limiter=self.limiter)
+                    ticking.cancel_scope.cancel()
                 built = len(payload)
                 conn.reply_bytes += built
             conn.inflight_bytes -= size
             size = 0
             conn.bytes_changed.set()
+            if req.progress and job is not None:
+                await self._send(conn, conn.proto.progress(req.msgid, *job.progress))
             await self._send(conn, payload, fd)
         finally:
+            if job is not None and conn.jobs.get(req.msgid) is job:
+                del conn.jobs[req.msgid]
             conn.reply_bytes -= built
             conn.reply_sent.set()
             if fd is not None:
@@ -455,8 +503,14 @@ class Server:
 
     def _kill(self, conn: _Conn) -> None:
         conn.dead = True
+        self._stop_jobs(conn)
         if conn.cancel is not None:
             conn.cancel.cancel()
+
+    @staticmethod
+    def _stop_jobs(conn: _Conn) -> None:
+        for job in conn.jobs.values():
+            job.cancel()
 
 
 async def serve(root: Any, listener: Any, config: ServerConfig | None = None,

@@ -294,6 +294,8 @@ class Request:
     args: dict[str, Any] = field(default_factory=dict)
     #: bytes of the request's message (what it holds of the daemon's memory while served)
     size: int = 0
+    #: the caller asked for ``progress`` messages (version 2 call option)
+    progress: bool = False
 
 
 @dataclass(slots=True)
@@ -427,11 +429,19 @@ class _ReqSpec:
 _REQ_SPECS: dict[str, _ReqSpec] = {name: _ReqSpec(m) for name, m in METHODS.items()}
 
 
+#: version 2 call options (the optional fifth element of a request) and their types
+CALL_OPTIONS = {"progress": bool}
+
+
 def parse_request(obj: Any) -> Request:
     """Validate a decoded request against the method table."""
+    options = None
     if obj.__class__ is not list or len(obj) != 4:
-        if not isinstance(obj, list) or len(obj) != 4:
-            raise ProtocolError("a request is [0, msgid, method, params]")
+        if not isinstance(obj, list) or len(obj) not in (4, 5):
+            raise ProtocolError("a request is [0, msgid, method, params] or [0, msgid, method, params, options]")
+        if len(obj) == 5:
+            options = obj[4]
+            obj = obj[:4]
     kind, msgid, name, params = obj
     if kind.__class__ is not int or kind != REQUEST:
         raise ProtocolError("not a request (type must be 0)")
@@ -477,7 +487,26 @@ def parse_request(obj: Any) -> Request:
             raise ProtocolError("params must be an array or a map", err=_errno.EINVAL, msgid=msgid)
     except _Bad as e:
         raise ProtocolError(f"parameter {pname!r}: {e}", err=_errno.EINVAL, msgid=msgid) from None
-    return Request(msgid, spec.method, args)
+    req = Request(msgid, spec.method, args)
+    if options is not None:
+        _parse_options(req, options)
+    return req
+
+
+def _parse_options(req: Request, options: Any) -> None:
+    if not isinstance(options, dict):
+        raise ProtocolError("call options must be a map", err=_errno.EINVAL, msgid=req.msgid)
+    for k, v in options.items():
+        want = CALL_OPTIONS.get(k)
+        if want is None:
+            raise ProtocolError(f"unknown call option {str(k)[:64]!r}", err=_errno.EINVAL, msgid=req.msgid)
+        if v.__class__ is not want:
+            raise ProtocolError(f"call option {k!r}: expected {want.__name__}", err=_errno.EINVAL, msgid=req.msgid)
+    if options.get("progress"):
+        if not req.method.reports_progress:
+            raise ProtocolError(f"{req.method.name} does not report progress", err=_errno.EINVAL,
+                                msgid=req.msgid)
+        req.progress = True
 
 
 def parse_response(obj: Any) -> Response:

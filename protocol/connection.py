@@ -15,11 +15,14 @@ The one system call made here is ``close()`` on fds the rules say to drop (a dae
 every fd a peer sends; a client closes the fds of a reply nobody waits for any more), so
 that the rule lives in one place.
 
-**Streams.**  A call has zero or more intermediate messages for its msgid before its one
-final response (``[3, msgid, kind, data]``, a :class:`Partial`; the daemon sends none yet:
-they are the base of streamed replies, progress and watch).  The client end files each
-message under its msgid; :meth:`ClientConnection.take` hands them out in order, the final
-:class:`Reply` last.
+**Version 2** (PROTOCOL.md).  A request may carry call options as a fifth element
+(``{"progress": true}``).  A call then has zero or more intermediate messages for its
+msgid before its one final response (``[3, msgid, kind, data]``, a :class:`Partial`: kind
+``"progress"`` carries ``[entries, bytes]``); the client end files each message under its
+msgid and :meth:`ClientConnection.take` hands them out in order, the final :class:`Reply`
+last.  A client stops a call of its own with the notification ``[2, "cancel", [msgid]]``
+(:meth:`ClientConnection.cancel`; a :class:`Cancel` event at the daemon's end).  A client
+that asks for neither sees the version 1 exchange unchanged.
 
 Neither class is thread-safe by itself; :class:`ClientConnection` says what a threaded
 shell must serialise.
@@ -55,7 +58,9 @@ from .codec import (
 from .methods import call_mutates
 
 __all__ = [
+    "NOTIFY",
     "PARTIAL",
+    "Cancel",
     "Reply",
     "Partial",
     "Reject",
@@ -69,6 +74,8 @@ __all__ = [
     "refusal",
 ]
 
+#: message type of a notification (msgpack-RPC): ``[2, method, params]``; only "cancel"
+NOTIFY = 2
 #: message type of an intermediate message of a call: ``[3, msgid, kind, data]``
 PARTIAL = 3
 
@@ -146,6 +153,13 @@ class Partial:
 
 
 @dataclass(slots=True)
+class Cancel:
+    """The peer asks the daemon to stop its call ``msgid`` (a no-op if it is over)."""
+
+    msgid: int
+
+
+@dataclass(slots=True)
 class Reject:
     """A datagram the daemon refuses: send ``reply`` (an error response), then close the
     connection if ``fatal``."""
@@ -197,15 +211,26 @@ class ClientConnection:
 
     # -- sending ----------------------------------------------------------------------------
 
-    def request(self, method: str, params: Any) -> tuple[int, list[tuple[bytes, ...]]]:
+    def request(self, method: str, params: Any, options: dict[str, Any] | None = None
+                ) -> tuple[int, list[tuple[bytes, ...]]]:
         """A new call: its msgid and the datagrams to send, in order (each a tuple of
-        buffers for one ``sendmsg``; one datagram unless the request is big)."""
+        buffers for one ``sendmsg``; one datagram unless the request is big).  ``options``:
+        version 2 call options (``{"progress": True}``)."""
         msgid = next(self._ids) & 0xFFFFFFFF
-        payload = self._pack([0, msgid, method, params])
+        if options:
+            payload = self._pack([0, msgid, method, params, options])
+        else:
+            payload = self._pack([0, msgid, method, params])
         self._pending.add(msgid)
         if len(payload) < self.max_frame:
             return msgid, [(_FINAL_HEADER, payload)]
         return msgid, _frames(payload, self.max_frame)
+
+    def cancel(self, msgid: int) -> list[tuple[bytes, ...]]:
+        """Give up on ``msgid`` (as :meth:`forget`) and the datagram asking the daemon to
+        stop it; send it whenever no other message is half sent."""
+        self.forget(msgid)
+        return [(_FINAL_HEADER, self._pack([NOTIFY, "cancel", [msgid]]))]
 
     # -- receiving --------------------------------------------------------------------------
 
@@ -343,7 +368,8 @@ class ServerConnection:
         self.faults += 1
         self.notes.append(what)
 
-    def receive(self, data: bytes, ancdata: _Ancillary = (), flags: int = 0) -> Request | Reject | Closed | None:
+    def receive(self, data: bytes, ancdata: _Ancillary = (), flags: int = 0
+                ) -> Request | Cancel | Reject | Closed | None:
         """One datagram as ``recvmsg`` returned it (fds it carried are closed at once)."""
         if ancdata:
             n = close_fds(fds_of(ancdata))
@@ -363,7 +389,10 @@ class ServerConnection:
             payload = self._feed(data)
             if payload is None:
                 return None
-            req = parse_request(self._unpack(payload))
+            obj = self._unpack(payload)
+            if obj.__class__ is list and obj and obj[0] == NOTIFY and obj[0].__class__ is int:
+                return self._notification(obj)
+            req = parse_request(obj)
         except ProtocolError as e:
             self._fault(f"bad request: {e.message}")
             return Reject(self._error(e.msgid, e.to_wire()), e.fatal or self.faults >= self.max_faults)
@@ -376,6 +405,13 @@ class ServerConnection:
             return Reject(self._error(req.msgid, err), self.faults >= self.max_faults)
         req.size = len(payload)
         return req
+
+    def _notification(self, obj: list[Any]) -> Cancel:
+        if len(obj) == 3 and obj[1] == "cancel" and isinstance(obj[2], list) and len(obj[2]) == 1:
+            msgid = obj[2][0]
+            if msgid.__class__ is int and 0 <= msgid < 2**32:
+                return Cancel(msgid)
+        raise ProtocolError('a notification is [2, "cancel", [msgid]]')
 
     # -- replies ------------------------------------------------------------------------------
 
@@ -404,6 +440,10 @@ class ServerConnection:
         """An intermediate message of call ``msgid`` (streams; see the module docstring)."""
         pack = msgpack.packb if threadsafe else self._pack
         return pack([PARTIAL, msgid, kind, data])  # type: ignore[no-any-return]
+
+    def progress(self, msgid: int, entries: int, nbytes: int) -> bytes:
+        """A ``progress`` message of call ``msgid``: what it has done so far."""
+        return self._pack([PARTIAL, msgid, "progress", [entries, nbytes]])  # type: ignore[no-any-return]
 
     def datagrams(self, payload: bytes) -> list[tuple[bytes, ...]]:
         """The datagrams that carry one message (each a tuple of buffers for one
