@@ -6,6 +6,7 @@ reading reads replies for everyone and hands them out by msgid.
 
 from __future__ import annotations
 
+import math
 import os
 import socket as _stdsocket
 from typing import Any
@@ -13,8 +14,8 @@ from typing import Any
 import trio
 
 from ..protocol.codec import MAX_MESSAGE, Limits
-from ..protocol.connection import ClientConnection, Reply, close_fds
-from ._common import Broken, Spec, finish, lost
+from ..protocol.connection import ClientConnection, Partial, Reply, close_fds
+from ._common import Broken, Spec, call_options, check_timeout, finish, lost, progress_of, timed_out
 from ._generated import AsyncMethods
 from ._sync import _ANC_SPACE, _BUFSIZE, _CLOEXEC
 
@@ -54,6 +55,8 @@ class AsyncClient(AsyncMethods):
         self._broken: BaseException | None = None
         self._closed = False
         self._yielded = False  # set by _read_message when it had to wait
+        #: cancel notifications waiting for the socket (or for a half-sent request)
+        self._cancels: list[tuple[bytes, ...]] = []
 
     async def connect(self) -> None:
         async with self._connect_lock:
@@ -70,6 +73,7 @@ class AsyncClient(AsyncMethods):
             raw.setblocking(False)
             self._sock = raw
             self._conn = ClientConnection(self._limits)
+            self._cancels = []
             self._broken = None
 
     def _drop(self) -> None:
@@ -122,7 +126,8 @@ class AsyncClient(AsyncMethods):
 
     # -- requests ----------------------------------------------------------------------------
 
-    async def _send(self, name: str, wire: list[Any]) -> tuple[ClientConnection, int]:
+    async def _send(self, name: str, wire: list[Any], options: dict[str, Any] | None = None
+                    ) -> tuple[ClientConnection, int]:
         await trio.lowlevel.checkpoint_if_cancelled()
         if self._closed:
             raise ValueError("I/O operation on closed client")
@@ -133,8 +138,10 @@ class AsyncClient(AsyncMethods):
                 raise ConnectionError(f"cannot reconnect to beneathd at {self._path!r}: {e}") from e
         sock, conn = self._sock, self._conn
         assert sock is not None
-        msgid, datagrams = conn.request(name, wire)
         lock = self._send_lock
+        if self._cancels and not lock.locked():
+            self._flush_cancels(sock)
+        msgid, datagrams = conn.request(name, wire, options)
         if len(datagrams) == 1 and not lock.locked():
             # one frame, nobody half-way through a message: no await between the check and
             # the send, so nothing can interleave
@@ -156,6 +163,8 @@ class AsyncClient(AsyncMethods):
                         except BlockingIOError:
                             await _wait_writable(sock)
                     sent += 1
+                if self._cancels:
+                    self._flush_cancels(sock)
         except (OSError, trio.ClosedResourceError) as e:
             return self._send_failed(conn, msgid, e)
         except BaseException:
@@ -172,6 +181,31 @@ class AsyncClient(AsyncMethods):
         if self._conn is conn:
             self._break(e if isinstance(e, OSError) else ConnectionError(str(e)))
         raise Broken(f"connection to beneathd at {self._path!r} broken: {e}") from e
+
+    def _send_cancel(self, conn: ClientConnection, msgid: int) -> None:
+        """Forget a call still under way and ask the daemon to stop it, without waiting:
+        when another request is half sent (or the socket is full) the cancel goes out
+        right after it."""
+        if not conn.waiting(msgid):
+            return
+        datagram = conn.cancel(msgid)[0]
+        sock = self._sock
+        if self._conn is not conn or sock is None:
+            return  # the connection is gone, and the call with it
+        self._cancels.append(datagram)
+        if not self._send_lock.locked():
+            self._flush_cancels(sock)
+
+    def _flush_cancels(self, sock: _stdsocket.socket) -> None:
+        while self._cancels:
+            try:
+                sock.sendmsg(self._cancels[0])
+            except BlockingIOError:
+                return  # the next request takes them along
+            except OSError:
+                self._cancels.clear()
+                return
+            del self._cancels[0]
 
     async def _read_message(self, sock: _stdsocket.socket, conn: ClientConnection) -> Any:
         receive = conn.receive
@@ -190,10 +224,19 @@ class AsyncClient(AsyncMethods):
             raise ConnectionError("connection to beneathd closed") from None
 
     async def _wait(self, conn: ClientConnection, msgid: int) -> Reply:
-        """Wait for the reply to ``msgid``; whichever waiter finds nobody reading reads.
+        """The final reply to ``msgid`` (intermediate messages nobody asked for are dropped)."""
+        while True:
+            ev = await self._next(conn, msgid)
+            if ev.__class__ is Reply:
+                return ev  # type: ignore[return-value]
+            close_fds(ev.fds)
 
-        A checkpoint, as every trio call: when the reply was there without waiting, it
-        still lets other tasks run (and honours a cancellation) before returning."""
+    async def _next(self, conn: ClientConnection, msgid: int) -> Reply | Partial:
+        """The next message for ``msgid``; whichever waiter finds nobody reading reads.
+
+        A checkpoint, as every trio call: when the final reply was there without waiting,
+        it still lets other tasks run (and honours a cancellation) before returning.
+        Cancelled, the call is forgotten and the daemon asked to stop it."""
         yielded = False
         try:
             while True:
@@ -224,25 +267,29 @@ class AsyncClient(AsyncMethods):
                         self._reading = False
                         if self._nwait:
                             self._wakeup()
-                    if ev.msgid != msgid or ev.__class__ is not Reply:
+                    if ev.msgid != msgid:
                         failed = conn.deliver(ev)  # another caller's, or about the connection
                         if failed is not None and self._conn is conn:
                             self._break(failed)
                         continue
-                if ev.__class__ is Reply:
-                    break
-                close_fds(ev.fds)  # intermediate messages: no call asks for them yet
-            if not yielded:
-                try:
-                    await trio.lowlevel.checkpoint()
-                except BaseException:
-                    close_fds(ev.fds)
-                    raise
-            return ev  # type: ignore[return-value]
-        finally:
-            conn.forget(msgid)  # cancelled: a reply that comes (or came) later is dropped
+                    if ev.__class__ is Reply:
+                        conn.forget(msgid)  # over: nothing more is filed for it
+                if ev.__class__ is not Reply:
+                    return ev
+                if not yielded:
+                    try:
+                        await trio.lowlevel.checkpoint()
+                    except BaseException:
+                        close_fds(ev.fds)
+                        raise
+                return ev  # type: ignore[return-value]
+        except BaseException:
+            self._send_cancel(conn, msgid)  # cancelled: a reply that comes later is dropped
+            raise
 
-    async def _call(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any]) -> Any:
+    async def _call(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any], timeout: float | None = None) -> Any:
+        if timeout is not None or spec.progress_at is not None:
+            return await self._call_long(spec, vals, wire, timeout)
         try:
             conn, msgid = await self._send(spec.name, wire)
             reply = await self._wait(conn, msgid)
@@ -254,3 +301,27 @@ class AsyncClient(AsyncMethods):
         if reply.fds or spec.returns_fd:
             return finish(spec, vals, reply)
         return spec.result(reply.error, reply.result, vals)
+
+    async def _call_long(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any], timeout: float | None) -> Any:
+        """A call with a deadline or a progress callback (version 2 call options); a
+        cancelled task, or one out of time, stops the daemon's work too."""
+        progress, options = call_options(spec, vals)
+        with trio.move_on_after(math.inf if timeout is None else check_timeout(timeout)):
+            for attempt in (0, 1):
+                conn, msgid = await self._send(spec.name, wire, options)
+                try:
+                    while True:
+                        ev = await self._next(conn, msgid)
+                        if ev.__class__ is Reply:
+                            return finish(spec, vals, ev)  # type: ignore[arg-type]
+                        close_fds(ev.fds)
+                        p = progress_of(ev.data) if progress is not None and ev.kind == "progress" else None  # type: ignore[union-attr]
+                        if p is not None:
+                            progress(p)
+                except Broken:
+                    if attempt or not spec.retryable(vals):
+                        raise
+                except BaseException:
+                    self._send_cancel(conn, msgid)  # a progress callback raised
+                    raise
+        raise timed_out(spec, timeout or 0.0)

@@ -12,6 +12,7 @@ No trio and no compiled extension here.
 
 from __future__ import annotations
 
+import errno
 import inspect
 import io
 import os
@@ -22,6 +23,7 @@ from ..protocol.codec import _bad_result, decode_result, exception_from_reply, s
 from ..protocol.connection import ClientConnection, Reply, close_fds
 from ..protocol.methods import METHODS, Method, call_mutates
 from ..protocol.modes import open_flags
+from ..protocol.types import Progress
 
 __all__ = ["Spec", "SPECS", "wrap_fd", "finish", "Broken", "lost"]
 
@@ -79,7 +81,7 @@ def _open_check(mode: Any, encoding: Any) -> None:
 class Spec:
     """What a call of one method needs, computed once from the table."""
 
-    __slots__ = ("m", "name", "names", "like", "kind", "returns_fd")
+    __slots__ = ("m", "name", "names", "like", "kind", "returns_fd", "progress_at")
 
     def __init__(self, m: Method) -> None:
         self.m = m
@@ -90,6 +92,8 @@ class Spec:
         self.like = next((i for i, p in enumerate(m.params) if p.type == "path"), None)
         self.kind = m.result
         self.returns_fd = m.returns_fd
+        #: index of the ``progress`` callback in ``vals``, or None
+        self.progress_at = next((i for i, p in enumerate(m.params) if p.type == "progress"), None)
 
     def values(self, vals: tuple[Any, ...]) -> dict[str, Any]:
         return dict(zip(self.names, vals))
@@ -138,6 +142,40 @@ def finish(spec: Spec, vals: tuple[Any, ...], reply: Reply) -> Any:
     if fds:
         close_fds(fds)
     return spec.result(reply.error, reply.result, vals)
+
+
+def check_timeout(timeout: Any) -> float:
+    """A call's ``timeout=`` as seconds (a bad one is refused before anything is sent)."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds or None, not {type(timeout).__name__}")
+    if not timeout >= 0:
+        raise ValueError("timeout must be >= 0")
+    return float(timeout)
+
+
+def timed_out(spec: Spec, timeout: float) -> TimeoutError:
+    """What a call that ran out of time raises (the daemon has been asked to stop it)."""
+    return TimeoutError(errno.ETIMEDOUT, f"{spec.name}: no reply within {timeout:g} s; the daemon was asked "
+                                         "to stop the call")
+
+
+def call_options(spec: Spec, vals: tuple[Any, ...]) -> tuple[Any, dict[str, Any] | None]:
+    """The ``progress`` callback of a call and the call options it needs on the wire."""
+    if spec.progress_at is None:
+        return None, None
+    progress = vals[spec.progress_at]
+    if progress is None:
+        return None, None
+    if not callable(progress):
+        raise TypeError(f"progress must be callable or None, not {type(progress).__name__}")
+    return progress, {"progress": True}
+
+
+def progress_of(data: Any) -> Progress | None:
+    """A ``progress`` message's data as a Progress (None if malformed: it is skipped)."""
+    if data.__class__ is list and len(data) == 2 and all(x.__class__ is int and x >= 0 for x in data):
+        return Progress(data[0], data[1])
+    return None
 
 
 class Broken(ConnectionError):

@@ -37,6 +37,7 @@ ARG_TYPES = {
     "optstr": "str | None",
     "ns": "tuple[int, int] | None",
     "openmode": "str",
+    "progress": "Callable[[Progress], Any] | None",
 }
 #: result kind -> the annotation of what the method returns
 RESULT_TYPES = {
@@ -58,7 +59,7 @@ def _default(p: Param) -> str:
     return repr(p.default)
 
 
-def _signature(m: Method, with_self: bool, typed: bool) -> str:
+def _signature(m: Method, with_self: bool, typed: bool, timeout: bool = False) -> str:
     out = ["self"] if with_self else []
     star = False
     for p in m.params:
@@ -67,6 +68,10 @@ def _signature(m: Method, with_self: bool, typed: bool) -> str:
             star = True
         a = f"{p.name}: {ARG_TYPES[p.type]}" if typed else p.name
         out.append(a if p.required else (f"{a} = {_default(p)}" if typed else f"{a}={_default(p)}"))
+    if timeout:  # every client method (DESIGN.md "Cancellation and deadlines"); not Root's
+        if not star:
+            out.append("*")
+        out.append("timeout: float | None = None")
     return ", ".join(out)
 
 
@@ -117,16 +122,16 @@ def _method(m: Method, is_async: bool) -> list[str]:
     """A client method. The blocking one inlines the encoding (its round trip is ~30 us, so
     a call saved counts); the async one calls the method's encoder (one call is noise next
     to trio's park/unpark) so that the encoding is written out twice, not three times."""
-    out = [f"    {'async def' if is_async else 'def'} {m.name}({_signature(m, True, True)})"
+    out = [f"    {'async def' if is_async else 'def'} {m.name}({_signature(m, True, True, timeout=True)})"
            f" -> {RESULT_TYPES[m.result]}:",
            f'        """{m.doc or m.name}."""']
     if is_async:
         args = ", ".join(f"{p.name}={p.name}" if p.kwonly else p.name for p in m.params)
-        out.append(f"        return await self._call(_S_{m.name}, *_encode_{m.name}({args}))")
+        out.append(f"        return await self._call(_S_{m.name}, *_encode_{m.name}({args}), timeout)")
         return out
     lines, wire = _encode(m)
     out += ["        " + ln for ln in lines]
-    out.append(f"        return self._call(_S_{m.name}, {_vals(m)}, {wire})")
+    out.append(f"        return self._call(_S_{m.name}, {_vals(m)}, {wire}, timeout)")
     return out
 
 
@@ -146,7 +151,7 @@ def render() -> str:
         "import os",
         "from typing import IO, TYPE_CHECKING, Any, Callable",
         "",
-        "from ..protocol.types import DirEntry",
+        "from ..protocol.types import DirEntry, Progress",
         "from ._common import _FSENC, _FSERR, SPECS, Spec, _data, _fs, _int, _ns, _open_check",
         "",
         '__all__ = ["SyncMethods", "AsyncMethods", "ENCODERS", "PathArg"]',
@@ -162,7 +167,7 @@ def render() -> str:
         o += ["", "", f"class {cls}:", f'    """{doc}"""', "", "    __slots__ = ()", ""]
         ret = "Any"
         o += ["    if TYPE_CHECKING:", f"        {'async ' if is_async else ''}def _call(self, spec: Spec, "
-              f"vals: tuple[Any, ...], wire: list[Any]) -> {ret}: ..."]
+              f"vals: tuple[Any, ...], wire: list[Any], timeout: float | None = None) -> {ret}: ..."]
         for m in METHODS.values():
             o.append("")
             o += _method(m, is_async)
@@ -190,11 +195,12 @@ def _long(m: Method) -> str:
 
 def render_table() -> str:
     """PROTOCOL.md's method table."""
-    rows = ["| method | wire params (name:type=default) | result | mutates | long |",
-            "|---|---|---|---|---|"]
+    rows = ["| method | wire params (name:type=default) | result | mutates | long | progress, cancel |",
+            "|---|---|---|---|---|---|"]
     for m in METHODS.values():
         params = ", ".join(p.name + ":" + p.type + ("" if p.required else f"={p.default!r}") for p in m.wire_params)
-        rows.append(f"| `{m.name}` | {params} | {m.result} | {'yes' if m.mutates else 'no'} | {_long(m)} |")
+        rows.append(f"| `{m.name}` | {params} | {m.result} | {'yes' if m.mutates else 'no'} | {_long(m)} "
+                    f"| {'yes' if m.reports_progress else ''} |")
     return "\n".join(rows)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import IO, TYPE_CHECKING, Any, Callable
 
-from ..protocol.types import DirEntry
+from ..protocol.types import DirEntry, Progress
 from ._common import _FSENC, _FSERR, SPECS, Spec, _data, _fs, _int, _ns, _open_check
 
 __all__ = ["SyncMethods", "AsyncMethods", "ENCODERS", "PathArg"]
@@ -54,9 +54,9 @@ class SyncMethods:
     __slots__ = ()
 
     if TYPE_CHECKING:
-        def _call(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any]) -> Any: ...
+        def _call(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any], timeout: float | None = None) -> Any: ...
 
-    def stat(self, path: PathArg, *, follow_symlinks: bool = True) -> os.stat_result:
+    def stat(self, path: PathArg, *, follow_symlinks: bool = True, timeout: float | None = None) -> os.stat_result:
         """os.stat beneath the root."""
         if path.__class__ is str:
             w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
@@ -70,9 +70,9 @@ class SyncMethods:
             path = _fspath(path)
             w0 = _fs(path)
         w1 = follow_symlinks if follow_symlinks.__class__ is bool else bool(follow_symlinks)
-        return self._call(_S_stat, (path, follow_symlinks, ), [w0, w1])
+        return self._call(_S_stat, (path, follow_symlinks, ), [w0, w1], timeout)
 
-    def lstat(self, path: PathArg) -> os.stat_result:
+    def lstat(self, path: PathArg, *, timeout: float | None = None) -> os.stat_result:
         """os.lstat beneath the root."""
         if path.__class__ is str:
             w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
@@ -85,9 +85,9 @@ class SyncMethods:
         else:
             path = _fspath(path)
             w0 = _fs(path)
-        return self._call(_S_lstat, (path, ), [w0])
+        return self._call(_S_lstat, (path, ), [w0], timeout)
 
-    def exists(self, path: PathArg) -> bool:
+    def exists(self, path: PathArg, *, timeout: float | None = None) -> bool:
         """True if path exists; escapes still raise."""
         if path.__class__ is str:
             w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
@@ -100,9 +100,9 @@ class SyncMethods:
         else:
             path = _fspath(path)
             w0 = _fs(path)
-        return self._call(_S_exists, (path, ), [w0])
+        return self._call(_S_exists, (path, ), [w0], timeout)
 
-    def listdir(self, path: PathArg = '.') -> list[Any]:
+    def listdir(self, path: PathArg = '.', *, timeout: float | None = None) -> list[Any]:
         """os.listdir."""
         if path.__class__ is str:
             w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
@@ -115,9 +115,9 @@ class SyncMethods:
         else:
             path = _fspath(path)
             w0 = _fs(path)
-        return self._call(_S_listdir, (path, ), [w0])
+        return self._call(_S_listdir, (path, ), [w0], timeout)
 
-    def scandir(self, path: PathArg = '.') -> list[DirEntry]:
+    def scandir(self, path: PathArg = '.', *, timeout: float | None = None) -> list[DirEntry]:
         """os.scandir, as a list."""
         if path.__class__ is str:
             w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
@@ -130,9 +130,9 @@ class SyncMethods:
         else:
             path = _fspath(path)
             w0 = _fs(path)
-        return self._call(_S_scandir, (path, ), [w0])
+        return self._call(_S_scandir, (path, ), [w0], timeout)
 
-    def readlink(self, path: PathArg) -> Any:
+    def readlink(self, path: PathArg, *, timeout: float | None = None) -> Any:
         """os.readlink."""
         if path.__class__ is str:
             w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
@@ -145,9 +145,9 @@ class SyncMethods:
         else:
             path = _fspath(path)
             w0 = _fs(path)
-        return self._call(_S_readlink, (path, ), [w0])
+        return self._call(_S_readlink, (path, ), [w0], timeout)
 
-    def realpath(self, path: PathArg) -> Any:
+    def realpath(self, path: PathArg, *, timeout: float | None = None) -> Any:
         """canonical path relative to the root."""
         if path.__class__ is str:
             w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
@@ -160,9 +160,9 @@ class SyncMethods:
         else:
             path = _fspath(path)
             w0 = _fs(path)
-        return self._call(_S_realpath, (path, ), [w0])
+        return self._call(_S_realpath, (path, ), [w0], timeout)
 
-    def mkdir(self, path: PathArg, mode: int = 0o777, *, parents: bool = False, exist_ok: bool = False) -> None:
+    def mkdir(self, path: PathArg, mode: int = 0o777, *, parents: bool = False, exist_ok: bool = False, timeout: float | None = None) -> None:
         """pathlib.Path.mkdir."""
         if path.__class__ is str:
             w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
@@ -178,9 +178,9 @@ class SyncMethods:
         w1 = mode if mode.__class__ is int else _int(mode)
         w2 = parents if parents.__class__ is bool else bool(parents)
         w3 = exist_ok if exist_ok.__class__ is bool else bool(exist_ok)
-        return self._call(_S_mkdir, (path, mode, parents, exist_ok, ), [w0, w1, w2, w3])
+        return self._call(_S_mkdir, (path, mode, parents, exist_ok, ), [w0, w1, w2, w3], timeout)
 
-    def unlink(self, path: PathArg, *, missing_ok: bool = False) -> None:
+    def unlink(self, path: PathArg, *, missing_ok: bool = False, timeout: float | None = None) -> None:
         """os.unlink."""
         if path.__class__ is str:
             w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
@@ -194,9 +194,9 @@ class SyncMethods:
             path = _fspath(path)
             w0 = _fs(path)
         w1 = missing_ok if missing_ok.__class__ is bool else bool(missing_ok)
-        return self._call(_S_unlink, (path, missing_ok, ), [w0, w1])
+        return self._call(_S_unlink, (path, missing_ok, ), [w0, w1], timeout)
 
-    def rmdir(self, path: PathArg) -> None:
+    def rmdir(self, path: PathArg, *, timeout: float | None = None) -> None:
         """os.rmdir."""
         if path.__class__ is str:
             w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
@@ -209,9 +209,9 @@ class SyncMethods:
         else:
             path = _fspath(path)
             w0 = _fs(path)
-        return self._call(_S_rmdir, (path, ), [w0])
+        return self._call(_S_rmdir, (path, ), [w0], timeout)
 
-    def rename(self, src: PathArg, dst: PathArg, *, noreplace: bool = False) -> None:
+    def rename(self, src: PathArg, dst: PathArg, *, noreplace: bool = False, timeout: float | None = None) -> None:
         """renameat2."""
         if src.__class__ is str:
             w0 = src.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
@@ -236,9 +236,9 @@ class SyncMethods:
             dst = _fspath(dst)
             w1 = _fs(dst)
         w2 = noreplace if noreplace.__class__ is bool else bool(noreplace)
-        return self._call(_S_rename, (src, dst, noreplace, ), [w0, w1, w2])
+        return self._call(_S_rename, (src, dst, noreplace, ), [w0, w1, w2], timeout)
 
-    def exchange(self, a: PathArg, b: PathArg) -> None:
+    def exchange(self, a: PathArg, b: PathArg, *, timeout: float | None = None) -> None:
         """renameat2(RENAME_EXCHANGE)."""
         if a.__class__ is str:
             w0 = a.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
@@ -262,9 +262,9 @@ class SyncMethods:
         else:
             b = _fspath(b)
             w1 = _fs(b)
-        return self._call(_S_exchange, (a, b, ), [w0, w1])
+        return self._call(_S_exchange, (a, b, ), [w0, w1], timeout)
 
-    def move(self, src: PathArg, dst: PathArg, *, overwrite: bool = False) -> None:
+    def move(self, src: PathArg, dst: PathArg, *, overwrite: bool = False, progress: Callable[[Progress], Any] | None = None, timeout: float | None = None) -> None:
         """rename, or copy then remove across mounts."""
         if src.__class__ is str:
             w0 = src.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
@@ -289,9 +289,9 @@ class SyncMethods:
             dst = _fspath(dst)
             w1 = _fs(dst)
         w2 = overwrite if overwrite.__class__ is bool else bool(overwrite)
-        return self._call(_S_move, (src, dst, overwrite, ), [w0, w1, w2])
+        return self._call(_S_move, (src, dst, overwrite, progress, ), [w0, w1, w2], timeout)
 
-    def link(self, src: PathArg, dst: PathArg) -> None:
+    def link(self, src: PathArg, dst: PathArg, *, timeout: float | None = None) -> None:
         """hard link, never following src."""
         if src.__class__ is str:
             w0 = src.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
@@ -315,9 +315,9 @@ class SyncMethods:
         else:
             dst = _fspath(dst)
             w1 = _fs(dst)
-        return self._call(_S_link, (src, dst, ), [w0, w1])
+        return self._call(_S_link, (src, dst, ), [w0, w1], timeout)
 
-    def symlink(self, target: PathArg, path: PathArg) -> None:
+    def symlink(self, target: PathArg, path: PathArg, *, timeout: float | None = None) -> None:
         """os.symlink(target, path)."""
         w0 = _fs(target)
         if path.__class__ is str:
@@ -331,9 +331,9 @@ class SyncMethods:
         else:
             path = _fspath(path)
             w1 = _fs(path)
-        return self._call(_S_symlink, (target, path, ), [w0, w1])
+        return self._call(_S_symlink, (target, path, ), [w0, w1], timeout)
 
-    def chmod(self, path: PathArg, mode: int) -> None:
+    def chmod(self, path: PathArg, mode: int, *, timeout: float | None = None) -> None:
         """chmod, never through a final symlink."""
         if path.__class__ is str:
             w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
@@ -347,9 +347,9 @@ class SyncMethods:
             path = _fspath(path)
             w0 = _fs(path)
         w1 = mode if mode.__class__ is int else _int(mode)
-        return self._call(_S_chmod, (path, mode, ), [w0, w1])
+        return self._call(_S_chmod, (path, mode, ), [w0, w1], timeout)
 
-    def chown(self, path: PathArg, uid: int, gid: int) -> None:
+    def chown(self, path: PathArg, uid: int, gid: int, *, timeout: float | None = None) -> None:
         """lchown."""
         if path.__class__ is str:
             w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
@@ -364,9 +364,9 @@ class SyncMethods:
             w0 = _fs(path)
         w1 = uid if uid.__class__ is int else _int(uid)
         w2 = gid if gid.__class__ is int else _int(gid)
-        return self._call(_S_chown, (path, uid, gid, ), [w0, w1, w2])
+        return self._call(_S_chown, (path, uid, gid, ), [w0, w1, w2], timeout)
 
-    def utime(self, path: PathArg, *, ns: tuple[int, int] | None = None) -> None:
+    def utime(self, path: PathArg, *, ns: tuple[int, int] | None = None, timeout: float | None = None) -> None:
         """utime, not following a final symlink."""
         if path.__class__ is str:
             w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
@@ -380,9 +380,9 @@ class SyncMethods:
             path = _fspath(path)
             w0 = _fs(path)
         w1 = None if ns is None else _ns('utime', ns)
-        return self._call(_S_utime, (path, ns, ), [w0, w1])
+        return self._call(_S_utime, (path, ns, ), [w0, w1], timeout)
 
-    def truncate(self, path: PathArg, length: int) -> None:
+    def truncate(self, path: PathArg, length: int, *, timeout: float | None = None) -> None:
         """os.truncate."""
         if path.__class__ is str:
             w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
@@ -396,9 +396,9 @@ class SyncMethods:
             path = _fspath(path)
             w0 = _fs(path)
         w1 = length if length.__class__ is int else _int(length)
-        return self._call(_S_truncate, (path, length, ), [w0, w1])
+        return self._call(_S_truncate, (path, length, ), [w0, w1], timeout)
 
-    def copy_file(self, src: PathArg, dst: PathArg, *, overwrite: bool = True, reflink: str = 'auto') -> None:
+    def copy_file(self, src: PathArg, dst: PathArg, *, overwrite: bool = True, reflink: str = 'auto', progress: Callable[[Progress], Any] | None = None, timeout: float | None = None) -> None:
         """atomic file copy."""
         if src.__class__ is str:
             w0 = src.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
@@ -424,9 +424,9 @@ class SyncMethods:
             w1 = _fs(dst)
         w2 = overwrite if overwrite.__class__ is bool else bool(overwrite)
         w3 = reflink
-        return self._call(_S_copy_file, (src, dst, overwrite, reflink, ), [w0, w1, w2, w3])
+        return self._call(_S_copy_file, (src, dst, overwrite, reflink, progress, ), [w0, w1, w2, w3], timeout)
 
-    def cp(self, src: PathArg, dst: PathArg, *, recursive: bool = False, overwrite: bool = True, preserve: bool = True) -> None:
+    def cp(self, src: PathArg, dst: PathArg, *, recursive: bool = False, overwrite: bool = True, preserve: bool = True, progress: Callable[[Progress], Any] | None = None, timeout: float | None = None) -> None:
         """cp [-r]; links copied as links."""
         if src.__class__ is str:
             w0 = src.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
@@ -453,9 +453,9 @@ class SyncMethods:
         w2 = recursive if recursive.__class__ is bool else bool(recursive)
         w3 = overwrite if overwrite.__class__ is bool else bool(overwrite)
         w4 = preserve if preserve.__class__ is bool else bool(preserve)
-        return self._call(_S_cp, (src, dst, recursive, overwrite, preserve, ), [w0, w1, w2, w3, w4])
+        return self._call(_S_cp, (src, dst, recursive, overwrite, preserve, progress, ), [w0, w1, w2, w3, w4], timeout)
 
-    def rm(self, path: PathArg, *, recursive: bool = False, force: bool = False) -> None:
+    def rm(self, path: PathArg, *, recursive: bool = False, force: bool = False, progress: Callable[[Progress], Any] | None = None, timeout: float | None = None) -> None:
         """rm [-r] [-f]."""
         if path.__class__ is str:
             w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
@@ -470,9 +470,9 @@ class SyncMethods:
             w0 = _fs(path)
         w1 = recursive if recursive.__class__ is bool else bool(recursive)
         w2 = force if force.__class__ is bool else bool(force)
-        return self._call(_S_rm, (path, recursive, force, ), [w0, w1, w2])
+        return self._call(_S_rm, (path, recursive, force, progress, ), [w0, w1, w2], timeout)
 
-    def mkfifo(self, path: PathArg, mode: int = 0o666) -> None:
+    def mkfifo(self, path: PathArg, mode: int = 0o666, *, timeout: float | None = None) -> None:
         """os.mkfifo."""
         if path.__class__ is str:
             w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
@@ -486,9 +486,9 @@ class SyncMethods:
             path = _fspath(path)
             w0 = _fs(path)
         w1 = mode if mode.__class__ is int else _int(mode)
-        return self._call(_S_mkfifo, (path, mode, ), [w0, w1])
+        return self._call(_S_mkfifo, (path, mode, ), [w0, w1], timeout)
 
-    def read_file(self, path: PathArg) -> bytes:
+    def read_file(self, path: PathArg, *, timeout: float | None = None) -> bytes:
         """whole file contents."""
         if path.__class__ is str:
             w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
@@ -501,9 +501,9 @@ class SyncMethods:
         else:
             path = _fspath(path)
             w0 = _fs(path)
-        return self._call(_S_read_file, (path, ), [w0])
+        return self._call(_S_read_file, (path, ), [w0], timeout)
 
-    def write_file(self, path: PathArg, data: bytes | bytearray | memoryview, *, mode: int = 0o666) -> None:
+    def write_file(self, path: PathArg, data: bytes | bytearray | memoryview, *, mode: int = 0o666, timeout: float | None = None) -> None:
         """atomic replace."""
         if path.__class__ is str:
             w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
@@ -518,9 +518,9 @@ class SyncMethods:
             w0 = _fs(path)
         w1 = data if data.__class__ is bytes else _data('write_file', 'data', data)
         w2 = mode if mode.__class__ is int else _int(mode)
-        return self._call(_S_write_file, (path, data, mode, ), [w0, w1, w2])
+        return self._call(_S_write_file, (path, data, mode, ), [w0, w1, w2], timeout)
 
-    def open(self, path: PathArg, mode: str = 'r', *, buffering: int = -1, encoding: str | None = None, perms: int = 0o666) -> IO[Any]:
+    def open(self, path: PathArg, mode: str = 'r', *, buffering: int = -1, encoding: str | None = None, perms: int = 0o666, timeout: float | None = None) -> IO[Any]:
         """a file object over an fd opened beneath the root."""
         _open_check(mode, encoding)
         if path.__class__ is str:
@@ -536,7 +536,7 @@ class SyncMethods:
             w0 = _fs(path)
         w1 = mode
         w2 = perms if perms.__class__ is int else _int(perms)
-        return self._call(_S_open, (path, mode, buffering, encoding, perms, ), [w0, w1, w2])
+        return self._call(_S_open, (path, mode, buffering, encoding, perms, ), [w0, w1, w2], timeout)
 
 
 class AsyncMethods:
@@ -545,111 +545,111 @@ class AsyncMethods:
     __slots__ = ()
 
     if TYPE_CHECKING:
-        async def _call(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any]) -> Any: ...
+        async def _call(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any], timeout: float | None = None) -> Any: ...
 
-    async def stat(self, path: PathArg, *, follow_symlinks: bool = True) -> os.stat_result:
+    async def stat(self, path: PathArg, *, follow_symlinks: bool = True, timeout: float | None = None) -> os.stat_result:
         """os.stat beneath the root."""
-        return await self._call(_S_stat, *_encode_stat(path, follow_symlinks=follow_symlinks))
+        return await self._call(_S_stat, *_encode_stat(path, follow_symlinks=follow_symlinks), timeout)
 
-    async def lstat(self, path: PathArg) -> os.stat_result:
+    async def lstat(self, path: PathArg, *, timeout: float | None = None) -> os.stat_result:
         """os.lstat beneath the root."""
-        return await self._call(_S_lstat, *_encode_lstat(path))
+        return await self._call(_S_lstat, *_encode_lstat(path), timeout)
 
-    async def exists(self, path: PathArg) -> bool:
+    async def exists(self, path: PathArg, *, timeout: float | None = None) -> bool:
         """True if path exists; escapes still raise."""
-        return await self._call(_S_exists, *_encode_exists(path))
+        return await self._call(_S_exists, *_encode_exists(path), timeout)
 
-    async def listdir(self, path: PathArg = '.') -> list[Any]:
+    async def listdir(self, path: PathArg = '.', *, timeout: float | None = None) -> list[Any]:
         """os.listdir."""
-        return await self._call(_S_listdir, *_encode_listdir(path))
+        return await self._call(_S_listdir, *_encode_listdir(path), timeout)
 
-    async def scandir(self, path: PathArg = '.') -> list[DirEntry]:
+    async def scandir(self, path: PathArg = '.', *, timeout: float | None = None) -> list[DirEntry]:
         """os.scandir, as a list."""
-        return await self._call(_S_scandir, *_encode_scandir(path))
+        return await self._call(_S_scandir, *_encode_scandir(path), timeout)
 
-    async def readlink(self, path: PathArg) -> Any:
+    async def readlink(self, path: PathArg, *, timeout: float | None = None) -> Any:
         """os.readlink."""
-        return await self._call(_S_readlink, *_encode_readlink(path))
+        return await self._call(_S_readlink, *_encode_readlink(path), timeout)
 
-    async def realpath(self, path: PathArg) -> Any:
+    async def realpath(self, path: PathArg, *, timeout: float | None = None) -> Any:
         """canonical path relative to the root."""
-        return await self._call(_S_realpath, *_encode_realpath(path))
+        return await self._call(_S_realpath, *_encode_realpath(path), timeout)
 
-    async def mkdir(self, path: PathArg, mode: int = 0o777, *, parents: bool = False, exist_ok: bool = False) -> None:
+    async def mkdir(self, path: PathArg, mode: int = 0o777, *, parents: bool = False, exist_ok: bool = False, timeout: float | None = None) -> None:
         """pathlib.Path.mkdir."""
-        return await self._call(_S_mkdir, *_encode_mkdir(path, mode, parents=parents, exist_ok=exist_ok))
+        return await self._call(_S_mkdir, *_encode_mkdir(path, mode, parents=parents, exist_ok=exist_ok), timeout)
 
-    async def unlink(self, path: PathArg, *, missing_ok: bool = False) -> None:
+    async def unlink(self, path: PathArg, *, missing_ok: bool = False, timeout: float | None = None) -> None:
         """os.unlink."""
-        return await self._call(_S_unlink, *_encode_unlink(path, missing_ok=missing_ok))
+        return await self._call(_S_unlink, *_encode_unlink(path, missing_ok=missing_ok), timeout)
 
-    async def rmdir(self, path: PathArg) -> None:
+    async def rmdir(self, path: PathArg, *, timeout: float | None = None) -> None:
         """os.rmdir."""
-        return await self._call(_S_rmdir, *_encode_rmdir(path))
+        return await self._call(_S_rmdir, *_encode_rmdir(path), timeout)
 
-    async def rename(self, src: PathArg, dst: PathArg, *, noreplace: bool = False) -> None:
+    async def rename(self, src: PathArg, dst: PathArg, *, noreplace: bool = False, timeout: float | None = None) -> None:
         """renameat2."""
-        return await self._call(_S_rename, *_encode_rename(src, dst, noreplace=noreplace))
+        return await self._call(_S_rename, *_encode_rename(src, dst, noreplace=noreplace), timeout)
 
-    async def exchange(self, a: PathArg, b: PathArg) -> None:
+    async def exchange(self, a: PathArg, b: PathArg, *, timeout: float | None = None) -> None:
         """renameat2(RENAME_EXCHANGE)."""
-        return await self._call(_S_exchange, *_encode_exchange(a, b))
+        return await self._call(_S_exchange, *_encode_exchange(a, b), timeout)
 
-    async def move(self, src: PathArg, dst: PathArg, *, overwrite: bool = False) -> None:
+    async def move(self, src: PathArg, dst: PathArg, *, overwrite: bool = False, progress: Callable[[Progress], Any] | None = None, timeout: float | None = None) -> None:
         """rename, or copy then remove across mounts."""
-        return await self._call(_S_move, *_encode_move(src, dst, overwrite=overwrite))
+        return await self._call(_S_move, *_encode_move(src, dst, overwrite=overwrite, progress=progress), timeout)
 
-    async def link(self, src: PathArg, dst: PathArg) -> None:
+    async def link(self, src: PathArg, dst: PathArg, *, timeout: float | None = None) -> None:
         """hard link, never following src."""
-        return await self._call(_S_link, *_encode_link(src, dst))
+        return await self._call(_S_link, *_encode_link(src, dst), timeout)
 
-    async def symlink(self, target: PathArg, path: PathArg) -> None:
+    async def symlink(self, target: PathArg, path: PathArg, *, timeout: float | None = None) -> None:
         """os.symlink(target, path)."""
-        return await self._call(_S_symlink, *_encode_symlink(target, path))
+        return await self._call(_S_symlink, *_encode_symlink(target, path), timeout)
 
-    async def chmod(self, path: PathArg, mode: int) -> None:
+    async def chmod(self, path: PathArg, mode: int, *, timeout: float | None = None) -> None:
         """chmod, never through a final symlink."""
-        return await self._call(_S_chmod, *_encode_chmod(path, mode))
+        return await self._call(_S_chmod, *_encode_chmod(path, mode), timeout)
 
-    async def chown(self, path: PathArg, uid: int, gid: int) -> None:
+    async def chown(self, path: PathArg, uid: int, gid: int, *, timeout: float | None = None) -> None:
         """lchown."""
-        return await self._call(_S_chown, *_encode_chown(path, uid, gid))
+        return await self._call(_S_chown, *_encode_chown(path, uid, gid), timeout)
 
-    async def utime(self, path: PathArg, *, ns: tuple[int, int] | None = None) -> None:
+    async def utime(self, path: PathArg, *, ns: tuple[int, int] | None = None, timeout: float | None = None) -> None:
         """utime, not following a final symlink."""
-        return await self._call(_S_utime, *_encode_utime(path, ns=ns))
+        return await self._call(_S_utime, *_encode_utime(path, ns=ns), timeout)
 
-    async def truncate(self, path: PathArg, length: int) -> None:
+    async def truncate(self, path: PathArg, length: int, *, timeout: float | None = None) -> None:
         """os.truncate."""
-        return await self._call(_S_truncate, *_encode_truncate(path, length))
+        return await self._call(_S_truncate, *_encode_truncate(path, length), timeout)
 
-    async def copy_file(self, src: PathArg, dst: PathArg, *, overwrite: bool = True, reflink: str = 'auto') -> None:
+    async def copy_file(self, src: PathArg, dst: PathArg, *, overwrite: bool = True, reflink: str = 'auto', progress: Callable[[Progress], Any] | None = None, timeout: float | None = None) -> None:
         """atomic file copy."""
-        return await self._call(_S_copy_file, *_encode_copy_file(src, dst, overwrite=overwrite, reflink=reflink))
+        return await self._call(_S_copy_file, *_encode_copy_file(src, dst, overwrite=overwrite, reflink=reflink, progress=progress), timeout)
 
-    async def cp(self, src: PathArg, dst: PathArg, *, recursive: bool = False, overwrite: bool = True, preserve: bool = True) -> None:
+    async def cp(self, src: PathArg, dst: PathArg, *, recursive: bool = False, overwrite: bool = True, preserve: bool = True, progress: Callable[[Progress], Any] | None = None, timeout: float | None = None) -> None:
         """cp [-r]; links copied as links."""
-        return await self._call(_S_cp, *_encode_cp(src, dst, recursive=recursive, overwrite=overwrite, preserve=preserve))
+        return await self._call(_S_cp, *_encode_cp(src, dst, recursive=recursive, overwrite=overwrite, preserve=preserve, progress=progress), timeout)
 
-    async def rm(self, path: PathArg, *, recursive: bool = False, force: bool = False) -> None:
+    async def rm(self, path: PathArg, *, recursive: bool = False, force: bool = False, progress: Callable[[Progress], Any] | None = None, timeout: float | None = None) -> None:
         """rm [-r] [-f]."""
-        return await self._call(_S_rm, *_encode_rm(path, recursive=recursive, force=force))
+        return await self._call(_S_rm, *_encode_rm(path, recursive=recursive, force=force, progress=progress), timeout)
 
-    async def mkfifo(self, path: PathArg, mode: int = 0o666) -> None:
+    async def mkfifo(self, path: PathArg, mode: int = 0o666, *, timeout: float | None = None) -> None:
         """os.mkfifo."""
-        return await self._call(_S_mkfifo, *_encode_mkfifo(path, mode))
+        return await self._call(_S_mkfifo, *_encode_mkfifo(path, mode), timeout)
 
-    async def read_file(self, path: PathArg) -> bytes:
+    async def read_file(self, path: PathArg, *, timeout: float | None = None) -> bytes:
         """whole file contents."""
-        return await self._call(_S_read_file, *_encode_read_file(path))
+        return await self._call(_S_read_file, *_encode_read_file(path), timeout)
 
-    async def write_file(self, path: PathArg, data: bytes | bytearray | memoryview, *, mode: int = 0o666) -> None:
+    async def write_file(self, path: PathArg, data: bytes | bytearray | memoryview, *, mode: int = 0o666, timeout: float | None = None) -> None:
         """atomic replace."""
-        return await self._call(_S_write_file, *_encode_write_file(path, data, mode=mode))
+        return await self._call(_S_write_file, *_encode_write_file(path, data, mode=mode), timeout)
 
-    async def open(self, path: PathArg, mode: str = 'r', *, buffering: int = -1, encoding: str | None = None, perms: int = 0o666) -> IO[Any]:
+    async def open(self, path: PathArg, mode: str = 'r', *, buffering: int = -1, encoding: str | None = None, perms: int = 0o666, timeout: float | None = None) -> IO[Any]:
         """a file object over an fd opened beneath the root."""
-        return await self._call(_S_open, *_encode_open(path, mode, buffering=buffering, encoding=encoding, perms=perms))
+        return await self._call(_S_open, *_encode_open(path, mode, buffering=buffering, encoding=encoding, perms=perms), timeout)
 
 
 # -- the argument handling alone, for Client.submit (pipelining) ------------------------------
@@ -851,7 +851,7 @@ def _encode_exchange(a: PathArg, b: PathArg) -> tuple[tuple[Any, ...], list[Any]
         w1 = _fs(b)
     return (a, b, ), [w0, w1]
 
-def _encode_move(src: PathArg, dst: PathArg, *, overwrite: bool = False) -> tuple[tuple[Any, ...], list[Any]]:
+def _encode_move(src: PathArg, dst: PathArg, *, overwrite: bool = False, progress: Callable[[Progress], Any] | None = None) -> tuple[tuple[Any, ...], list[Any]]:
     if src.__class__ is str:
         w0 = src.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
         if '\x00' in src:  # type: ignore[operator]
@@ -875,7 +875,7 @@ def _encode_move(src: PathArg, dst: PathArg, *, overwrite: bool = False) -> tupl
         dst = _fspath(dst)
         w1 = _fs(dst)
     w2 = overwrite if overwrite.__class__ is bool else bool(overwrite)
-    return (src, dst, overwrite, ), [w0, w1, w2]
+    return (src, dst, overwrite, progress, ), [w0, w1, w2]
 
 def _encode_link(src: PathArg, dst: PathArg) -> tuple[tuple[Any, ...], list[Any]]:
     if src.__class__ is str:
@@ -978,7 +978,7 @@ def _encode_truncate(path: PathArg, length: int) -> tuple[tuple[Any, ...], list[
     w1 = length if length.__class__ is int else _int(length)
     return (path, length, ), [w0, w1]
 
-def _encode_copy_file(src: PathArg, dst: PathArg, *, overwrite: bool = True, reflink: str = 'auto') -> tuple[tuple[Any, ...], list[Any]]:
+def _encode_copy_file(src: PathArg, dst: PathArg, *, overwrite: bool = True, reflink: str = 'auto', progress: Callable[[Progress], Any] | None = None) -> tuple[tuple[Any, ...], list[Any]]:
     if src.__class__ is str:
         w0 = src.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
         if '\x00' in src:  # type: ignore[operator]
@@ -1003,9 +1003,9 @@ def _encode_copy_file(src: PathArg, dst: PathArg, *, overwrite: bool = True, ref
         w1 = _fs(dst)
     w2 = overwrite if overwrite.__class__ is bool else bool(overwrite)
     w3 = reflink
-    return (src, dst, overwrite, reflink, ), [w0, w1, w2, w3]
+    return (src, dst, overwrite, reflink, progress, ), [w0, w1, w2, w3]
 
-def _encode_cp(src: PathArg, dst: PathArg, *, recursive: bool = False, overwrite: bool = True, preserve: bool = True) -> tuple[tuple[Any, ...], list[Any]]:
+def _encode_cp(src: PathArg, dst: PathArg, *, recursive: bool = False, overwrite: bool = True, preserve: bool = True, progress: Callable[[Progress], Any] | None = None) -> tuple[tuple[Any, ...], list[Any]]:
     if src.__class__ is str:
         w0 = src.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
         if '\x00' in src:  # type: ignore[operator]
@@ -1031,9 +1031,9 @@ def _encode_cp(src: PathArg, dst: PathArg, *, recursive: bool = False, overwrite
     w2 = recursive if recursive.__class__ is bool else bool(recursive)
     w3 = overwrite if overwrite.__class__ is bool else bool(overwrite)
     w4 = preserve if preserve.__class__ is bool else bool(preserve)
-    return (src, dst, recursive, overwrite, preserve, ), [w0, w1, w2, w3, w4]
+    return (src, dst, recursive, overwrite, preserve, progress, ), [w0, w1, w2, w3, w4]
 
-def _encode_rm(path: PathArg, *, recursive: bool = False, force: bool = False) -> tuple[tuple[Any, ...], list[Any]]:
+def _encode_rm(path: PathArg, *, recursive: bool = False, force: bool = False, progress: Callable[[Progress], Any] | None = None) -> tuple[tuple[Any, ...], list[Any]]:
     if path.__class__ is str:
         w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
         if '\x00' in path:  # type: ignore[operator]
@@ -1047,7 +1047,7 @@ def _encode_rm(path: PathArg, *, recursive: bool = False, force: bool = False) -
         w0 = _fs(path)
     w1 = recursive if recursive.__class__ is bool else bool(recursive)
     w2 = force if force.__class__ is bool else bool(force)
-    return (path, recursive, force, ), [w0, w1, w2]
+    return (path, recursive, force, progress, ), [w0, w1, w2]
 
 def _encode_mkfifo(path: PathArg, mode: int = 0o666) -> tuple[tuple[Any, ...], list[Any]]:
     if path.__class__ is str:

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import array
 import os
+import select
 import socket
 import threading
+import time
 from typing import Any
 
 from ..protocol.codec import MAX_FRAME, MAX_MESSAGE, Limits
-from ..protocol.connection import ClientConnection, Reply, close_fds
-from ._common import SPECS, Broken, Spec, finish, lost
+from ..protocol.connection import ClientConnection, Partial, Reply, close_fds
+from ._common import SPECS, Broken, Spec, call_options, check_timeout, finish, lost, progress_of, timed_out
 from ._generated import ENCODERS, SyncMethods
 
 __all__ = ["Client", "Pending"]
@@ -27,6 +29,11 @@ _ANC_SPACE = socket.CMSG_SPACE(16 * array.array("i").itemsize)
 #: child process must not leak the project's open files into it (runc CVE-2024-21626 class)
 _CLOEXEC = int(socket.MSG_CMSG_CLOEXEC)
 _BUFSIZE = MAX_FRAME + 1  # one byte more than a frame may be: a longer one shows as MSG_TRUNC
+_DONTWAIT = int(socket.MSG_DONTWAIT)
+
+
+class _Deadline(Exception):
+    """A call's deadline passed while it waited (becomes TimeoutError in _call_long)."""
 
 
 class Pending:
@@ -128,7 +135,8 @@ class Client(SyncMethods):
 
     # -- requests ----------------------------------------------------------------------------
 
-    def _send(self, name: str, wire: list[Any]) -> tuple[ClientConnection, int]:
+    def _send(self, name: str, wire: list[Any], options: dict[str, Any] | None = None
+              ) -> tuple[ClientConnection, int]:
         """Send one request; returns the connection it went out on and its msgid."""
         with self._lock:
             if self._closed:
@@ -143,7 +151,7 @@ class Client(SyncMethods):
             conn = self._conn
         assert sock is not None
         with self._send_lock:
-            msgid, datagrams = conn.request(name, wire)
+            msgid, datagrams = conn.request(name, wire, options)
             try:
                 for bufs in datagrams:
                     sock.sendmsg(bufs)
@@ -157,63 +165,96 @@ class Client(SyncMethods):
                 raise
         return conn, msgid
 
+    def _send_cancel(self, conn: ClientConnection, msgid: int) -> None:
+        """Forget ``msgid`` and ask the daemon to stop it (best effort: never blocks)."""
+        with self._lock:
+            datagrams = conn.cancel(msgid)
+            sock = self._sock if self._conn is conn else None
+        if sock is not None:
+            with self._send_lock:
+                try:
+                    sock.sendmsg(datagrams[0], [], _DONTWAIT)
+                except OSError:
+                    pass  # a full or broken socket: the call ends with the connection anyway
+
     @staticmethod
-    def _read_message(sock: socket.socket, conn: ClientConnection) -> Any:
+    def _read_message(sock: socket.socket, conn: ClientConnection, deadline: float | None = None) -> Any:
         receive = conn.receive
         recvmsg = sock.recvmsg
         while True:
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                poll = select.poll()  # not select(): fds above 1024 are common in a backend
+                poll.register(sock, select.POLLIN)
+                if left <= 0 or not poll.poll(left * 1000):
+                    raise _Deadline
             data, anc, flags, _ = recvmsg(_BUFSIZE, _ANC_SPACE, _CLOEXEC)
             event = receive(data, anc, flags)
             if event is not None:
                 return event
 
     def _wait(self, conn: ClientConnection, msgid: int) -> Reply:
-        """The reply to ``msgid``: filed already, or read by this thread if nobody reads."""
+        """The final reply to ``msgid`` (intermediate messages nobody asked for are dropped)."""
+        while True:
+            ev = self._next(conn, msgid)
+            if ev.__class__ is Reply:
+                return ev  # type: ignore[return-value]
+            close_fds(ev.fds)
+
+    def _next(self, conn: ClientConnection, msgid: int, deadline: float | None = None) -> Reply | Partial:
+        """The next message for ``msgid``: filed already, or read by this thread if nobody
+        reads.  Past ``deadline`` raises ``_Deadline``; the call is forgotten on any error."""
         cond = self._cond
         with self._lock:
             try:
                 while True:
                     ev = conn.take(msgid)
-                    if ev is None:
-                        if self._conn is not conn or self._broken is not None:
-                            raise lost(self._broken if self._conn is conn else conn.error, conn, self._path)
-                        if self._reading:
-                            self._nwait += 1
-                            try:
-                                cond.wait()
-                            finally:
-                                self._nwait -= 1
-                            continue
-                        self._reading = True
-                        sock = self._sock
-                        cond.release()
-                        exc: BaseException | None = None
+                    if ev is not None:
+                        return ev
+                    if self._conn is not conn or self._broken is not None:
+                        raise lost(self._broken if self._conn is conn else conn.error, conn, self._path)
+                    if self._reading:
+                        self._nwait += 1
                         try:
-                            assert sock is not None
-                            ev = self._read_message(sock, conn)
-                        except (OSError, ValueError) as e:
-                            exc = e
+                            if deadline is None:
+                                cond.wait()
+                            elif not cond.wait(deadline - time.monotonic()) and time.monotonic() >= deadline:
+                                raise _Deadline
                         finally:
-                            cond.acquire()
-                            self._reading = False
-                            if self._nwait:
-                                cond.notify_all()
-                        if exc is not None or ev is None:
-                            if self._conn is conn:
-                                self._break_locked(exc if isinstance(exc, OSError) else ConnectionError(str(exc)))
-                            continue
-                        if ev.msgid != msgid or ev.__class__ is not Reply:
-                            failed = conn.deliver(ev)  # another caller's, or about the connection
-                            if failed is not None and self._conn is conn:
-                                self._break_locked(failed)
-                            continue
-                    if ev.__class__ is Reply:
-                        return ev  # type: ignore[return-value]
-                    close_fds(ev.fds)  # intermediate messages: no call asks for them yet
-            finally:
+                            self._nwait -= 1
+                        continue
+                    self._reading = True
+                    sock = self._sock
+                    cond.release()
+                    exc: BaseException | None = None
+                    try:
+                        assert sock is not None
+                        ev = self._read_message(sock, conn, deadline)
+                    except (OSError, ValueError) as e:
+                        exc = e
+                    finally:
+                        cond.acquire()
+                        self._reading = False
+                        if self._nwait:
+                            cond.notify_all()
+                    if exc is not None or ev is None:
+                        if self._conn is conn:
+                            self._break_locked(exc if isinstance(exc, OSError) else ConnectionError(str(exc)))
+                        continue
+                    if ev.msgid == msgid:
+                        if ev.__class__ is Reply:
+                            conn.forget(msgid)  # over: nothing more is filed for it
+                        return ev
+                    failed = conn.deliver(ev)  # another caller's, or about the connection
+                    if failed is not None and self._conn is conn:
+                        self._break_locked(failed)
+            except BaseException:
                 conn.forget(msgid)
+                raise
 
-    def _call(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any]) -> Any:
+    def _call(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any], timeout: float | None = None) -> Any:
+        if timeout is not None or spec.progress_at is not None:
+            return self._call_long(spec, vals, wire, timeout)
         try:
             conn, msgid = self._send(spec.name, wire)
             reply = self._wait(conn, msgid)
@@ -225,6 +266,32 @@ class Client(SyncMethods):
         if reply.fds or spec.returns_fd:
             return finish(spec, vals, reply)
         return spec.result(reply.error, reply.result, vals)
+
+    def _call_long(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any], timeout: float | None) -> Any:
+        """A call with a deadline or a progress callback (version 2 call options)."""
+        progress, options = call_options(spec, vals)
+        deadline = None if timeout is None else time.monotonic() + check_timeout(timeout)
+        for attempt in (0, 1):
+            conn, msgid = self._send(spec.name, wire, options)
+            try:
+                while True:
+                    ev = self._next(conn, msgid, deadline)
+                    if ev.__class__ is Reply:
+                        return finish(spec, vals, ev)  # type: ignore[arg-type]
+                    close_fds(ev.fds)
+                    p = progress_of(ev.data) if progress is not None and ev.kind == "progress" else None  # type: ignore[union-attr]
+                    if p is not None:
+                        progress(p)  # in the caller's thread, no lock held
+            except _Deadline:
+                self._send_cancel(conn, msgid)
+                raise timed_out(spec, timeout or 0.0) from None
+            except Broken:
+                if attempt or not spec.retryable(vals):
+                    raise
+            except BaseException:
+                self._send_cancel(conn, msgid)  # a progress callback raised, or an interrupt
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def submit(self, name: str, *args: Any, **kwargs: Any) -> Pending:
         """Send a request without waiting (pipelining); ``.result()`` waits for its reply."""

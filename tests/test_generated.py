@@ -28,6 +28,8 @@ def test_client_methods_have_the_table_signature(name: str) -> None:
         fn = getattr(cls, name)
         assert inspect.iscoroutinefunction(fn) == (cls is AsyncClient)
         params = list(inspect.signature(fn).parameters.values())[1:]
+        timeout = params.pop()  # every client method takes one (not Root: DESIGN.md)
+        assert (timeout.name, timeout.kind, timeout.default) == ("timeout", inspect.Parameter.KEYWORD_ONLY, None)
         want = METHODS[name].params
         assert [p.name for p in params] == [p.name for p in want]
         for got, p in zip(params, want):
