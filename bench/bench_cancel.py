@@ -1,0 +1,142 @@
+"""Cancel latency: how soon the real daemon stops a long call it is asked to stop.
+
+The daemon (``python -m beneathd.daemon``, as ``nobody`` when run as root, Landlock on)
+serves a root holding a tree of ``--dirs`` x ``--files`` small files and one file of
+``--mib`` MiB. For each run a raw version 2 client sends ``cp -r`` of the tree (or
+``copy_file`` of the big file, ``reflink="never"``) with ``{"progress": true}``, waits
+for the first progress message that shows work done, sends ``[2, "cancel", [msgid]]``
+and times the wait for the final response (``ECANCELED``). The same tree and file
+copied whole (uncancelled, through ``Client``) and by ``cp -a`` give the scale.
+
+    python -m bench.bench_cancel [--quick] [--runs 20] [--dirs 200] [--files 100] [--mib 1024] [--dir DIR]
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+import msgpack
+
+from bench._util import base_parser, md_table, quantile
+from bench.bench_load import DaemonProc
+
+GOAL_MS = 100.0
+
+
+def _send(s: socket.socket, msg: list[object]) -> None:
+    s.send(b"\x00" + msgpack.packb(msg, use_bin_type=True))
+
+
+def _recv(s: socket.socket) -> list[object]:
+    data = s.recv(300_000)
+    if not data:
+        raise SystemExit("the daemon closed the connection")
+    return msgpack.unpackb(data[1:], raw=False)  # type: ignore[no-any-return]
+
+
+def cancel_once(sock_path: str, msgid: int, method: str, params: list[object]) -> tuple[float, int]:
+    """(seconds from the cancel to the final response, entries+bytes done when cancelled)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+        s.settimeout(120)
+        s.connect(sock_path)
+        _send(s, [0, msgid, method, params, {"progress": True}])
+        while True:
+            m = _recv(s)
+            if m[0] == 1:
+                raise SystemExit(f"{method} finished before it could be cancelled: {m}")
+            done = m[3]
+            if isinstance(done, list) and (done[0] > 0 or done[1] > 0):
+                break
+        t0 = time.perf_counter()
+        _send(s, [2, "cancel", [msgid]])
+        while True:
+            m = _recv(s)
+            if m[0] == 1:
+                break
+        took = time.perf_counter() - t0
+        err = m[2]
+        if not (isinstance(err, dict) and err.get("errno") == errno.ECANCELED):
+            raise SystemExit(f"{method}: expected ECANCELED, got {m}")
+        return took, int(done[0]) + int(done[1])
+
+
+def main() -> int:
+    p = base_parser(__doc__)
+    p.add_argument("--runs", type=int, default=None)
+    p.add_argument("--dirs", type=int, default=None)
+    p.add_argument("--files", type=int, default=100)
+    p.add_argument("--mib", type=int, default=None)
+    a = p.parse_args()
+    runs = a.runs or (5 if a.quick else 20)
+    dirs = a.dirs or (20 if a.quick else 200)
+    mib = a.mib or (512 if a.quick else 1024)
+    d = DaemonProc("--no-journal", base=None if a.dir is None else os.path.join(a.dir, "bench-cancel"))
+    from beneathd.client import Client
+
+    rows: list[list[object]] = []
+    try:
+        src = os.path.join(d.root, "src")
+        os.mkdir(src)
+        for i in range(dirs):
+            sub = os.path.join(src, f"d{i:03}")
+            os.mkdir(sub)
+            for j in range(a.files):
+                with open(os.path.join(sub, f"f{j:03}"), "wb") as f:
+                    f.write(b"x" * 100)
+        with open(os.path.join(d.root, "big"), "wb") as f:
+            chunk = b"\xa5" * (1 << 20)
+            for _ in range(mib):
+                f.write(chunk)
+        d.chown_tree(d.root)
+        d.start()
+        entries = dirs * (a.files + 1)
+        with Client(d.socket) as c:
+            t0 = time.perf_counter()
+            c.cp("src", "whole", recursive=True)
+            whole_cp = time.perf_counter() - t0
+            c.rm("whole", recursive=True)
+            t0 = time.perf_counter()
+            c.copy_file("big", "big.whole", reflink="never")
+            whole_copy = time.perf_counter() - t0
+            c.rm("big.whole")
+        t0 = time.perf_counter()
+        subprocess.run(["cp", "-a", src, os.path.join(d.base, "coreutils-copy")], check=True)
+        coreutils = time.perf_counter() - t0
+        subprocess.run(["rm", "-rf", os.path.join(d.base, "coreutils-copy")], check=True)
+        for label, method, mk, scale in [
+            (f"cp -r, {entries:,} entries", "cp", lambda i: [b"src", f"c{i}".encode(), True],
+             f"whole: {whole_cp:.2f} s (cp -a {coreutils:.2f} s)"),
+            (f"copy_file, {mib} MiB (reflink never)", "copy_file",
+             lambda i: [b"big", f"b{i}".encode(), True, "never"], f"whole: {whole_copy:.2f} s"),
+        ]:
+            took = []
+            for i in range(runs):
+                t, _ = cancel_once(d.socket, 100 + i, method, mk(i))
+                took.append(t * 1e3)
+            with Client(d.socket) as c:
+                for i in range(runs):
+                    c.rm(f"c{i}" if method == "cp" else f"b{i}", recursive=True, force=True)
+            p99 = quantile(took, 0.99)
+            rows.append([label, f"{statistics.median(took):.1f}", f"{p99:.1f}", f"{max(took):.1f}", runs,
+                         scale, f"{GOAL_MS:.0f} ms", "PASS" if p99 <= GOAL_MS else "MISS"])
+    finally:
+        d.stop()
+        subprocess.run(["rm", "-rf", d.base], check=False)
+    print("### Cancel latency\n")
+    print(f"`python -m bench.bench_cancel{' --quick' if a.quick else ''}`: the real daemon (Landlock on, as "
+          "nobody when run as root); a raw version 2 client sends the call with progress, waits for the first "
+          "progress message showing work done, sends the cancel notification and times the wait for the "
+          "ECANCELED reply.\n")
+    print(md_table(["operation", "p50 ms", "p99 ms", "max ms", "runs", "the same call uncancelled", "goal",
+                    "verdict"], rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
