@@ -27,7 +27,7 @@ from beneathd._native import ffi, lib
 
 from ..protocol.errors import EscapeError, make_error
 from ..protocol.modes import open_flags
-from ..protocol.types import DirEntry, Progress, kind_of_mode, stat_to_list
+from ..protocol.types import AtomicFile, DirEntry, Progress, kind_of_mode, stat_to_list
 from .journal import Journal
 
 __all__ = ["Root", "OpenAt2Unavailable", "Job", "Progress"]
@@ -432,8 +432,16 @@ class Root:
         buffering: int = -1,
         encoding: str | None = None,
         perms: int = 0o666,
+        atomic: bool = False,
     ) -> IO[Any]:
-        """A file object over a regular file opened beneath the root (``io.open`` modes)."""
+        """A file object over a regular file opened beneath the root (``io.open`` modes).
+
+        With ``atomic`` and a ``w`` or ``x`` mode: an :class:`AtomicFile` writing to an
+        anonymous file in the target's real directory (a final in-tree link is followed),
+        published whole at ``path`` by ``close()``; an existing file's permission bits are
+        kept, a new one gets ``perms`` less the umask."""
+        if atomic:
+            return self._open_atomic(path, mode, buffering, encoding, perms)
         flags = _OPEN_FLAGS.get(mode) if mode.__class__ is str else None
         if flags is None:
             flags = open_flags(mode)
@@ -447,6 +455,30 @@ class Root:
         except BaseException:
             os.close(fd)
             raise
+
+    def _open_atomic(self, path: Any, mode: str, buffering: int, encoding: str | None, perms: int) -> Any:
+        open_flags(mode)  # the usual errors for a bad mode
+        kind = mode.replace("b", "").replace("t", "").replace("+", "")
+        if kind not in ("w", "x"):
+            raise ValueError(f"atomic=True needs a w or x mode, not {mode!r}")
+        if "b" in mode and encoding is not None:
+            raise ValueError("binary mode doesn't take an encoding argument")
+        w = ffi.new("bn_writer *")
+        flags = (lib.BN_AW_OVERWRITE if kind == "w" else 0) | lib.BN_AW_KEEP_MODE
+        fd = _check(lib.bn_writer_open(self._r, _enc(path), perms, flags, "+" in mode, w), path)
+        try:
+            f = io.open(os.dup(fd), mode.replace("x", "w"), buffering=buffering, encoding=encoding, closefd=True)
+        except BaseException:
+            lib.bn_writer_discard(w)
+            raise
+
+        def publish() -> None:
+            _check(lib.bn_writer_publish(w), path)
+
+        def discard() -> None:
+            lib.bn_writer_discard(w)
+
+        return AtomicFile(f, publish, discard, path)
 
     # -- namespace changes ------------------------------------------------------------------
 

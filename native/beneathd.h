@@ -98,6 +98,27 @@ int bn_write_file(const bn_root *rt, const char *path, const char *buf, size_t l
 int bn_copy_file(const bn_root *rt, const char *src, const char *dst, int overwrite, int reflink, int preserve,
                  bn_job *job);
 
+/* An atomic writer (open(..., atomic=True)): the new contents live in an anonymous file
+   (O_TMPFILE, or a journaled hidden name where the file system has none) in the target's
+   real directory until bn_writer_publish links them in whole (BN_AW_OVERWRITE: replacing
+   what is there; without it, -EEXIST if the name exists by then) or bn_writer_discard
+   drops them. bn_writer_open returns the contents' fd (the writer keeps it). */
+typedef struct bn_writer {
+    int dfd;        /* the target's directory */
+    int own_dfd;
+    int fd;         /* the new contents */
+    int named;      /* they have the temporary name tmp */
+    int rec;        /* its crash-journal record, or -1 */
+    int flags;      /* BN_AW_* */
+    int mode;
+    bn_journal *j;
+    char leaf[258];
+    char tmp[320];
+} bn_writer;
+int bn_writer_open(const bn_root *rt, const char *path, int mode, int flags, int rdwr, bn_writer *w);
+int bn_writer_publish(bn_writer *w);
+void bn_writer_discard(bn_writer *w);
+
 /* tree.c: rm -r and cp -r by descending dirfds, at any depth */
 int bn_cp(const bn_root *rt, const char *src, const char *dst, int flags, bn_job *job);
 int bn_rm(const bn_root *rt, const char *path, int recursive, int force, bn_job *job);

@@ -186,48 +186,84 @@ void bn_jdel(bn_journal *j, int s)
 }
 
 /*
- * Atomically make dfd/leaf hold new content: fill an O_TMPFILE (or, where the file system
- * has none, a hidden temporary name) with `fill`, then link it in (noreplace) or rename
- * it over the old name. The destination is whole or absent; the temporary name, if any,
- * is removed on every failure and journaled in `j` (see bn_jadd) while it exists.
+ * Atomically make dfd/leaf hold new content, in three steps that an atomic writer
+ * (open(..., atomic=True)) spreads over its life: bn_tmp_begin opens an O_TMPFILE (or,
+ * where the file system has none, a hidden temporary name) in dfd; the caller fills it;
+ * bn_tmp_finish links it in (noreplace) or renames it over the old name, or bn_tmp_drop
+ * throws it away. The destination is whole or absent; the temporary name, if any, is
+ * removed on every failure and journaled in `j` (see bn_jadd) while it exists.
  */
-int bn_atomic_replace(int dfd, const char *leaf, int mode, int flags,
-                             const struct stat *meta, bn_fill_fn fill, void *arg, bn_journal *j)
+static int bn_tmp_begin(int dfd, const char *leaf, int mode, int flags, int oflags, bn_journal *j, bn_writer *w)
 {
-    char tmp[NAME_MAX + 64], pb[64];
-    int rec = -1;
-    int r, fd, named = 0;
     struct stat old;
-    int have_old = fstatat(dfd, leaf, &old, AT_SYMLINK_NOFOLLOW) == 0;
-    if (have_old && S_ISDIR(old.st_mode))
-        return -EISDIR;
-    if (have_old && !(flags & BN_AW_OVERWRITE))
-        return -EEXIST;
-
-    fd = openat(dfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, (mode_t)(mode & 07777));
-    if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
-        for (int i = 0; i < 16 && fd < 0; i++) {
-            bn_tmpname(tmp, sizeof tmp, leaf);
-            rec = bn_jadd(j, dfd, tmp);
-            fd = openat(dfd, tmp, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC,
-                        (mode_t)(mode & 07777));
-            if (fd < 0) {
+    memset(w, 0, sizeof *w);
+    w->dfd = dfd;
+    w->fd = -1;
+    w->rec = -1;
+    w->flags = flags;
+    w->mode = mode;
+    w->j = j;
+    if (strlen(leaf) >= sizeof w->leaf)
+        return -ENAMETOOLONG;
+    strcpy(w->leaf, leaf);
+    if (fstatat(dfd, leaf, &old, AT_SYMLINK_NOFOLLOW) == 0) {
+        if (S_ISDIR(old.st_mode))
+            return -EISDIR;
+        if (!(flags & BN_AW_OVERWRITE))
+            return -EEXIST;
+    }
+    w->fd = openat(dfd, ".", O_TMPFILE | oflags | O_CLOEXEC, (mode_t)(mode & 07777));
+    if (w->fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+        for (int i = 0; i < 16 && w->fd < 0; i++) {
+            bn_tmpname(w->tmp, sizeof w->tmp, leaf);
+            w->rec = bn_jadd(j, dfd, w->tmp);
+            w->fd = openat(dfd, w->tmp, O_CREAT | O_EXCL | oflags | O_NOFOLLOW | O_CLOEXEC,
+                           (mode_t)(mode & 07777));
+            if (w->fd < 0) {
                 int e = errno;
-                bn_jdel(j, rec);
+                bn_jdel(j, w->rec);
+                w->rec = -1;
                 errno = e;
                 if (e != EEXIST)
                     break;
             }
         }
-        named = fd >= 0;
+        w->named = w->fd >= 0;
     }
-    if (fd < 0)
-        return -errno;
-    r = fill(fd, arg);
-    if (r == 0 && (flags & BN_AW_KEEP_MODE) && have_old && S_ISREG(old.st_mode))
+    return w->fd < 0 ? -errno : 0;
+}
+
+/* Throw the new contents away (and close what the writer holds). */
+static void bn_tmp_drop(bn_writer *w)
+{
+    if (w->named)
+        unlinkat(w->dfd, w->tmp, 0);
+    if (w->named || w->rec >= 0)
+        bn_jdel(w->j, w->rec);
+    w->named = 0;
+    w->rec = -1;
+    if (w->fd >= 0)
+        close(w->fd);
+    w->fd = -1;
+    if (w->own_dfd && w->dfd >= 0)
+        close(w->dfd);
+    w->dfd = -1;
+}
+
+/* Publish the new contents at leaf: permission bits (an existing file's are kept with
+   BN_AW_KEEP_MODE, as they are when publishing), then link or rename. */
+static int bn_tmp_finish(bn_writer *w, const struct stat *meta)
+{
+    char pb[64];
+    struct stat old;
+    int r = 0, flags = w->flags, dfd = w->dfd, fd = w->fd;
+    int have_old = fstatat(dfd, w->leaf, &old, AT_SYMLINK_NOFOLLOW) == 0;
+    if (have_old && S_ISDIR(old.st_mode))
+        r = -EISDIR;
+    else if ((flags & BN_AW_KEEP_MODE) && have_old && S_ISREG(old.st_mode))
         r = bn_neg(fchmod(fd, old.st_mode & 07777));
-    else if (r == 0 && (flags & BN_AW_EXACT_MODE))
-        r = bn_neg(fchmod(fd, mode & 07777));
+    else if (flags & BN_AW_EXACT_MODE)
+        r = bn_neg(fchmod(fd, w->mode & 07777));
     if (r == 0 && meta) {
         struct timespec ts[2] = {meta->st_atim, meta->st_mtim};
         if (fchown(fd, meta->st_uid, meta->st_gid) < 0 && errno != EPERM)
@@ -239,47 +275,99 @@ int bn_atomic_replace(int dfd, const char *leaf, int mode, int flags,
     }
     if (r == 0)
         BN_HOOK(3);
-    if (r == 0 && !named) {
+    if (r == 0 && !w->named) {
         /* the unprivileged way to link an O_TMPFILE: through its /proc/self/fd magic link */
         bn_procfd(pb, sizeof pb, fd);
         if (have_old)
             errno = EEXIST;   /* known to exist: the noreplace link would fail anyway */
-        else if (linkat(AT_FDCWD, pb, dfd, leaf, AT_SYMLINK_FOLLOW) == 0)
+        else if (linkat(AT_FDCWD, pb, dfd, w->leaf, AT_SYMLINK_FOLLOW) == 0)
             goto done;
         if (errno != EEXIST || !(flags & BN_AW_OVERWRITE)) {
             r = -errno;
             goto done;
         }
         for (int i = 0; i < 16; i++) {
-            bn_tmpname(tmp, sizeof tmp, leaf);
-            rec = bn_jadd(j, dfd, tmp);
-            if (linkat(AT_FDCWD, pb, dfd, tmp, AT_SYMLINK_FOLLOW) == 0) {
-                named = 1;
+            bn_tmpname(w->tmp, sizeof w->tmp, w->leaf);
+            w->rec = bn_jadd(w->j, dfd, w->tmp);
+            if (linkat(AT_FDCWD, pb, dfd, w->tmp, AT_SYMLINK_FOLLOW) == 0) {
+                w->named = 1;
                 break;
             }
             int e = errno;
-            bn_jdel(j, rec);
+            bn_jdel(w->j, w->rec);
+            w->rec = -1;
             if (e != EEXIST) {
                 r = -e;
                 goto done;
             }
         }
-        if (!named)
+        if (!w->named)
             r = -EEXIST;
     }
-    if (r == 0 && named) {
+    if (r == 0 && w->named) {
         if (flags & BN_AW_OVERWRITE)
-            r = bn_neg(renameat(dfd, tmp, dfd, leaf));
+            r = bn_neg(renameat(dfd, w->tmp, dfd, w->leaf));
         else
-            r = bn_neg((int)syscall(SYS_renameat2, dfd, tmp, dfd, leaf, RENAME_NOREPLACE));
+            r = bn_neg((int)syscall(SYS_renameat2, dfd, w->tmp, dfd, w->leaf, RENAME_NOREPLACE));
+        if (r == 0)
+            w->named = 0;   /* the temporary name is the real one now */
     }
-    if (r < 0 && named)
-        unlinkat(dfd, tmp, 0);
-    if (named)
-        bn_jdel(j, rec);
 done:
-    close(fd);
+    bn_tmp_drop(w);
     return r;
+}
+
+int bn_atomic_replace(int dfd, const char *leaf, int mode, int flags,
+                      const struct stat *meta, bn_fill_fn fill, void *arg, bn_journal *j)
+{
+    bn_writer w;
+    int r = bn_tmp_begin(dfd, leaf, mode, flags, O_WRONLY, j, &w);
+    if (r == 0)
+        r = fill(w.fd, arg);
+    if (r == 0)
+        return bn_tmp_finish(&w, meta);
+    bn_tmp_drop(&w);
+    return r;
+}
+
+int bn_writer_open(const bn_root *rt, const char *path, int mode, int flags, int rdwr, bn_writer *w)
+{
+    bn_path p;
+    char real[PATH_MAX];   /* a final in-tree link is followed: its target is replaced */
+    w->fd = w->dfd = -1;
+    w->named = w->own_dfd = 0;
+    w->rec = -1;
+    int r = bn_follow_final(rt, path, real);
+    if (r == 0)
+        r = bn_split(rt, real, 0, &p);
+    if (r < 0)
+        return r;
+    if (p.dots || p.slash) {
+        bn_release(&p);
+        return -EISDIR;
+    }
+    int dfd = fcntl(p.pfd, F_DUPFD_CLOEXEC, 0);   /* held until publish or discard */
+    r = dfd < 0 ? -errno : bn_tmp_begin(dfd, p.leaf, mode, flags, rdwr ? O_RDWR : O_WRONLY, rt->journal, w);
+    w->own_dfd = 1;
+    w->dfd = dfd;
+    bn_release(&p);
+    if (r < 0) {
+        bn_tmp_drop(w);
+        return r;
+    }
+    return w->fd;
+}
+
+int bn_writer_publish(bn_writer *w)
+{
+    if (w->fd < 0)
+        return -EBADF;
+    return bn_tmp_finish(w, NULL);
+}
+
+void bn_writer_discard(bn_writer *w)
+{
+    bn_tmp_drop(w);
 }
 
 struct bn_buf { const char *buf; size_t len; };

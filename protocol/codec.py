@@ -567,7 +567,7 @@ def _none(value: Any) -> None:
 #: result kind -> daemon-side encoder (paths were given to Root as bytes)
 _RESULT_ENCODERS: dict[str, Any] = {
     "none": _none,
-    "fd": _none,
+    "fd": lambda value: value,  # None, or an atomic writer's handle (an int)
     "bool": bool,
     "stat": stat_to_list,
     "names": lambda value: [os.fsencode(n) for n in value],

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 from .modes import is_write_mode
 
-__all__ = ["REQUIRED", "Param", "Method", "METHODS", "MUTATING", "READ_ONLY", "call_mutates"]
+__all__ = ["REQUIRED", "Param", "Method", "METHODS", "API", "MUTATING", "READ_ONLY", "call_mutates"]
 
 
 class _Required:
@@ -63,6 +63,9 @@ class Method:
     #: ("size", param, limit): long when that bytes parameter is larger than limit
     long: bool | str | tuple[str, str, int] = False
     doc: str = ""
+    #: part of the protocol, not of the API: served by the daemon's connection itself (an
+    #: atomic writer's publish and discard), not a Root method, not a client method
+    internal: bool = False
 
     def is_long(self, args: dict[str, Any]) -> bool:
         if isinstance(self.long, str):
@@ -151,9 +154,16 @@ _TABLE = [
             _p("buffering", "int", -1, kwonly=True, wire=False),
             _p("encoding", "optstr", None, kwonly=True, wire=False),
             _k("perms", "int", 0o666),
+            _k("atomic", "bool", False),
         ),
         "fd", False, returns_fd=True, doc="a file object over an fd opened beneath the root",
     ),
+    # an atomic writer (open(..., atomic=True)) of this connection, by the handle its open
+    # reply carried: publish its contents at its path whole, or drop them
+    Method("writer_publish", (_p("handle", "int"),), "none", True, internal=True,
+           doc="publish an atomic writer's contents"),
+    Method("writer_discard", (_p("handle", "int"),), "none", True, internal=True,
+           doc="drop an atomic writer's contents"),
 ]
 
 for _m in _TABLE:  # the table is checked once, at import: a typo is an error, not a silent default
@@ -164,6 +174,8 @@ for _m in _TABLE:  # the table is checked once, at import: a typo is an error, n
 METHODS: dict[str, Method] = {m.name: m for m in _TABLE}
 MUTATING = frozenset(m.name for m in _TABLE if m.mutates)
 READ_ONLY = frozenset(m.name for m in _TABLE if not m.mutates)
+#: the API: what Root, Client and AsyncClient have a method for
+API: dict[str, Method] = {n: m for n, m in METHODS.items() if not m.internal}
 
 
 def call_mutates(m: Method, args: Mapping[str, Any]) -> bool:

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 __all__ = [
     "Progress",
+    "AtomicFile",
     "STAT_FIELDS",
     "KINDS",
     "stat_from_list",
@@ -170,3 +171,79 @@ class DirEntry:
         p = os.fspath(parent)
         name: Any = name_b if isinstance(p, bytes) else os.fsdecode(name_b)
         return cls(name, os.path.join(p, name), kind, target_kind, st, tst)
+
+
+class AtomicFile:
+    """``open(path, mode, atomic=True)``'s file object (``Root`` and ``Client``).
+
+    Writes go to an anonymous file in the target's real directory; :meth:`close` publishes
+    it at ``path`` whole (for ``x`` modes raising ``FileExistsError`` if ``path`` exists by
+    then, with nothing changed); :meth:`discard`, leaving a ``with`` block by an exception,
+    or dropping the object unclosed publishes nothing.  Everything else is the underlying
+    file object's (``write``, ``seek``, ``read`` with ``+`` ...).
+    """
+
+    def __init__(self, f: Any, publish: Any, discard: Any, path: Any) -> None:
+        self._f = f
+        self._publish = publish
+        self._discard = discard
+        self.name = path
+        self._done = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._f, name)
+
+    def __iter__(self) -> Any:
+        return iter(self._f)
+
+    def __enter__(self) -> AtomicFile:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.discard()
+
+    @property
+    def closed(self) -> bool:
+        return self._done
+
+    def close(self) -> None:
+        """Flush and publish (once; later calls do nothing)."""
+        if self._done:
+            return
+        try:
+            self._f.close()  # flushes: a failed write is raised here, and nothing published
+        except BaseException:
+            self.discard()
+            raise
+        self._done = True
+        try:
+            self._publish()
+        except OSError as e:
+            if e.filename is None:
+                e.filename = self.name
+            raise
+
+    def discard(self) -> None:
+        """Drop what was written; nothing is published."""
+        if self._done:
+            return
+        self._done = True
+        try:
+            self._f.close()
+        except OSError:
+            pass
+        finally:
+            self._discard()
+
+    def __del__(self) -> None:
+        try:
+            if not self._done:
+                self.discard()
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        return f"<beneathd.AtomicFile {self.name!r}{' done' if self._done else ''}>"
