@@ -28,7 +28,7 @@ import trio
 
 from ..protocol.codec import MAX_FRAME, MAX_MESSAGE, Limits, Request
 from ..protocol.connection import CLOSED, Cancel, Reject, ServerConnection, close_fds, fd_ancillary, fds_of, refusal
-from ..protocol.methods import METHODS
+from ..protocol.methods import API
 from .auth import PeerCred, Policy, peer_cred
 from .root import PROGRESS_INTERVAL, Job
 
@@ -72,6 +72,8 @@ class ServerConfig:
     max_reply_bytes: int = 4 * 1024 * 1024
     #: protocol faults tolerated on one connection before it is closed
     max_faults: int = 16
+    #: atomic writers (open(..., atomic=True)) a connection may hold unpublished at once
+    max_writers: int = 64
     log: Callable[[str], None] = _stderr_log
 
 
@@ -93,6 +95,8 @@ class _Conn:
         self.building = trio.Semaphore(2)
         #: msgid -> the Job of each call that can be stopped (cancel, disconnect)
         self.jobs: dict[int, Job] = {}
+        #: handle -> an atomic writer this peer holds (discarded when it leaves)
+        self.writers: dict[int, Any] = {}
         self.cancel: trio.CancelScope | None = None
         self.dead = False
         # Read timeouts (idle, partial message) are kept by a watchdog task, not by a
@@ -124,9 +128,10 @@ class Server:
         self.connections = 0
         self.last_activity = time.monotonic()
         self.served = 0
+        self._next_writer = 1
         #: method name -> the bound Root method (requests carry every parameter by name)
         self._ops: dict[str, Callable[..., Any]] = {
-            name: getattr(root, name) for name, m in METHODS.items() if not m.returns_fd}
+            name: getattr(root, name) for name, m in API.items() if not m.returns_fd}
 
     # -- accepting ---------------------------------------------------------------------------
 
@@ -202,6 +207,7 @@ class Server:
                                 await self._reader(conn, nursery)
                             finally:
                                 self._stop_jobs(conn)  # a peer that leaves cancels its calls
+                                self._drop_writers(conn)  # ... and publishes nothing
                         if conn.timed_out is not None:
                             self._fault(conn, f"{conn.timed_out}; closing")
                     finally:
@@ -366,10 +372,23 @@ class Server:
                 mode = a["mode"].replace("t", "")
                 if "b" not in mode:
                     mode += "b"
-                f = self.root.open(a["path"], mode, buffering=0, perms=a["perms"])
-                fd = os.dup(f.fileno())
-                f.close()
-                result = None
+                if a["atomic"]:
+                    result = self._open_writer(conn, a["path"], mode, a["perms"])
+                    try:
+                        fd = os.dup(conn.writers[result].fileno())
+                    except BaseException:
+                        conn.writers.pop(result).discard()
+                        raise
+                else:
+                    f = self.root.open(a["path"], mode, buffering=0, perms=a["perms"])
+                    fd = os.dup(f.fileno())
+                    f.close()
+                    result = None
+            elif m.internal:
+                w = conn.writers.pop(a["handle"], None)
+                if w is None:
+                    raise OSError(errno.EBADF, f"no atomic writer {a['handle']} on this connection")
+                result = w.close() if m.name == "writer_publish" else w.discard()
             else:
                 result = self._ops[m.name](**a)
             return conn.proto.reply(req, result, threadsafe=threadsafe), fd
@@ -379,6 +398,24 @@ class Server:
             if not isinstance(e, (OSError, ValueError, TypeError)):
                 self.cfg.log(f"beneathd: {m.name}: internal error: {type(e).__name__}: {e}")
             return conn.proto.error(req, e, threadsafe=threadsafe), None
+
+    def _open_writer(self, conn: _Conn, path: bytes, mode: str, perms: int) -> int:
+        if len(conn.writers) >= self.cfg.max_writers:
+            raise OSError(errno.EMFILE, f"too many atomic writers open on this connection "
+                                        f"(the limit is {self.cfg.max_writers})")
+        w = self.root.open(path, mode, buffering=0, perms=perms, atomic=True)
+        # handles are never reused in a daemon's life: a client that reconnected and
+        # publishes on the new connection finds nothing (EBADF) rather than another writer
+        handle = self._next_writer
+        self._next_writer += 1
+        conn.writers[handle] = w
+        return handle
+
+    @staticmethod
+    def _drop_writers(conn: _Conn) -> None:
+        writers, conn.writers = conn.writers, {}
+        for w in writers.values():
+            w.discard()
 
     async def _inline_with_progress(self, conn: _Conn, req: Request) -> None:
         """A short call that was asked for progress (``rm`` of one name): its one
