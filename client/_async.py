@@ -6,8 +6,10 @@ reading reads replies for everyone and hands them out by msgid.
 
 from __future__ import annotations
 
+import io
 import math
 import os
+import threading
 import socket as _stdsocket
 from typing import Any
 
@@ -15,8 +17,20 @@ import trio
 
 from ..protocol.codec import MAX_MESSAGE, Limits
 from ..protocol.connection import ClientConnection, Partial, Reply, close_fds
-from ._common import Broken, Spec, call_options, check_timeout, finish, lost, progress_of, timed_out
-from ._generated import AsyncMethods
+from ._common import (
+    BIG_WRITE,
+    SPECS,
+    Broken,
+    Spec,
+    _write_all,
+    call_options,
+    check_timeout,
+    finish,
+    lost,
+    progress_of,
+    timed_out,
+)
+from ._generated import AsyncMethods, PathArg
 from ._sync import _ANC_SPACE, _BUFSIZE, _CLOEXEC
 
 __all__ = ["AsyncClient"]
@@ -57,6 +71,7 @@ class AsyncClient(AsyncMethods):
         self._yielded = False  # set by _read_message when it had to wait
         #: cancel notifications waiting for the socket (or for a half-sent request)
         self._cancels: list[tuple[bytes, ...]] = []
+        self._loop_thread = 0
 
     async def connect(self) -> None:
         async with self._connect_lock:
@@ -74,6 +89,7 @@ class AsyncClient(AsyncMethods):
             self._sock = raw
             self._conn = ClientConnection(self._limits)
             self._cancels = []
+            self._loop_thread = threading.get_ident()
             self._broken = None
 
     def _drop(self) -> None:
@@ -299,7 +315,7 @@ class AsyncClient(AsyncMethods):
             conn, msgid = await self._send(spec.name, wire)
             reply = await self._wait(conn, msgid)
         if reply.fds or spec.returns_fd:
-            return finish(spec, vals, reply)
+            return finish(spec, vals, reply, self._atomic_file)
         return spec.result(reply.error, reply.result, vals)
 
     async def _call_long(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any], timeout: float | None) -> Any:
@@ -313,7 +329,7 @@ class AsyncClient(AsyncMethods):
                     while True:
                         ev = await self._next(conn, msgid)
                         if ev.__class__ is Reply:
-                            return finish(spec, vals, ev)  # type: ignore[arg-type]
+                            return finish(spec, vals, ev, self._atomic_file)  # type: ignore[arg-type]
                         close_fds(ev.fds)
                         p = progress_of(ev.data) if progress is not None and ev.kind == "progress" else None  # type: ignore[union-attr]
                         if p is not None:
@@ -325,3 +341,136 @@ class AsyncClient(AsyncMethods):
                     self._send_cancel(conn, msgid)  # a progress callback raised
                     raise
         raise timed_out(spec, timeout or 0.0)
+
+    # -- atomic writers and payloads of any size -----------------------------------------------
+
+    def _atomic_file(self, values: dict[str, Any], fd: int, handle: int) -> AsyncAtomicFile:
+        try:
+            f = io.open(fd, values["mode"].replace("x", "w"), buffering=values["buffering"],
+                        encoding=values["encoding"], closefd=True)
+        except BaseException:
+            os.close(fd)
+            self._writer_dropped(handle)
+            raise
+        return AsyncAtomicFile(self, f, handle, values["path"])
+
+    async def _writer(self, name: str, handle: int) -> None:
+        conn, msgid = await self._send(name, [handle])
+        reply = await self._wait(conn, msgid)
+        if reply.error is not None:
+            SPECS[name].result(reply.error, None, (handle,))
+
+    def _writer_dropped(self, handle: int) -> None:
+        """Discard without waiting (a writer dropped unclosed): the request goes out if the
+        socket takes it at once; else the daemon drops the writer when the peer leaves."""
+        sock, conn = self._sock, self._conn
+        if sock is None or self._broken is not None or self._send_lock.locked() or \
+                threading.get_ident() != self._loop_thread:
+            return  # (a finalizer may run in any thread: only the loop's may touch the state)
+        msgid, datagrams = conn.request("writer_discard", [handle])
+        conn.forget(msgid)
+        try:
+            sock.sendmsg(datagrams[0])
+        except OSError:
+            pass
+
+    async def read_file(self, path: PathArg, *, timeout: float | None = None) -> bytes:
+        """The whole contents of a regular file, of any size: read here through the fd the
+        daemon opens (a big one in a worker thread, so the loop is not held up)."""
+        with await self.open(path, "rb", buffering=0, timeout=timeout) as f:
+            if os.fstat(f.fileno()).st_size <= _INLINE_READ:
+                return f.readall()  # type: ignore[attr-defined,no-any-return]
+            return await trio.to_thread.run_sync(f.readall)  # type: ignore[attr-defined,no-any-return]
+
+    async def write_file(self, path: PathArg, data: bytes | bytearray | memoryview, *, mode: int = 0o666,
+                         timeout: float | None = None) -> None:
+        """Atomic replace, of any size (above BIG_WRITE written into an atomic writer's fd,
+        in a worker thread)."""
+        if isinstance(data, (bytes, bytearray, memoryview)) and len(data) > BIG_WRITE:
+            f: Any = await self.open(path, "wb", buffering=0, perms=mode, atomic=True, timeout=timeout)
+            async with f:
+                await trio.to_thread.run_sync(_write_all, f, data)
+            return
+        await AsyncMethods.write_file(self, path, data, mode=mode, timeout=timeout)
+
+
+#: files up to this size are read on the loop (one read); bigger ones in a worker thread
+_INLINE_READ = 1024 * 1024
+
+
+class AsyncAtomicFile:
+    """``AsyncClient.open(path, mode, atomic=True)``'s file object: writes go to a local fd
+    (plain, blocking calls: the data is written here, not sent); ``await aclose()`` (or
+    leaving an ``async with`` block) publishes at ``path`` whole; ``await discard()``, an
+    exception in the block, or dropping it unclosed publishes nothing. There is no
+    synchronous ``close()``: publishing is a call to the daemon."""
+
+    def __init__(self, client: AsyncClient, f: Any, handle: int, path: Any) -> None:
+        self._client = client
+        self._f = f
+        self._handle = handle
+        self.name = path
+        self._done = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._f, name)
+
+    @property
+    def closed(self) -> bool:
+        return self._done
+
+    def close(self) -> None:
+        raise RuntimeError("an AsyncClient atomic writer is published with 'await f.aclose()' "
+                           "(or 'async with'); 'await f.discard()' drops it")
+
+    async def aclose(self) -> None:
+        """Flush and publish (once)."""
+        if self._done:
+            return
+        try:
+            self._f.close()
+        except BaseException:
+            await self.discard()
+            raise
+        self._done = True
+        try:
+            await self._client._writer("writer_publish", self._handle)
+        except OSError as e:
+            if e.filename is None:
+                e.filename = self.name
+            raise
+
+    async def discard(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        try:
+            self._f.close()
+        except OSError:
+            pass
+        try:
+            await self._client._writer("writer_discard", self._handle)
+        except (OSError, ValueError):
+            pass  # a broken connection or a closed client: the daemon dropped it anyway
+
+    async def __aenter__(self) -> AsyncAtomicFile:
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            await self.aclose()
+        else:
+            with trio.CancelScope(shield=True):
+                await self.discard()
+
+    def __del__(self) -> None:
+        try:
+            if not self._done:
+                self._done = True
+                self._f.close()
+                self._client._writer_dropped(self._handle)
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        return f"<beneathd.AsyncAtomicFile {self.name!r}{' done' if self._done else ''}>"

@@ -123,22 +123,31 @@ SPECS: dict[str, Spec] = {name: Spec(m) for name, m in METHODS.items()}
 def wrap_fd(values: dict[str, Any], fd: int) -> Any:
     """``open()``'s file object over the fd the daemon sent; the caller owns it."""
     try:
-        f = io.open(fd, values["mode"], buffering=values["buffering"], encoding=values["encoding"], closefd=True)
+        # x is the daemon's business (an atomic writer's publish): here the fd is just written
+        f = io.open(fd, values["mode"].replace("x", "w"), buffering=values["buffering"],
+                    encoding=values["encoding"], closefd=True)
     except BaseException:
         os.close(fd)
         raise
     return f
 
 
-def finish(spec: Spec, vals: tuple[Any, ...], reply: Reply) -> Any:
+def finish(spec: Spec, vals: tuple[Any, ...], reply: Reply, atomic: Any = None) -> Any:
     """A reply as the caller sees it (both clients): the file object for open(), the
-    decoded result, or the exception; fds that came with anything else are closed."""
+    decoded result, or the exception; fds that came with anything else are closed.
+    ``atomic(values, fd, handle)`` makes the file object of an atomic writer."""
     fds = reply.fds
     if spec.returns_fd and reply.error is None:
         if len(fds) != 1:
             close_fds(fds)
             raise OSError(71, "the daemon sent no fd with an open() reply")
-        return wrap_fd(spec.values(vals), fds[0])
+        values = spec.values(vals)
+        if values.get("atomic"):
+            if reply.result.__class__ is not int or atomic is None:
+                close_fds(fds)
+                raise OSError(71, "the daemon sent no writer handle with an atomic open() reply")
+            return atomic(values, fds[0], reply.result)
+        return wrap_fd(values, fds[0])
     if fds:
         close_fds(fds)
     return spec.result(reply.error, reply.result, vals)
@@ -176,6 +185,18 @@ def progress_of(data: Any) -> Progress | None:
     if data.__class__ is list and len(data) == 2 and all(x.__class__ is int and x >= 0 for x in data):
         return Progress(data[0], data[1])
     return None
+
+
+#: write_file payloads above this go through an atomic writer's fd instead of the request
+#: (the bytes are written once, here, instead of being copied through the socket in frames)
+BIG_WRITE = 4 * 1024 * 1024
+
+
+def _write_all(f: Any, data: bytes | bytearray | memoryview) -> None:
+    mv = memoryview(data).cast("B")
+    while mv:
+        n = f.write(mv[: 1 << 24])
+        mv = mv[n:]
 
 
 class Broken(ConnectionError):

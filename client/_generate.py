@@ -18,7 +18,7 @@ import re
 import sys
 from pathlib import Path
 
-from ..protocol.methods import METHODS, Method, Param
+from ..protocol.methods import API, METHODS, Method, Param
 
 TOP = Path(__file__).resolve().parent.parent
 GENERATED = TOP / "client" / "_generated.py"
@@ -161,18 +161,18 @@ def render() -> str:
         "_fspath = os.fspath",
         "",
     ]
-    o += [f"_S_{name} = SPECS[{name!r}]" for name in METHODS]
+    o += [f"_S_{name} = SPECS[{name!r}]" for name in API]
     for cls, is_async, doc in (("SyncMethods", False, "``Client``'s methods (blocking)."),
                                ("AsyncMethods", True, "``AsyncClient``'s methods (awaited).")):
         o += ["", "", f"class {cls}:", f'    """{doc}"""', "", "    __slots__ = ()", ""]
         ret = "Any"
         o += ["    if TYPE_CHECKING:", f"        {'async ' if is_async else ''}def _call(self, spec: Spec, "
               f"vals: tuple[Any, ...], wire: list[Any], timeout: float | None = None) -> {ret}: ..."]
-        for m in METHODS.values():
+        for m in API.values():
             o.append("")
             o += _method(m, is_async)
     o += ["", "", "# -- the argument handling alone, for Client.submit (pipelining) " + "-" * 30, ""]
-    for m in METHODS.values():
+    for m in API.values():
         lines, wire = _encode(m)
         o.append("")
         o.append(f"def _encode_{m.name}({_signature(m, False, True)}) -> tuple[tuple[Any, ...], list[Any]]:")
@@ -180,7 +180,7 @@ def render() -> str:
         o.append(f"    return {_vals(m)}, {wire}")
     o += ["", "", "#: name -> encode(*args, **kwargs) -> (the caller's values, the wire params)",
           "ENCODERS: dict[str, Callable[..., tuple[tuple[Any, ...], list[Any]]]] = {"]
-    o += [f"    {m.name!r}: _encode_{m.name}," for m in METHODS.values()]
+    o += [f"    {m.name!r}: _encode_{m.name}," for m in API.values()]
     o += ["}", ""]
     return "\n".join(o)
 

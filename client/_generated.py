@@ -520,7 +520,7 @@ class SyncMethods:
         w2 = mode if mode.__class__ is int else _int(mode)
         return self._call(_S_write_file, (path, data, mode, ), [w0, w1, w2], timeout)
 
-    def open(self, path: PathArg, mode: str = 'r', *, buffering: int = -1, encoding: str | None = None, perms: int = 0o666, timeout: float | None = None) -> IO[Any]:
+    def open(self, path: PathArg, mode: str = 'r', *, buffering: int = -1, encoding: str | None = None, perms: int = 0o666, atomic: bool = False, timeout: float | None = None) -> IO[Any]:
         """a file object over an fd opened beneath the root."""
         _open_check(mode, encoding)
         if path.__class__ is str:
@@ -536,7 +536,8 @@ class SyncMethods:
             w0 = _fs(path)
         w1 = mode
         w2 = perms if perms.__class__ is int else _int(perms)
-        return self._call(_S_open, (path, mode, buffering, encoding, perms, ), [w0, w1, w2], timeout)
+        w3 = atomic if atomic.__class__ is bool else bool(atomic)
+        return self._call(_S_open, (path, mode, buffering, encoding, perms, atomic, ), [w0, w1, w2, w3], timeout)
 
 
 class AsyncMethods:
@@ -647,9 +648,9 @@ class AsyncMethods:
         """atomic replace."""
         return await self._call(_S_write_file, *_encode_write_file(path, data, mode=mode), timeout)
 
-    async def open(self, path: PathArg, mode: str = 'r', *, buffering: int = -1, encoding: str | None = None, perms: int = 0o666, timeout: float | None = None) -> IO[Any]:
+    async def open(self, path: PathArg, mode: str = 'r', *, buffering: int = -1, encoding: str | None = None, perms: int = 0o666, atomic: bool = False, timeout: float | None = None) -> IO[Any]:
         """a file object over an fd opened beneath the root."""
-        return await self._call(_S_open, *_encode_open(path, mode, buffering=buffering, encoding=encoding, perms=perms), timeout)
+        return await self._call(_S_open, *_encode_open(path, mode, buffering=buffering, encoding=encoding, perms=perms, atomic=atomic), timeout)
 
 
 # -- the argument handling alone, for Client.submit (pipelining) ------------------------------
@@ -1094,7 +1095,7 @@ def _encode_write_file(path: PathArg, data: bytes | bytearray | memoryview, *, m
     w2 = mode if mode.__class__ is int else _int(mode)
     return (path, data, mode, ), [w0, w1, w2]
 
-def _encode_open(path: PathArg, mode: str = 'r', *, buffering: int = -1, encoding: str | None = None, perms: int = 0o666) -> tuple[tuple[Any, ...], list[Any]]:
+def _encode_open(path: PathArg, mode: str = 'r', *, buffering: int = -1, encoding: str | None = None, perms: int = 0o666, atomic: bool = False) -> tuple[tuple[Any, ...], list[Any]]:
     _open_check(mode, encoding)
     if path.__class__ is str:
         w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
@@ -1109,7 +1110,8 @@ def _encode_open(path: PathArg, mode: str = 'r', *, buffering: int = -1, encodin
         w0 = _fs(path)
     w1 = mode
     w2 = perms if perms.__class__ is int else _int(perms)
-    return (path, mode, buffering, encoding, perms, ), [w0, w1, w2]
+    w3 = atomic if atomic.__class__ is bool else bool(atomic)
+    return (path, mode, buffering, encoding, perms, atomic, ), [w0, w1, w2, w3]
 
 
 #: name -> encode(*args, **kwargs) -> (the caller's values, the wire params)

@@ -10,6 +10,7 @@ them by msgid, and the waiters check under one condition).
 from __future__ import annotations
 
 import array
+import io
 import os
 import select
 import socket
@@ -19,8 +20,21 @@ from typing import Any
 
 from ..protocol.codec import MAX_FRAME, MAX_MESSAGE, Limits
 from ..protocol.connection import ClientConnection, Partial, Reply, close_fds
-from ._common import SPECS, Broken, Spec, call_options, check_timeout, finish, lost, progress_of, timed_out
-from ._generated import ENCODERS, SyncMethods
+from ..protocol.types import AtomicFile
+from ._common import (
+    BIG_WRITE,
+    SPECS,
+    Broken,
+    Spec,
+    _write_all,
+    call_options,
+    check_timeout,
+    finish,
+    lost,
+    progress_of,
+    timed_out,
+)
+from ._generated import ENCODERS, PathArg, SyncMethods
 
 __all__ = ["Client", "Pending"]
 
@@ -55,7 +69,7 @@ class Pending:
         if not self._done:
             reply = self._client._wait(self._conn, self._msgid)
             self._done = True
-            self._value = finish(self._spec, self._vals, reply)
+            self._value = finish(self._spec, self._vals, reply, self._client._atomic_file)
         return self._value
 
 
@@ -264,7 +278,7 @@ class Client(SyncMethods):
             conn, msgid = self._send(spec.name, wire)
             reply = self._wait(conn, msgid)
         if reply.fds or spec.returns_fd:
-            return finish(spec, vals, reply)
+            return finish(spec, vals, reply, self._atomic_file)
         return spec.result(reply.error, reply.result, vals)
 
     def _call_long(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any], timeout: float | None) -> Any:
@@ -277,7 +291,7 @@ class Client(SyncMethods):
                 while True:
                     ev = self._next(conn, msgid, deadline)
                     if ev.__class__ is Reply:
-                        return finish(spec, vals, ev)  # type: ignore[arg-type]
+                        return finish(spec, vals, ev, self._atomic_file)  # type: ignore[arg-type]
                     close_fds(ev.fds)
                     p = progress_of(ev.data) if progress is not None and ev.kind == "progress" else None  # type: ignore[union-attr]
                     if p is not None:
@@ -292,6 +306,47 @@ class Client(SyncMethods):
                 self._send_cancel(conn, msgid)  # a progress callback raised, or an interrupt
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- atomic writers and payloads of any size -----------------------------------------------
+
+    def _atomic_file(self, values: dict[str, Any], fd: int, handle: int) -> AtomicFile:
+        try:
+            f = io.open(fd, values["mode"].replace("x", "w"), buffering=values["buffering"],
+                        encoding=values["encoding"], closefd=True)
+        except BaseException:
+            os.close(fd)
+            self._writer("writer_discard", handle)
+            raise
+        return AtomicFile(f, lambda: self._writer("writer_publish", handle),
+                          lambda: self._writer("writer_discard", handle, quiet=True), values["path"])
+
+    def _writer(self, name: str, handle: int, quiet: bool = False) -> None:
+        """Publish or discard an atomic writer (never retried: it is the daemon's state)."""
+        try:
+            conn, msgid = self._send(name, [handle])
+            reply = self._wait(conn, msgid)
+        except (OSError, ValueError):
+            if quiet:
+                return  # a broken connection or a closed client: the daemon dropped it anyway
+            raise
+        if reply.error is not None and not quiet:
+            SPECS[name].result(reply.error, None, (handle,))
+
+    def read_file(self, path: PathArg, *, timeout: float | None = None) -> bytes:
+        """The whole contents of a regular file, of any size: read here through the fd the
+        daemon opens (no message limit, no copy through the socket)."""
+        with self.open(path, "rb", buffering=0, timeout=timeout) as f:
+            return f.readall()  # type: ignore[attr-defined,no-any-return]
+
+    def write_file(self, path: PathArg, data: bytes | bytearray | memoryview, *, mode: int = 0o666,
+                   timeout: float | None = None) -> None:
+        """Atomic replace, of any size: up to BIG_WRITE bytes in the request itself, above
+        that written here into an atomic writer's fd (published whole, or not at all)."""
+        if isinstance(data, (bytes, bytearray, memoryview)) and len(data) > BIG_WRITE:
+            with self.open(path, "wb", buffering=0, perms=mode, atomic=True, timeout=timeout) as f:
+                _write_all(f, data)
+            return
+        SyncMethods.write_file(self, path, data, mode=mode, timeout=timeout)
 
     def submit(self, name: str, *args: Any, **kwargs: Any) -> Pending:
         """Send a request without waiting (pipelining); ``.result()`` waits for its reply."""
