@@ -143,10 +143,16 @@ class AsyncAdapter:
         fn = getattr(self._state["client"], name)
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            return self._trio.from_thread.run(functools.partial(fn, *args, **kwargs), trio_token=self._state["token"])
+            out = self._trio.from_thread.run(functools.partial(fn, *args, **kwargs), trio_token=self._state["token"])
+            if kwargs.get("atomic"):
+                return SyncAtomic(out, self._run)
+            return out
 
         call.__name__ = name
         return call
+
+    def _run(self, afn: Any) -> Any:
+        return self._trio.from_thread.run(afn, trio_token=self._state["token"])
 
     def close(self) -> None:
         if self._thread.is_alive():
@@ -158,6 +164,33 @@ class AsyncAdapter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class SyncAtomic:
+    """An AsyncClient atomic writer used from a thread: ``close`` / ``discard`` run
+    ``aclose`` / ``discard`` on the client's loop (the same test bodies run unchanged)."""
+
+    def __init__(self, af: Any, run: Callable[[Any], Any]) -> None:
+        self._af = af
+        self._run = run
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._af, name)
+
+    def close(self) -> None:
+        self._run(self._af.aclose)
+
+    def discard(self) -> None:
+        self._run(self._af.discard)
+
+    def __enter__(self) -> "SyncAtomic":
+        return self
+
+    def __exit__(self, exc_type: Any, *rest: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.discard()
 
 
 @backend("client")

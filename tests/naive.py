@@ -20,6 +20,7 @@ import stat as _stat
 from typing import IO, Any
 
 from beneathd.protocol import EscapeError
+from beneathd.protocol.types import AtomicFile
 
 __all__ = ["NaiveRoot"]
 
@@ -94,10 +95,14 @@ class NaiveRoot:
             return f.read()
 
     def open(self, path: Any, mode: str = "r", *, buffering: int = -1, encoding: str | None = None,
-             perms: int = 0o666) -> IO[Any]:
+             perms: int = 0o666, atomic: bool = False) -> IO[Any]:
         real = self._resolve(path)
         if os.path.isdir(real):
             raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
+        if atomic:  # the usual way: a temporary beside the checked path, renamed over it
+            tmp = real + ".tmp"
+            f = open(tmp, mode.replace("x", "w"), buffering=buffering, encoding=encoding)
+            return AtomicFile(f, lambda: os.replace(tmp, real), lambda: os.unlink(tmp), path)  # type: ignore[return-value]
         return open(real, mode, buffering=buffering, encoding=encoding)
 
     # -- namespace -------------------------------------------------------------------------

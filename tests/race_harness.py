@@ -256,6 +256,11 @@ def _write_ctx(fs: Any, p: str) -> None:
         f.write(b"inside-open\n")
 
 
+def _write_atomic(fs: Any, p: str) -> None:
+    with fs.open(p, "wb", atomic=True) as f:
+        f.write(b"inside-atomic\n")
+
+
 @dataclass
 class Op:
     name: str
@@ -274,6 +279,7 @@ OPS: dict[str, Op] = {o.name: o for o in [
     Op("mkdir_parents", lambda fs, i: fs.mkdir(f"a/b/p{i}/q", parents=True)),
     Op("write_file", lambda fs, i: fs.write_file("a/b/victim", b"inside-w\n")),
     Op("open_w", lambda fs, i: _write_ctx(fs, "a/b/victim")),
+    Op("open_atomic", lambda fs, i: _write_atomic(fs, "a/b/victim")),
     Op("unlink", lambda fs, i: fs.unlink("a/b/u"), prep=lambda bfd, i: _ensure_file(bfd, "u")),
     Op("rename", lambda fs, i: fs.rename("a/b/r1", "a/b/r2"), prep=lambda bfd, i: _rename_back(bfd, "r1", "r2")),
     Op("exchange", lambda fs, i: fs.exchange("a/b/x1", "a/b/x2"), prep=lambda bfd, i: _fix_exchange(bfd)),

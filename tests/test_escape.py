@@ -164,9 +164,9 @@ UID = 4242 if IS_ROOT else os.getuid()  # a chown that escaped must show in the 
 GID = 4243 if IS_ROOT else os.getgid()
 
 
-def _open(mode: str) -> Callable[[Any, Any], Any]:
+def _open(mode: str, **kw: Any) -> Callable[[Any, Any], Any]:
     def fn(fs: Any, p: Any) -> None:
-        f = fs.open(p, mode)
+        f = fs.open(p, mode, **kw)
         try:
             if "w" in mode or "a" in mode or "+" in mode or "x" in mode:
                 f.write(b"pwned" if "b" in mode else "pwned")
@@ -236,6 +236,8 @@ OPS: dict[str, tuple[str, Callable[[Any, Any], Any]]] = {
     "open_a": ("follow", _open("a")),
     "open_rplus": ("follow", _open("r+")),
     "open_x": ("excl", _open("x")),
+    "open_wb_atomic": ("follow", _open("wb", atomic=True)),
+    "open_x_atomic": ("excl", _open("x", atomic=True)),
 }
 
 

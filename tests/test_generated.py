@@ -8,7 +8,7 @@ import pytest
 
 from beneathd.client import Client
 from beneathd.client._generate import GENERATED, PROTOCOL, protocol_text, render
-from beneathd.protocol import METHODS
+from beneathd.protocol.methods import API
 
 
 def test_generated_client_module_is_current() -> None:
@@ -20,7 +20,7 @@ def test_protocol_method_table_is_current() -> None:
     assert text == protocol_text(text), "run: python -m beneathd.client._generate"
 
 
-@pytest.mark.parametrize("name", sorted(METHODS))
+@pytest.mark.parametrize("name", sorted(API))
 def test_client_methods_have_the_table_signature(name: str) -> None:
     from beneathd.client import AsyncClient
 
@@ -30,7 +30,7 @@ def test_client_methods_have_the_table_signature(name: str) -> None:
         params = list(inspect.signature(fn).parameters.values())[1:]
         timeout = params.pop()  # every client method takes one (not Root: DESIGN.md)
         assert (timeout.name, timeout.kind, timeout.default) == ("timeout", inspect.Parameter.KEYWORD_ONLY, None)
-        want = METHODS[name].params
+        want = API[name].params
         assert [p.name for p in params] == [p.name for p in want]
         for got, p in zip(params, want):
             assert (got.kind is inspect.Parameter.KEYWORD_ONLY) == p.kwonly, (name, got.name)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from beneathd.protocol import METHODS, EscapeError
+from beneathd.protocol.methods import API
 
 
 def test_native_extension_is_built() -> None:
@@ -34,7 +35,7 @@ def test_escape_error_is_permission_error_with_exdev() -> None:
     assert E2 is EscapeError
 
 
-@pytest.mark.parametrize("name", sorted(METHODS))
+@pytest.mark.parametrize("name", sorted(API))
 def test_root_signature_matches_table(name: str) -> None:
     from beneathd.daemon import Root
 
@@ -58,7 +59,7 @@ def test_root_has_no_untabled_public_methods() -> None:
     from beneathd.daemon import Root
 
     public = {n for n, v in vars(Root).items() if callable(v) and not n.startswith("_")}
-    assert public - set(METHODS) <= {"close", "fileno", "attach_journal"}  # lifecycle, not operations
+    assert public - set(API) <= {"close", "fileno", "attach_journal"}  # lifecycle, not operations
 
 
 @pytest.mark.parametrize("err", ["ENOSYS", "EPERM"])

@@ -130,7 +130,7 @@ def test_race_final(impl: tuple[str, Any], tmp_path: Path, root_dir: Path, outsi
     _assert(_run(impl, tmp_path, root_dir, outside, "final", opname), impl[0])
 
 
-ROOT_SWAP_OPS = ["mkdir", "write_file", "open_w", "unlink", "rename", "chmod", "truncate",
+ROOT_SWAP_OPS = ["mkdir", "write_file", "open_w", "open_atomic", "unlink", "rename", "chmod", "truncate",
                  "copy_file", "cp_r", "rm_r", "symlink", "link", "mkfifo", "stat", "read_file", "listdir"]
 
 
