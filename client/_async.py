@@ -307,12 +307,12 @@ class AsyncClient(AsyncMethods):
         if timeout is not None or spec.progress_at is not None:
             return await self._call_long(spec, vals, wire, timeout)
         try:
-            conn, msgid = await self._send(spec.name, wire)
+            conn, msgid = await self._send(spec.name, wire, spec.options)
             reply = await self._wait(conn, msgid)
         except Broken:
             if not spec.retryable(vals):
                 raise
-            conn, msgid = await self._send(spec.name, wire)
+            conn, msgid = await self._send(spec.name, wire, spec.options)
             reply = await self._wait(conn, msgid)
         if reply.fds or spec.returns_fd:
             return finish(spec, vals, reply, self._atomic_file)

@@ -81,7 +81,7 @@ def _open_check(mode: Any, encoding: Any) -> None:
 class Spec:
     """What a call of one method needs, computed once from the table."""
 
-    __slots__ = ("m", "name", "names", "like", "kind", "returns_fd", "progress_at")
+    __slots__ = ("m", "name", "names", "like", "kind", "returns_fd", "progress_at", "options")
 
     def __init__(self, m: Method) -> None:
         self.m = m
@@ -94,6 +94,8 @@ class Spec:
         self.returns_fd = m.returns_fd
         #: index of the ``progress`` callback in ``vals``, or None
         self.progress_at = next((i for i, p in enumerate(m.params) if p.type == "progress"), None)
+        #: the call options every call of this method sends (scandir: the link texts)
+        self.options = {"link_target": True} if m.result == "entries" else None
 
     def values(self, vals: tuple[Any, ...]) -> dict[str, Any]:
         return dict(zip(self.names, vals))
@@ -171,13 +173,13 @@ def timed_out(spec: Spec, timeout: float) -> TimeoutError:
 def call_options(spec: Spec, vals: tuple[Any, ...]) -> tuple[Any, dict[str, Any] | None]:
     """The ``progress`` callback of a call and the call options it needs on the wire."""
     if spec.progress_at is None:
-        return None, None
+        return None, spec.options
     progress = vals[spec.progress_at]
     if progress is None:
-        return None, None
+        return None, spec.options
     if not callable(progress):
         raise TypeError(f"progress must be callable or None, not {type(progress).__name__}")
-    return progress, {"progress": True}
+    return progress, {**(spec.options or {}), "progress": True}
 
 
 def progress_of(data: Any) -> Progress | None:

@@ -50,6 +50,7 @@ RESULT_TYPES = {
     "text": "Any",
     "bytes": "bytes",
     "fd": "IO[Any]",
+    "usage": "tuple[int, int]",
 }
 
 

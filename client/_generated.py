@@ -25,6 +25,7 @@ _S_lstat = SPECS['lstat']
 _S_exists = SPECS['exists']
 _S_listdir = SPECS['listdir']
 _S_scandir = SPECS['scandir']
+_S_du = SPECS['du']
 _S_readlink = SPECS['readlink']
 _S_realpath = SPECS['realpath']
 _S_mkdir = SPECS['mkdir']
@@ -131,6 +132,21 @@ class SyncMethods:
             path = _fspath(path)
             w0 = _fs(path)
         return self._call(_S_scandir, (path, ), [w0], timeout)
+
+    def du(self, path: PathArg = '.', *, progress: Callable[[Progress], Any] | None = None, timeout: float | None = None) -> tuple[int, int]:
+        """(bytes_on_disk, entries) of a tree, never following links."""
+        if path.__class__ is str:
+            w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
+            if '\x00' in path:  # type: ignore[operator]
+                raise ValueError('embedded null byte')
+        elif path.__class__ is bytes:
+            w0 = path
+            if b'\x00' in path:  # type: ignore[operator]
+                raise ValueError('embedded null byte')
+        else:
+            path = _fspath(path)
+            w0 = _fs(path)
+        return self._call(_S_du, (path, progress, ), [w0], timeout)
 
     def readlink(self, path: PathArg, *, timeout: float | None = None) -> Any:
         """os.readlink."""
@@ -568,6 +584,10 @@ class AsyncMethods:
         """os.scandir, as a list."""
         return await self._call(_S_scandir, *_encode_scandir(path), timeout)
 
+    async def du(self, path: PathArg = '.', *, progress: Callable[[Progress], Any] | None = None, timeout: float | None = None) -> tuple[int, int]:
+        """(bytes_on_disk, entries) of a tree, never following links."""
+        return await self._call(_S_du, *_encode_du(path, progress=progress), timeout)
+
     async def readlink(self, path: PathArg, *, timeout: float | None = None) -> Any:
         """os.readlink."""
         return await self._call(_S_readlink, *_encode_readlink(path), timeout)
@@ -726,6 +746,20 @@ def _encode_scandir(path: PathArg = '.') -> tuple[tuple[Any, ...], list[Any]]:
         path = _fspath(path)
         w0 = _fs(path)
     return (path, ), [w0]
+
+def _encode_du(path: PathArg = '.', *, progress: Callable[[Progress], Any] | None = None) -> tuple[tuple[Any, ...], list[Any]]:
+    if path.__class__ is str:
+        w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
+        if '\x00' in path:  # type: ignore[operator]
+            raise ValueError('embedded null byte')
+    elif path.__class__ is bytes:
+        w0 = path
+        if b'\x00' in path:  # type: ignore[operator]
+            raise ValueError('embedded null byte')
+    else:
+        path = _fspath(path)
+        w0 = _fs(path)
+    return (path, progress, ), [w0]
 
 def _encode_readlink(path: PathArg) -> tuple[tuple[Any, ...], list[Any]]:
     if path.__class__ is str:
@@ -1121,6 +1155,7 @@ ENCODERS: dict[str, Callable[..., tuple[tuple[Any, ...], list[Any]]]] = {
     'exists': _encode_exists,
     'listdir': _encode_listdir,
     'scandir': _encode_scandir,
+    'du': _encode_du,
     'readlink': _encode_readlink,
     'realpath': _encode_realpath,
     'mkdir': _encode_mkdir,

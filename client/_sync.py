@@ -270,12 +270,12 @@ class Client(SyncMethods):
         if timeout is not None or spec.progress_at is not None:
             return self._call_long(spec, vals, wire, timeout)
         try:
-            conn, msgid = self._send(spec.name, wire)
+            conn, msgid = self._send(spec.name, wire, spec.options)
             reply = self._wait(conn, msgid)
         except Broken:
             if not spec.retryable(vals):
                 raise
-            conn, msgid = self._send(spec.name, wire)
+            conn, msgid = self._send(spec.name, wire, spec.options)
             reply = self._wait(conn, msgid)
         if reply.fds or spec.returns_fd:
             return finish(spec, vals, reply, self._atomic_file)
@@ -352,5 +352,5 @@ class Client(SyncMethods):
         """Send a request without waiting (pipelining); ``.result()`` waits for its reply."""
         spec = SPECS[name]
         vals, wire = ENCODERS[name](*args, **kwargs)
-        conn, msgid = self._send(name, wire)
+        conn, msgid = self._send(name, wire, spec.options)
         return Pending(self, spec, vals, conn, msgid)

@@ -389,9 +389,16 @@ class Root:
                     name: Any = os.fsencode(e.name) if as_bytes else e.name
                     full = os.path.join(p, name)
                     kind = kind_of_mode(st.st_mode)
+                    lt: Any = None
                     if kind == "symlink":
                         links.append(len(entries))
-                    entries.append(DirEntry(name, full, kind, kind, stat_to_list(st)))
+                        try:
+                            lt = os.readlink(e.name, dir_fd=fd)  # relative to the listed directory
+                        except OSError:
+                            lt = None  # replaced meanwhile
+                        else:
+                            lt = os.fsencode(lt) if as_bytes else lt
+                    entries.append(DirEntry(name, full, kind, kind, stat_to_list(st), None, lt))
         finally:
             os.close(fd)
         for i in links:  # where a link points, found beneath the root (None: dangling/out)
@@ -404,6 +411,15 @@ class Root:
                 link.target_kind = kind_of_mode(target.st_mode)
                 link._target_stat_list = stat_to_list(target)
         return entries
+
+    def du(self, path: AnyStr | os.PathLike[AnyStr] = ".", *,  # type: ignore[assignment]
+           progress: Callable[[Progress], Any] | None = None, job: Job | None = None) -> tuple[int, int]:
+        """``(bytes_on_disk, entries)`` of the tree at ``path`` (the top included), never
+        following a link; each name counts (a file with several hard links once per name)."""
+        p = _enc(path)
+        out = ffi.new("uint64_t[2]")
+        _with_progress(lambda j: self._walked(lib.bn_du(self._r, p, out, j._c), path), job, progress)
+        return int(out[0]), int(out[1])
 
     def readlink(self, path: AnyStr | os.PathLike[AnyStr]) -> AnyStr:
         """``os.readlink`` beneath the root."""

@@ -122,6 +122,7 @@ void bn_writer_discard(bn_writer *w);
 /* tree.c: rm -r and cp -r by descending dirfds, at any depth */
 int bn_cp(const bn_root *rt, const char *src, const char *dst, int flags, bn_job *job);
 int bn_rm(const bn_root *rt, const char *path, int recursive, int force, bn_job *job);
+int bn_du(const bn_root *rt, const char *path, uint64_t *out, bn_job *job);
 
 /* Test hook: with bn_set_hook(1), the native code calls bn_py_hook(stage) between its steps
    (stage 1: parent resolved, before acting on the leaf; 2: in a tree walk, after fstatat and

@@ -474,6 +474,89 @@ int bn_rm(const bn_root *rt, const char *path, int recursive, int force, bn_job 
     return r;
 }
 
+/* ---- du ------------------------------------------------------------------------------- */
+
+/* Bytes on disk (st_blocks * 512) and entries of the tree at path, the top included;
+   never following a link (the top neither, unless written with a trailing slash or as
+   "."/".."), every name counted (a file with several links once per name). */
+int bn_du(const bn_root *rt, const char *path, uint64_t *out, bn_job *job)
+{
+    bn_path p;
+    struct stat st;
+    out[0] = out[1] = 0;
+    int r = bn_split(rt, path, 0, &p);
+    if (r < 0)
+        return r;
+    int top;
+    if (p.dots || p.slash) {
+        top = bn_openat2(rt->fd, path, O_RDONLY | O_DIRECTORY, 0, rt->rx);
+        r = top < 0 ? top : bn_neg(fstat(top, &st));
+    } else {
+        top = -1;
+        r = bn_neg(fstatat(p.pfd, p.leaf, &st, AT_SYMLINK_NOFOLLOW));
+        if (r == 0 && S_ISDIR(st.st_mode)) {
+            top = bn_open_child_dir(p.pfd, p.leaf);
+            if (top < 0)
+                r = top;
+        }
+    }
+    bn_release(&p);
+    if (r < 0) {
+        if (top >= 0)
+            close(top);
+        return r;
+    }
+    out[0] = (uint64_t)st.st_blocks * 512;
+    out[1] = 1;
+    bn_did(job, 1, 0);
+    if (top < 0)
+        return 0;
+    bn_walk w;
+    r = bn_walk_init(&w, 1, "", rt);
+    if (r < 0) {
+        close(top);
+        return r;
+    }
+    w.job = job;
+    int fds[1] = {top};
+    r = bn_push(&w, fds, 0, NULL, NULL);
+    while (r >= 0 && w.n > 0) {
+        if (bn_cancelled(job)) {
+            r = -ECANCELED;
+            break;
+        }
+        bn_frame *f = &w.f[w.n - 1];
+        if (f->pos >= f->end) {
+            bn_pop(&w);
+            continue;
+        }
+        size_t name = f->pos;
+        f->pos += strlen(w.arena + name) + 1;
+        r = bn_ensure(&w, w.n - 1);
+        if (r < 0)
+            break;
+        int dfd = w.f[w.n - 1].fd[0];
+        const char *n = w.arena + name;
+        if (fstatat(dfd, n, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            if (errno == ENOENT)
+                continue;   /* gone meanwhile */
+            r = -errno;
+            break;
+        }
+        out[0] += (uint64_t)st.st_blocks * 512;
+        out[1] += 1;
+        bn_did(job, 1, 0);
+        if (S_ISDIR(st.st_mode)) {
+            fds[0] = bn_open_child_dir(dfd, n);
+            if (fds[0] == -ENOENT || fds[0] == -ENOTDIR || fds[0] == -ELOOP)
+                continue;   /* removed or swapped for something else meanwhile: not descended */
+            r = fds[0] < 0 ? fds[0] : bn_push(&w, fds, name, NULL, NULL);
+        }
+    }
+    bn_walk_free(&w);
+    return r < 0 ? r : 0;
+}
+
 /* ---- cp -r ----------------------------------------------------------------------------- */
 
 struct bn_cpctx {

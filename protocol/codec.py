@@ -296,6 +296,8 @@ class Request:
     size: int = 0
     #: the caller asked for ``progress`` messages (version 2 call option)
     progress: bool = False
+    #: scandir entries carry their link text (version 2 call option)
+    link_target: bool = False
 
 
 @dataclass(slots=True)
@@ -430,7 +432,7 @@ _REQ_SPECS: dict[str, _ReqSpec] = {name: _ReqSpec(m) for name, m in METHODS.item
 
 
 #: version 2 call options (the optional fifth element of a request) and their types
-CALL_OPTIONS = {"progress": bool}
+CALL_OPTIONS = {"progress": bool, "link_target": bool}
 
 
 def parse_request(obj: Any) -> Request:
@@ -507,6 +509,10 @@ def _parse_options(req: Request, options: Any) -> None:
             raise ProtocolError(f"{req.method.name} does not report progress", err=_errno.EINVAL,
                                 msgid=req.msgid)
         req.progress = True
+    if options.get("link_target"):
+        if req.method.result != "entries":
+            raise ProtocolError(f"{req.method.name} has no link_target", err=_errno.EINVAL, msgid=req.msgid)
+        req.link_target = True
 
 
 def parse_response(obj: Any) -> Response:
@@ -575,6 +581,7 @@ _RESULT_ENCODERS: dict[str, Any] = {
     "path": os.fsencode,
     "text": os.fsencode,
     "bytes": bytes,
+    "usage": list,
 }
 
 
@@ -637,6 +644,10 @@ def decode_result(method: Method, wire: Any, like: Any = ".") -> Any:
             if not isinstance(wire, bytes):
                 raise _bad_result(method)
             return wire
+        if kind == "usage":
+            if not (isinstance(wire, list) and len(wire) == 2 and all(type(x) is int and x >= 0 for x in wire)):
+                raise _bad_result(method)
+            return (wire[0], wire[1])
     except OSError:
         raise
     except (TypeError, ValueError):

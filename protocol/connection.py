@@ -419,7 +419,10 @@ class ServerConnection:
         """The response to ``req`` carrying what its ``Root`` method returned; an error
         response (``EFBIG``, naming the limit) if it would exceed the message limit."""
         pack = msgpack.packb if threadsafe else self._pack
-        payload: bytes = pack([1, req.msgid, None, encode_result(req.method, value)])
+        wire = encode_result(req.method, value)
+        if req.method.result == "entries" and not req.link_target:
+            wire = [e[:5] for e in wire]  # version 1: no link text
+        payload: bytes = pack([1, req.msgid, None, wire])
         if len(payload) > self.max_message:
             return self.error(req, OSError(
                 _errno.EFBIG, f"result of {len(payload)} bytes exceeds the message limit "

@@ -34,8 +34,9 @@ REQUIRED: Any = _Required()
 #: progress - a callable taking a Progress, or None (never travels: wire=False)
 PARAM_TYPES = frozenset({"path", "text", "data", "int", "bool", "str", "optstr", "ns", "openmode", "progress"})
 
-#: Result kinds: none, bool, stat, names, entries, path, text, bytes, fd
-RESULT_TYPES = frozenset({"none", "bool", "stat", "names", "entries", "path", "text", "bytes", "fd"})
+#: Result kinds: none, bool, stat, names, entries, path, text, bytes, fd, usage
+#: (usage: a pair of ints, (bytes_on_disk, entries))
+RESULT_TYPES = frozenset({"none", "bool", "stat", "names", "entries", "path", "text", "bytes", "fd", "usage"})
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,8 @@ _TABLE = [
     Method("exists", (PATH,), "bool", False, doc="True if path exists; escapes still raise"),
     Method("listdir", (_p("path", "path", "."),), "names", False, long=True, doc="os.listdir"),
     Method("scandir", (_p("path", "path", "."),), "entries", False, long=True, doc="os.scandir, as a list"),
+    Method("du", (_p("path", "path", "."), PROGRESS), "usage", False, long=True,
+           doc="(bytes_on_disk, entries) of a tree, never following links"),
     Method("readlink", (PATH,), "text", False, doc="os.readlink"),
     Method("realpath", (PATH,), "path", False, doc="canonical path relative to the root"),
     Method(

@@ -85,13 +85,14 @@ class DirEntry:
     beneath the root (``None``: dangling, or pointing out); ``stat_list`` is the lstat data
     (13 ints) or ``None``; ``target_stat_list`` is a symlink's target's stat data, resolved
     beneath the root when the listing was made (``None`` for non-links, dangling links and
-    links out).
+    links out); ``link_target`` is a symlink's text (str or bytes like ``name``; ``None``
+    for non-links), so that a file browser lists a directory in one call.
     """
 
-    __slots__ = ("name", "path", "kind", "target_kind", "_stat_list", "_target_stat_list", "_stat")
+    __slots__ = ("name", "path", "kind", "target_kind", "_stat_list", "_target_stat_list", "_stat", "link_target")
 
     def __init__(self, name: Any, path: Any, kind: str | None, target_kind: str | None,
-                 stat_list: Any = None, target_stat_list: Any = None) -> None:
+                 stat_list: Any = None, target_stat_list: Any = None, link_target: Any = None) -> None:
         self.name = name
         self.path = path
         self.kind = kind
@@ -99,6 +100,7 @@ class DirEntry:
         self._stat_list = list(stat_list) if stat_list is not None else None
         self._target_stat_list = list(target_stat_list) if target_stat_list is not None else None
         self._stat: os.stat_result | None = None
+        self.link_target = link_target
 
     def __fspath__(self) -> Any:
         return self.path
@@ -149,18 +151,21 @@ class DirEntry:
     __hash__ = None  # type: ignore[assignment]
 
     def to_wire(self) -> list[Any]:
-        """``[name (bin), kind, target_kind, stat list or nil, target stat list or nil]``;
-        the path is rebuilt by the client."""
-        return [os.fsencode(self.name), self.kind, self.target_kind, self._stat_list, self._target_stat_list]
+        """``[name (bin), kind, target_kind, stat list or nil, target stat list or nil,
+        link text (bin) or nil]``; the path is rebuilt by the client."""
+        lt = self.link_target
+        return [os.fsencode(self.name), self.kind, self.target_kind, self._stat_list, self._target_stat_list,
+                None if lt is None else os.fsencode(lt)]
 
     @classmethod
     def from_wire(cls, item: Any, parent: Any) -> DirEntry:
         """Rebuild from :meth:`to_wire` with ``parent`` the caller's directory (str or bytes)."""
-        if not isinstance(item, (list, tuple)) or len(item) not in (4, 5):
+        if not isinstance(item, (list, tuple)) or len(item) not in (4, 5, 6):
             raise ValueError("malformed DirEntry")
         name_b, kind, target_kind, st = item[:4]
-        tst = item[4] if len(item) == 5 else None
-        if not isinstance(name_b, bytes):
+        tst = item[4] if len(item) >= 5 else None
+        lt = item[5] if len(item) == 6 else None
+        if not isinstance(name_b, bytes) or not (lt is None or isinstance(lt, bytes)):
             raise ValueError("malformed DirEntry name")
         if kind is not None and kind not in KINDS or target_kind is not None and target_kind not in KINDS:
             raise ValueError("malformed DirEntry kind")
@@ -169,8 +174,11 @@ class DirEntry:
                                    or not all(isinstance(x, int) for x in sl)):
                 raise ValueError("malformed DirEntry stat")
         p = os.fspath(parent)
-        name: Any = name_b if isinstance(p, bytes) else os.fsdecode(name_b)
-        return cls(name, os.path.join(p, name), kind, target_kind, st, tst)
+        as_bytes = isinstance(p, bytes)
+        name: Any = name_b if as_bytes else os.fsdecode(name_b)
+        if lt is not None and not as_bytes:
+            lt = os.fsdecode(lt)
+        return cls(name, os.path.join(p, name), kind, target_kind, st, tst, lt)
 
 
 class AtomicFile:

@@ -155,6 +155,71 @@ def test_scandir_entries(fs: Any, root_dir: Path, ref: Path) -> None:
     assert sorted(e.name for e in bents) == [b"g", b"sub"]
 
 
+def test_du_like_a_reference_walk(fs: Any, root_dir: Path) -> None:
+    """du = (sum of st_blocks * 512, entries) by lstat over the tree, the top included;
+    links are entries, never followed (not even a final one)."""
+    t = root_dir / "dut"
+    (t / "a" / "b").mkdir(parents=True)
+    (t / "a" / "f").write_bytes(b"x" * 10_000)
+    (t / "g").write_bytes(b"y" * 5)
+    os.symlink("a", t / "la")
+    os.symlink("/", t / "out")
+
+    def ref(top: Path) -> tuple[int, int]:
+        size, n = os.lstat(top).st_blocks * 512, 1
+        for dp, ds, fs_ in os.walk(top):
+            for name in ds + fs_:
+                size += os.lstat(os.path.join(dp, name)).st_blocks * 512
+                n += 1
+        return size, n
+
+    assert fs.du("dut") == ref(t)
+    assert fs.du(b"dut/a") == ref(t / "a")
+    assert fs.du("dut/g") == (os.lstat(t / "g").st_blocks * 512, 1)
+    assert fs.du("dut/la") == (os.lstat(t / "la").st_blocks * 512, 1)  # the link itself
+    assert fs.du("dut/la/") == ref(t / "a")  # a trailing slash follows, in the tree
+    seen: list[Any] = []
+    assert fs.du("dut", progress=seen.append) == ref(t)
+    assert seen[-1].entries == ref(t)[1]
+    with pytest.raises(FileNotFoundError):
+        fs.du("dut/nope")
+    with pytest.raises(EscapeError):
+        fs.du("dut/out/")
+    with pytest.raises(EscapeError):
+        fs.du("../x")
+
+
+def test_scandir_link_target(fs: Any, root_dir: Path, ref: Path) -> None:
+    """DESIGN.md "Listings": a symlink's entry carries its text (str or bytes like name)."""
+    os.symlink("../../somewhere/else", root_dir / "far")
+    ents = {e.name: e for e in fs.scandir(".")}
+    for name, e in ents.items():
+        if e.is_symlink():
+            assert e.link_target == os.readlink(root_dir / name), name
+        else:
+            assert e.link_target is None, name
+    bents = {e.name: e for e in fs.scandir(b".")}
+    assert bents[b"far"].link_target == b"../../somewhere/else"
+
+
+def test_scandir_v1_entries_have_no_link_text(root_dir: Path) -> None:
+    """A request without the link_target option gets the version 1 entry shape."""
+    import socket
+
+    import msgpack
+    from backends import server_thread
+
+    os.symlink("x", root_dir / "ln")
+    with server_thread(root_dir) as path, socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+        s.connect(path)
+        s.send(b"\x00" + msgpack.packb([0, 1, "scandir", [b"."]]))
+        reply = msgpack.unpackb(s.recv(1 << 20)[1:])
+        assert reply[2] is None and reply[3] and all(len(e) == 5 for e in reply[3])
+        s.send(b"\x00" + msgpack.packb([0, 2, "scandir", [b"."], {"link_target": True}]))
+        reply = msgpack.unpackb(s.recv(1 << 20)[1:])
+        assert [e[5] for e in reply[3] if e[0] == b"ln"] == [b"x"]
+
+
 def test_scandir_entry_stat_like_os(fs: Any, root_dir: Path, ref: Path) -> None:
     """entry.stat() (following in-tree links) and stat(follow_symlinks=False) on every backend."""
     ents = {e.name: e for e in fs.scandir(".")}

@@ -195,6 +195,7 @@ OPS: dict[str, tuple[str, Callable[[Any, Any], Any]]] = {
     "listdir": ("follow", lambda fs, p: fs.listdir(p)),
     "scandir": ("follow", lambda fs, p: list(fs.scandir(p))),
     "readlink": ("nofollow", lambda fs, p: fs.readlink(p)),
+    "du": ("nofollow", lambda fs, p: fs.du(p)),
     "realpath": ("follow", lambda fs, p: fs.realpath(p)),
     "mkdir": ("exists", lambda fs, p: fs.mkdir(p)),
     "mkdir_parents": ("exists_or_escape", lambda fs, p: fs.mkdir(p, parents=True, exist_ok=True)),
@@ -241,7 +242,7 @@ OPS: dict[str, tuple[str, Callable[[Any, Any], Any]]] = {
 }
 
 
-T_STRICT = {"stat", "stat_nofollow", "lstat", "exists", "listdir", "scandir", "realpath", "readlink",
+T_STRICT = {"stat", "stat_nofollow", "lstat", "exists", "listdir", "scandir", "realpath", "readlink", "du",
             "cp_src", "mkdir_parents_below"}
 
 
