@@ -1,93 +1,197 @@
-"""``beneathd-ctl --socket PATH CMD ...``: one-off operations against a daemon.
+"""``beneathd-ctl``: file operations on a project through its beneathd daemon, from a shell.
 
-Commands: ``ls [-l] [PATH...]``, ``stat PATH...``, ``mkdir [-p] PATH...``,
-``rm [-r] [-f] PATH...``, ``cp [-r] SRC DST``, ``mv SRC DST``, ``cat PATH...``,
-``put PATH`` (stdin -> file, atomically).  Messages and exit status follow coreutils
-(``beneathd-ctl: cannot stat 'x': No such file or directory``; 0 success, 1 failure).
+Each subcommand is one method family of the API, with coreutils' names, flags, messages
+(``beneathd-ctl: cannot stat 'x': No such file or directory``) and exit status (0 success,
+1 a failure, 2 bad usage). ``--json`` prints results for scripts (one JSON document on
+stdout); long work (``cp``, ``rm -r``, ``mv``, ``du``, ``put``, ``get``) shows a progress
+bar (tqdm) on stderr when stdout is a terminal. Paths are relative to the project root.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import stat as _stat
 import sys
-from typing import Any, Callable
+import time
+from typing import Any, Callable, Iterator
 
+from ..protocol.types import Progress
 from ._sync import Client
 
 PROG = "beneathd-ctl"
 
+EXAMPLES = """examples:
+  beneathd-ctl -S /run/beneathd/p1.sock ls -l src
+  beneathd-ctl -S /run/beneathd/p1.sock --json stat notes.md
+  beneathd-ctl -S /run/beneathd/p1.sock cp -r src backup/src    # progress bar on a terminal
+  beneathd-ctl -S /run/beneathd/p1.sock du -sh .
+  echo hello | beneathd-ctl -S /run/beneathd/p1.sock put greeting.txt   # atomic
+  beneathd-ctl -S /run/beneathd/p1.sock get big.tar ./big.tar
+  beneathd-ctl -S /run/beneathd/p1.sock rm -rf build
 
-def _err(msg: str) -> None:
-    print(f"{PROG}: {msg}", file=sys.stderr)
+exit status: 0 success, 1 an operation failed (each failure is reported), 2 bad usage.
+"""
+
+
+class Out:
+    """Where results go: text lines, or collected for one JSON document."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.json = as_json
+        self.items: list[Any] = []
+        self.errors: list[dict[str, Any]] = []
+
+    def text(self, line: str) -> None:
+        if not self.json:
+            print(line)
+
+    def item(self, obj: Any, line: str | None = None) -> None:
+        if self.json:
+            self.items.append(obj)
+        elif line is not None:
+            print(line)
+
+    def error(self, msg: str, e: OSError | None = None, path: str | None = None) -> None:
+        print(f"{PROG}: {msg}", file=sys.stderr)
+        if self.json:
+            err: dict[str, Any] = {"message": msg}
+            if e is not None:
+                err["errno"] = e.errno
+                err["code"] = _code(e)
+            if path is not None:
+                err["path"] = path
+            self.errors.append(err)
+
+    def finish(self, rc: int) -> int:
+        if self.json:
+            json.dump({"ok": rc == 0, "results": self.items, "errors": self.errors}, sys.stdout, indent=None,
+                      default=str)
+            print()
+        return rc
+
+
+def _code(e: OSError) -> str:
+    import errno
+
+    if type(e).__name__ == "EscapeError":
+        return "EESCAPE"
+    return errno.errorcode.get(e.errno or 0, "EIO")
 
 
 def _why(e: OSError) -> str:
-    if e.strerror:
-        return e.strerror
-    return str(e)
+    return e.strerror or str(e)
 
 
-def _each(paths: list[str], verb: str, fn: Callable[[str], Any]) -> int:
-    """Run fn on each path; report failures as coreutils does ("VERB 'p': why", or "p: why")."""
+def _each(out: Out, paths: list[str], verb: str, fn: Callable[[str], Any]) -> int:
+    """Run fn on each path; a failure is reported as coreutils does ("VERB 'p': why")."""
     rc = 0
     for p in paths:
         try:
             fn(p)
         except OSError as e:
-            _err(f"{verb} '{p}': {_why(e)}" if verb else f"{p}: {_why(e)}")
+            out.error(f"{verb} '{p}': {_why(e)}" if verb else f"{p}: {_why(e)}", e, p)
             rc = 1
     return rc
 
 
-def _ls(c: Client, a: argparse.Namespace) -> int:
+class Bar:
+    """A tqdm progress bar for a progress= callback, shown only when stdout is a terminal."""
+
+    def __init__(self, a: argparse.Namespace, desc: str, unit: str = "entries") -> None:
+        self.bar: Any = None
+        self.unit = unit
+        if sys.stdout.isatty() and not a.json and not a.quiet:
+            from tqdm import tqdm
+
+            self.bar = tqdm(desc=desc, unit=" " + unit if unit == "entries" else "B", unit_scale=unit != "entries",
+                            file=sys.stderr, leave=False, dynamic_ncols=True)
+
+    def __call__(self, p: Progress) -> None:
+        if self.bar is not None:
+            n = p.entries if self.unit == "entries" else p.bytes
+            self.bar.update(n - self.bar.n)
+            if self.unit == "entries" and p.bytes:
+                self.bar.set_postfix_str(_human(p.bytes), refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def __enter__(self) -> Bar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _human(n: float) -> str:
+    for unit in ("", "K", "M", "G", "T", "P"):
+        if abs(n) < 1024 or unit == "P":
+            return f"{n:.0f}{unit}" if unit == "" else f"{n:.1f}{unit}"
+        n /= 1024
+    return str(n)  # pragma: no cover
+
+
+# -- the subcommands ------------------------------------------------------------------------
+
+
+def _stat_json(st: os.stat_result) -> dict[str, Any]:
+    return {"mode": st.st_mode, "type": _kind(st.st_mode), "size": st.st_size, "nlink": st.st_nlink,
+            "uid": st.st_uid, "gid": st.st_gid, "ino": st.st_ino, "dev": st.st_dev, "blocks": st.st_blocks,
+            "atime_ns": st.st_atime_ns, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns}
+
+
+def _line(name: str, st: os.stat_result, link: str | None = None) -> str:
+    tail = f" -> {link}" if link is not None else ""
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(st.st_mtime))
+    return (f"{_stat.filemode(st.st_mode)} {st.st_nlink:>3} {st.st_uid:>6} {st.st_gid:>6} {st.st_size:>10} "
+            f"{when} {name}{tail}")
+
+
+def _ls(c: Client, a: argparse.Namespace, out: Out) -> int:
     paths = a.paths or ["."]
     rc = 0
     for i, p in enumerate(paths):
         try:
             st = c.stat(p)
         except OSError as e:
-            _err(f"cannot access '{p}': {_why(e)}")
+            out.error(f"cannot access '{p}': {_why(e)}", e, p)
             rc = 1
             continue
-        if not _stat.S_ISDIR(st.st_mode):
-            print(_line(p, c.lstat(p)) if a.long else p)
+        if not _stat.S_ISDIR(st.st_mode) or a.directory:
+            lst = c.lstat(p)
+            out.item({"path": p, **_stat_json(lst)}, _line(p, lst) if a.long else p)
             continue
         if len(paths) > 1:
-            print(f"{'' if i == 0 else chr(10)}{p}:")
+            out.text(f"{'' if i == 0 else chr(10)}{p}:")
         try:
             entries = sorted(c.scandir(p), key=lambda e: e.name)
         except OSError as e:
-            _err(f"cannot open directory '{p}': {_why(e)}")
+            out.error(f"cannot open directory '{p}': {_why(e)}", e, p)
             rc = 1
             continue
         for ent in entries:
             if ent.name.startswith(".") and not a.all:
                 continue
-            if a.long:
-                print(_line(ent.name, ent.stat(follow_symlinks=False)))
-            else:
-                print(ent.name)
+            st = ent.stat(follow_symlinks=False)
+            out.item({"path": os.path.join(p, ent.name), "name": ent.name, "link_target": ent.link_target,
+                      **_stat_json(st)},
+                     _line(ent.name, st, ent.link_target) if a.long else ent.name)
     return rc
 
 
-def _line(name: str, st: os.stat_result) -> str:
-    return f"{_stat.filemode(st.st_mode)} {st.st_nlink:>3} {st.st_uid:>6} {st.st_gid:>6} {st.st_size:>10} {name}"
-
-
-def _stat_cmd(c: Client, a: argparse.Namespace) -> int:
+def _stat_cmd(c: Client, a: argparse.Namespace, out: Out) -> int:
     def one(p: str) -> None:
-        st = c.lstat(p) if not a.dereference else c.stat(p)
-        print(f"  File: {p}")
-        print(f"  Size: {st.st_size}\tBlocks: {st.st_blocks}\tIO Block: {st.st_blksize}\t"
-              f"{_kind(st.st_mode)}")
-        print(f"Device: {st.st_dev}\tInode: {st.st_ino}\tLinks: {st.st_nlink}")
-        print(f"Access: ({_stat.S_IMODE(st.st_mode):04o}/{_stat.filemode(st.st_mode)})  "
-              f"Uid: {st.st_uid}  Gid: {st.st_gid}")
-        print(f"Modify: {st.st_mtime_ns}")
+        st = c.stat(p) if a.dereference else c.lstat(p)
+        out.item({"path": p, **_stat_json(st)},
+                 f"  File: {p}\n  Size: {st.st_size}\tBlocks: {st.st_blocks}\tIO Block: {st.st_blksize}\t"
+                 f"{_kind(st.st_mode)}\nDevice: {st.st_dev}\tInode: {st.st_ino}\tLinks: {st.st_nlink}\n"
+                 f"Access: ({_stat.S_IMODE(st.st_mode):04o}/{_stat.filemode(st.st_mode)})  "
+                 f"Uid: {st.st_uid}  Gid: {st.st_gid}\nModify: {st.st_mtime_ns}")
 
-    return _each(a.paths, "cannot stat", one)
+    return _each(out, a.paths, "cannot stat", one)
 
 
 def _kind(mode: int) -> str:
@@ -98,12 +202,23 @@ def _kind(mode: int) -> str:
     return "special file"
 
 
-def _mkdir(c: Client, a: argparse.Namespace) -> int:
-    return _each(a.paths, "cannot create directory",
-                 lambda p: c.mkdir(p, parents=a.parents, exist_ok=a.parents))
+def _du(c: Client, a: argparse.Namespace, out: Out) -> int:
+    def one(p: str) -> None:
+        with Bar(a, f"du {p}") as bar:
+            size, entries = c.du(p, progress=bar)
+        shown = _human(size) if a.human else str((size + 1023) // 1024)
+        out.item({"path": p, "bytes": size, "entries": entries}, f"{shown}\t{p}")
+
+    return _each(out, a.paths or ["."], "cannot access", one)
 
 
-def _rm(c: Client, a: argparse.Namespace) -> int:
+def _mkdir(c: Client, a: argparse.Namespace, out: Out) -> int:
+    mode = int(a.mode, 8) if a.mode else 0o777
+    return _each(out, a.paths, "cannot create directory",
+                 lambda p: c.mkdir(p, mode, parents=a.parents, exist_ok=a.parents))
+
+
+def _rm(c: Client, a: argparse.Namespace, out: Out) -> int:
     def one(p: str) -> None:
         if not a.recursive:
             try:
@@ -114,126 +229,292 @@ def _rm(c: Client, a: argparse.Namespace) -> int:
                 raise
             if _stat.S_ISDIR(st.st_mode):
                 raise IsADirectoryError(21, "Is a directory", p)
-        c.rm(p, recursive=a.recursive, force=a.force)
+            c.rm(p, force=a.force)
+            return
+        with Bar(a, f"rm {p}") as bar:
+            c.rm(p, recursive=True, force=a.force, progress=bar)
 
-    return _each(a.paths, "cannot remove", one)
+    return _each(out, a.paths, "cannot remove", one)
 
 
-def _cp(c: Client, a: argparse.Namespace) -> int:
+def _into(c: Client, src: str, dst: str) -> str:
+    """cp/mv/ln: a destination that is a directory receives the source under its name."""
     try:
-        dst = a.dst
+        if _stat.S_ISDIR(c.stat(dst).st_mode):
+            return os.path.join(dst, os.path.basename(src.rstrip("/")))
+    except FileNotFoundError:
+        pass
+    return dst
+
+
+def _cp(c: Client, a: argparse.Namespace, out: Out) -> int:
+    rc = 0
+    dst_dir = len(a.srcs) > 1
+    for src in a.srcs:
         try:
-            if c.stat(dst).st_mode and _stat.S_ISDIR(c.stat(dst).st_mode):
-                dst = os.path.join(dst, os.path.basename(a.src.rstrip("/")))
-        except FileNotFoundError:
-            pass
-        if not a.recursive and _stat.S_ISDIR(c.stat(a.src).st_mode):
-            _err(f"-r not specified; omitting directory '{a.src}'")
-            return 1
-        c.cp(a.src, dst, recursive=a.recursive)
+            if not a.recursive and _stat.S_ISDIR(c.stat(src).st_mode):
+                out.error(f"-r not specified; omitting directory '{src}'", None, src)
+                rc = 1
+                continue
+            dst = _into(c, src, a.dst) if not dst_dir else os.path.join(a.dst, os.path.basename(src.rstrip("/")))
+            with Bar(a, f"cp {src}") as bar:
+                c.cp(src, dst, recursive=a.recursive, overwrite=not a.no_clobber, preserve=True, progress=bar)
+            out.item({"src": src, "dst": dst})
+        except OSError as e:
+            out.error(f"cannot copy '{src}' to '{a.dst}': {_why(e)}", e, src)
+            rc = 1
+    return rc
+
+
+def _mv(c: Client, a: argparse.Namespace, out: Out) -> int:
+    try:
+        dst = _into(c, a.src, a.dst)
+        with Bar(a, f"mv {a.src}") as bar:
+            c.move(a.src, dst, overwrite=not a.no_clobber, progress=bar)
+        out.item({"src": a.src, "dst": dst})
     except OSError as e:
-        _err(f"cannot copy '{a.src}' to '{a.dst}': {_why(e)}")
+        out.error(f"cannot move '{a.src}' to '{a.dst}': {_why(e)}", e, a.src)
         return 1
     return 0
 
 
-def _mv(c: Client, a: argparse.Namespace) -> int:
+def _ln(c: Client, a: argparse.Namespace, out: Out) -> int:
     try:
-        dst = a.dst
-        try:
-            if _stat.S_ISDIR(c.stat(dst).st_mode):
-                dst = os.path.join(dst, os.path.basename(a.src.rstrip("/")))
-        except FileNotFoundError:
-            pass
-        c.move(a.src, dst, overwrite=True)
+        dst = _into(c, a.target, a.name) if not a.symbolic else a.name
+        if a.force:
+            c.rm(dst, force=True)
+        if a.symbolic:
+            c.symlink(a.target, dst)
+        else:
+            c.link(a.target, dst)
+        out.item({"target": a.target, "name": dst})
     except OSError as e:
-        _err(f"cannot move '{a.src}' to '{a.dst}': {_why(e)}")
+        kind = "symbolic link" if a.symbolic else "hard link"
+        out.error(f"failed to create {kind} '{a.name}': {_why(e)}", e, a.name)
         return 1
     return 0
 
 
-def _cat(c: Client, a: argparse.Namespace) -> int:
-    out = sys.stdout.buffer
+def _chmod(c: Client, a: argparse.Namespace, out: Out) -> int:
+    try:
+        mode = int(a.mode, 8)
+    except ValueError:
+        out.error(f"invalid mode: '{a.mode}' (octal modes only)")
+        return 1
+    return _each(out, a.paths, "changing permissions of", lambda p: c.chmod(p, mode))
+
+
+def _chown(c: Client, a: argparse.Namespace, out: Out) -> int:
+    owner, _, group = a.owner.partition(":")
+    try:
+        uid = int(owner) if owner else -1
+        gid = int(group) if group else -1
+    except ValueError:
+        out.error(f"invalid user: '{a.owner}' (numeric uid[:gid] only: names are the host's, not the project's)")
+        return 1
+    return _each(out, a.paths, "changing ownership of", lambda p: c.chown(p, uid, gid))
+
+
+def _touch(c: Client, a: argparse.Namespace, out: Out) -> int:
+    def one(p: str) -> None:
+        try:
+            c.utime(p)
+        except FileNotFoundError:
+            if a.no_create:
+                return
+            with c.open(p, "xb"):
+                pass
+
+    return _each(out, a.paths, "cannot touch", one)
+
+
+def _truncate(c: Client, a: argparse.Namespace, out: Out) -> int:
+    return _each(out, a.paths, "cannot open", lambda p: c.truncate(p, a.size))
+
+
+def _cat(c: Client, a: argparse.Namespace, out: Out) -> int:
+    stdout = sys.stdout.buffer
 
     def one(p: str) -> None:
         with c.open(p, "rb") as f:
-            while True:
-                b = f.read(1 << 20)
-                if not b:
-                    break
-                out.write(b)
-        out.flush()
+            for chunk in _chunks(f):
+                stdout.write(chunk)
+        stdout.flush()
 
-    return _each(a.paths, "", one)  # cat's messages: "NAME: why"
+    return _each(out, a.paths, "", one)  # cat's messages: "NAME: why"
 
 
-def _put(c: Client, a: argparse.Namespace) -> int:
-    data = sys.stdin.buffer.read()
+def _chunks(f: Any, size: int = 1 << 20) -> Iterator[bytes]:
+    while True:
+        b = f.read(size)
+        if not b:
+            return
+        yield b
+
+
+def _put(c: Client, a: argparse.Namespace, out: Out) -> int:
+    """A local file (or stdin) into the project, atomically (published whole at the end)."""
+    src = sys.stdin.buffer if a.local in (None, "-") else None
     try:
-        c.write_file(a.path, data)
+        local = src if src is not None else open(a.local, "rb")
     except OSError as e:
-        _err(f"cannot write '{a.path}': {_why(e)}")
+        out.error(f"cannot open '{a.local}' for reading: {_why(e)}", e, a.local)
         return 1
+    try:
+        total = None if src is not None else os.fstat(local.fileno()).st_size
+        with Bar(a, f"put {a.path}", unit="bytes") as bar, c.open(a.path, "wb", atomic=True) as f:
+            done = 0
+            if bar.bar is not None and total is not None:
+                bar.bar.total = total
+            for chunk in _chunks(local):
+                f.write(chunk)
+                done += len(chunk)
+                bar(Progress(0, done))
+        out.item({"path": a.path, "bytes": done})
+    except OSError as e:
+        out.error(f"cannot write '{a.path}': {_why(e)}", e, a.path)
+        return 1
+    finally:
+        if src is None:
+            local.close()
     return 0
 
 
+def _get(c: Client, a: argparse.Namespace, out: Out) -> int:
+    """A project file to a local path (written beside it and renamed, so whole or absent) or stdout."""
+    try:
+        f = c.open(a.path, "rb", buffering=0)
+    except OSError as e:
+        out.error(f"cannot open '{a.path}' for reading: {_why(e)}", e, a.path)
+        return 1
+    with f:
+        total = os.fstat(f.fileno()).st_size
+        to_stdout = a.local in (None, "-")
+        tmp = None if to_stdout else f"{a.local}.beneathd-get-{os.getpid()}"
+        try:
+            dst: Any = sys.stdout.buffer if to_stdout else open(tmp, "xb")  # type: ignore[arg-type]
+            done = 0
+            with Bar(a, f"get {a.path}", unit="bytes") as bar:
+                if bar.bar is not None:
+                    bar.bar.total = total
+                for chunk in _chunks(f):
+                    dst.write(chunk)
+                    done += len(chunk)
+                    bar(Progress(0, done))
+            if to_stdout:
+                dst.flush()
+            else:
+                dst.close()
+                os.replace(tmp, a.local)  # type: ignore[arg-type]
+            out.item({"path": a.path, "bytes": done})
+        except OSError as e:
+            if tmp is not None:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+            out.error(f"cannot write '{a.local or '-'}': {_why(e)}", e, a.local)
+            return 1
+    return 0
+
+
+# -- the parser -----------------------------------------------------------------------------
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description="One-off file operations through a beneathd daemon.")
-    p.add_argument("--socket", "-S", required=True, help="the daemon's socket")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("ls")
-    s.add_argument("-l", dest="long", action="store_true")
-    s.add_argument("-a", dest="all", action="store_true")
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0] if __doc__ else None,
+                                epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--socket", "-S", required=True, help="the daemon's socket (e.g. /run/beneathd/PROJECT.sock)")
+    p.add_argument("--json", action="store_true", help="print results and errors as one JSON document")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="give up on a call after this long (the daemon stops it)")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    def cmd(name: str, fn: Callable[..., int], help: str, add_help: bool = True) -> argparse.ArgumentParser:
+        s = sub.add_parser(name, help=help, description=help, add_help=add_help)
+        if not add_help:  # -h means something else here (du -h), as in coreutils
+            s.add_argument("--help", action="help", help="show this help message and exit")
+        s.set_defaults(fn=fn)
+        return s
+
+    s = cmd("ls", _ls, "list directory contents")
+    s.add_argument("-l", dest="long", action="store_true", help="long listing (links show their target)")
+    s.add_argument("-a", dest="all", action="store_true", help="include names starting with '.'")
+    s.add_argument("-d", dest="directory", action="store_true", help="list directories themselves")
     s.add_argument("paths", nargs="*")
-    s.set_defaults(fn=_ls)
-    s = sub.add_parser("stat")
-    s.add_argument("-L", dest="dereference", action="store_true")
+    s = cmd("stat", _stat_cmd, "file status (of a link itself unless -L)")
+    s.add_argument("-L", dest="dereference", action="store_true", help="follow a final symlink (in the tree)")
     s.add_argument("paths", nargs="+")
-    s.set_defaults(fn=_stat_cmd)
-    s = sub.add_parser("mkdir")
-    s.add_argument("-p", dest="parents", action="store_true")
+    s = cmd("du", _du, "disk usage of trees (never following links)", add_help=False)
+    s.add_argument("-s", dest="summarize", action="store_true", help="one total per path (the only mode)")
+    s.add_argument("-h", dest="human", action="store_true", help="sizes like 1.5M")
+    s.add_argument("paths", nargs="*")
+    s = cmd("mkdir", _mkdir, "make directories")
+    s.add_argument("-p", dest="parents", action="store_true", help="make parents as needed, no error if existing")
+    s.add_argument("-m", dest="mode", default=None, help="octal mode (less the daemon's umask)")
     s.add_argument("paths", nargs="+")
-    s.set_defaults(fn=_mkdir)
-    s = sub.add_parser("rm")
-    s.add_argument("-r", "-R", dest="recursive", action="store_true")
-    s.add_argument("-f", dest="force", action="store_true")
+    s = cmd("rm", _rm, "remove files or directories (never following links)")
+    s.add_argument("-r", "-R", dest="recursive", action="store_true", help="remove directories and their contents")
+    s.add_argument("-f", dest="force", action="store_true", help="ignore nonexistent files")
     s.add_argument("paths", nargs="+")
-    s.set_defaults(fn=_rm)
-    s = sub.add_parser("cp")
-    s.add_argument("-r", "-R", dest="recursive", action="store_true")
+    s = cmd("cp", _cp, "copy files and directories (links inside are copied as links)")
+    s.add_argument("-r", "-R", dest="recursive", action="store_true", help="copy directories recursively")
+    s.add_argument("-n", dest="no_clobber", action="store_true", help="do not overwrite existing files")
+    s.add_argument("srcs", nargs="+", metavar="SRC")
+    s.add_argument("dst", metavar="DST")
+    s = cmd("mv", _mv, "move (rename, or copy then remove across mounts)")
+    s.add_argument("-n", dest="no_clobber", action="store_true", help="do not overwrite an existing file")
     s.add_argument("src")
     s.add_argument("dst")
-    s.set_defaults(fn=_cp)
-    s = sub.add_parser("mv")
-    s.add_argument("src")
-    s.add_argument("dst")
-    s.set_defaults(fn=_mv)
-    s = sub.add_parser("cat")
+    s = cmd("ln", _ln, "make links")
+    s.add_argument("-s", dest="symbolic", action="store_true", help="symbolic link (TARGET is its text)")
+    s.add_argument("-f", dest="force", action="store_true", help="remove an existing NAME first")
+    s.add_argument("target")
+    s.add_argument("name")
+    s = cmd("chmod", _chmod, "change permission bits (octal; never through a symlink)")
+    s.add_argument("mode")
     s.add_argument("paths", nargs="+")
-    s.set_defaults(fn=_cat)
-    s = sub.add_parser("put")
-    s.add_argument("path")
-    s.set_defaults(fn=_put)
+    s = cmd("chown", _chown, "change owner (numeric UID[:GID]; of a link itself)")
+    s.add_argument("owner")
+    s.add_argument("paths", nargs="+")
+    s = cmd("touch", _touch, "set times to now, creating empty files")
+    s.add_argument("-c", dest="no_create", action="store_true", help="do not create files")
+    s.add_argument("paths", nargs="+")
+    s = cmd("truncate", _truncate, "set the size of files")
+    s.add_argument("-s", dest="size", type=int, required=True, help="the new size in bytes")
+    s.add_argument("paths", nargs="+")
+    s = cmd("cat", _cat, "write files to stdout")
+    s.add_argument("paths", nargs="+")
+    s = cmd("put", _put, "store a local file (or stdin) in the project atomically")
+    s.add_argument("path", help="where in the project")
+    s.add_argument("local", nargs="?", default=None, help="the local file (default: stdin)")
+    s = cmd("get", _get, "copy a project file to a local file (or stdout)")
+    s.add_argument("path", help="the file in the project")
+    s.add_argument("local", nargs="?", default=None, help="the local file (default: stdout)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = build_parser()
-    # combined short flags like -rf work through argparse already
-    a = p.parse_args(argv)
+    a = build_parser().parse_args(argv)  # bad usage: argparse exits 2
+    out = Out(a.json)
     try:
-        c = Client(a.socket)
+        c = Client(a.socket, timeout=a.timeout)
     except OSError as e:
-        _err(f"cannot connect to '{a.socket}': {_why(e)}")
-        return 1
+        out.error(f"cannot connect to '{a.socket}': {_why(e)}", e)
+        return out.finish(1)
     try:
         with c:
-            return a.fn(c, a)
+            rc = a.fn(c, a, out)
     except ConnectionError as e:
-        _err(f"connection lost: {e}")
+        out.error(f"connection lost: {e}", e)
+        rc = 1
+    except BrokenPipeError:  # pragma: no cover - stdout closed by the reader (head)
         return 1
-    except BrokenPipeError:  # pragma: no cover
-        return 1
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+    return out.finish(rc)
 
 
 if __name__ == "__main__":  # pragma: no cover
