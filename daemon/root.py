@@ -21,7 +21,7 @@ import os
 import stat as _stat
 import sys
 import threading
-from typing import IO, Any, AnyStr, Callable
+from typing import IO, Any, AnyStr, Callable, Iterator
 
 from beneathd._native import ffi, lib
 
@@ -421,6 +421,19 @@ class Root:
         _with_progress(lambda j: self._walked(lib.bn_du(self._r, p, out, j._c), path), job, progress)
         return int(out[0]), int(out[1])
 
+    def walk(self, top: AnyStr | os.PathLike[AnyStr] = ".", *, top_down: bool = True,  # type: ignore[assignment]
+             follow_symlinks: bool = False) -> Iterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]:
+        """``pathlib.Path.walk`` beneath the root: ``(dirpath, dirnames, filenames)`` with
+        paths relative to the root in ``top``'s type; top-down, pruning ``dirnames`` in
+        place skips those directories. Symlinks go in ``filenames``, unless
+        ``follow_symlinks``: then a link to a directory in the tree is walked as one (links
+        out, dangling links and links back to a directory being walked stay in
+        ``filenames``: the walk never loops). Descends by directory fd, never through a
+        link it did not choose to follow; at most 64 directory fds held at any depth.
+        Directories that vanish or cannot be read are skipped (as ``os.walk`` does);
+        ``top`` itself raises."""
+        return _Walk(self, top, top_down, bool(follow_symlinks)).run()
+
     def readlink(self, path: AnyStr | os.PathLike[AnyStr]) -> AnyStr:
         """``os.readlink`` beneath the root."""
         buf = ffi.new("char[]", 4097)
@@ -671,3 +684,147 @@ class Root:
         _with_progress(lambda j: self._walked(lib.bn_rm(self._r, p, bool(recursive), bool(force), j._c), path),
                        job, progress)
 
+
+
+#: directory fds a walk holds at most (the nearest levels; the others are reopened)
+_WALK_FDS = 64
+
+
+class _WalkFrame:
+    __slots__ = ("path", "rel", "fd", "dev", "ino", "dirs", "files", "i", "via_link")
+
+    def __init__(self, path: Any, rel: bytes, fd: int, st: os.stat_result, dirs: list[Any], files: list[Any],
+                 via_link: bool) -> None:
+        self.path = path          # the caller's dirpath (str or bytes)
+        self.rel = rel            # its name under the parent frame (bytes)
+        self.fd: int | None = fd
+        self.dev, self.ino = st.st_dev, st.st_ino
+        self.dirs, self.files = dirs, files
+        self.i = 0
+        self.via_link = via_link  # entered through a followed link: reopened from the root
+
+
+class _Walk:
+    """Root.walk's state: a stack of frames, each listed whole on entry."""
+
+    def __init__(self, root: Root, top: Any, top_down: bool, follow: bool) -> None:
+        self.root = root
+        self.top = os.fspath(top)
+        self.as_bytes = isinstance(self.top, bytes)
+        self.top_down = top_down
+        self.follow = follow
+        self.frames: list[_WalkFrame] = []
+
+    def _name(self, b: bytes) -> Any:
+        return b if self.as_bytes else os.fsdecode(b)
+
+    def _list(self, fd: int, path: Any) -> tuple[list[Any], list[Any]]:
+        dirs: list[Any] = []
+        files: list[Any] = []
+        ancestors = {(f.dev, f.ino) for f in self.frames}
+        with os.scandir(os.dup(fd)) as it:
+            for e in it:
+                name = os.fsencode(e.name) if self.as_bytes else e.name
+                try:
+                    is_dir = e.is_dir(follow_symlinks=False)
+                except OSError:
+                    is_dir = False
+                if is_dir:
+                    dirs.append(name)
+                elif self.follow and e.is_symlink() and self._link_to_dir(os.path.join(path, name), ancestors):
+                    dirs.append(name)
+                else:
+                    files.append(name)
+        return dirs, files
+
+    def _link_to_dir(self, path: Any, ancestors: set[tuple[int, int]]) -> bool:
+        try:
+            st = self.root.stat(path)  # followed beneath the root only: out is EscapeError
+        except OSError:
+            return False
+        return _stat.S_ISDIR(st.st_mode) and (st.st_dev, st.st_ino) not in ancestors
+
+    def _enter(self, path: Any, rel: bytes, fd: int, via_link: bool) -> _WalkFrame:
+        try:
+            st = os.fstat(fd)
+            dirs, files = self._list(fd, path)
+        except BaseException:
+            os.close(fd)
+            raise
+        f = _WalkFrame(path, rel, fd, st, dirs, files, via_link)
+        self.frames.append(f)
+        if len(self.frames) > _WALK_FDS:
+            old = self.frames[-_WALK_FDS - 1]
+            if old.fd is not None:
+                os.close(old.fd)
+                old.fd = None
+        return f
+
+    def _fd(self, k: int) -> int:
+        """frames[k]'s fd, reopened from the nearest held ancestor (or the root, for a
+        frame entered through a link) and checked to be the same directory."""
+        f = self.frames[k]
+        if f.fd is not None:
+            return f.fd
+        names: list[bytes] = []
+        j = k
+        while j >= 0 and self.frames[j].fd is None and not self.frames[j].via_link:
+            names.append(self.frames[j].rel)
+            j -= 1
+        if j >= 0 and self.frames[j].fd is None:  # a followed link: from the root, by its path
+            fd = _check(lib.bn_openat2(self.root._fd, _enc(f.path), os.O_RDONLY | os.O_DIRECTORY, 0,
+                                       self.root._rx), f.path)
+        else:
+            base = self.frames[j].fd if j >= 0 else None
+            assert base is not None
+            fd = lib.bn_open_child_dir(base, b"/".join(reversed(names)))
+        st = os.fstat(fd) if fd >= 0 else None
+        if st is None or (st.st_dev, st.st_ino) != (f.dev, f.ino):
+            if fd >= 0:
+                os.close(fd)
+            raise OSError(errno.EAGAIN, _ECHANGED_MESSAGE, f.path)
+        f.fd = fd
+        return fd
+
+    def run(self) -> Iterator[tuple[Any, list[Any], list[Any]]]:
+        top_fd = self.root._opendir(self.top)
+        try:
+            f = self._enter(self.top, b"", top_fd, True)
+            if self.top_down:
+                yield f.path, f.dirs, f.files
+            while self.frames:
+                f = self.frames[-1]
+                if f.i < len(f.dirs):
+                    name = f.dirs[f.i]
+                    f.i += 1
+                    path = os.path.join(f.path, name)
+                    nb = os.fsencode(name)
+                    pfd = self._fd(len(self.frames) - 1)
+                    fd = lib.bn_open_child_dir(pfd, nb)
+                    via = False
+                    if fd in (-errno.ELOOP, -errno.ENOTDIR) and self.follow:  # a link chosen to be followed
+                        try:
+                            fd = self.root._opendir(path)
+                        except OSError:
+                            continue
+                        via = True
+                    if fd < 0:
+                        continue  # vanished, swapped, unreadable: skipped, as os.walk does
+                    try:
+                        child = self._enter(path, nb, fd, via)
+                    except OSError:
+                        continue
+                    if self.top_down:
+                        yield child.path, child.dirs, child.files
+                    continue
+                if not self.top_down:
+                    yield f.path, f.dirs, f.files
+                if f.fd is not None:
+                    os.close(f.fd)
+                    f.fd = None
+                self.frames.pop()
+        finally:
+            for fr in self.frames:
+                if fr.fd is not None:
+                    os.close(fr.fd)
+            self.frames.clear()

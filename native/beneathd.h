@@ -68,6 +68,9 @@ typedef struct bn_job {
 /* resolve.c: the door every caller's path goes through (bn_openat2 is the raw door, from
    any directory fd: Root's probe and the native code use it) */
 int bn_openat2(int dirfd, const char *path, int flags, int mode, int rx);
+/* A directory below dfd by names from getdents ("a" or "a/b/c"), opened without following
+   any link (RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS: a link gives ELOOP): how walks descend. */
+int bn_open_child_dir(int dfd, const char *name);
 int bn_open_regular(const bn_root *rt, const char *path, int flags, int mode);
 /* path with a final in-tree symlink chain followed (textually, 40 links at most), into
    out[PATH_MAX]: what write_file, copy_file and cp replace */

@@ -68,7 +68,7 @@ BN_INTERNAL void bn_release(bn_path *p);
 /* One directory entry (a name from getdents: never "", ".", ".." or containing "/") of the
    directory dfd, opened as a directory without following any link: tree walks descend with
    this only. */
-BN_INTERNAL int bn_open_child_dir(int dfd, const char *name);
+/* (bn_open_child_dir, in beneathd.h: Root.walk descends with it too) */
 
 /* ---- replace.c: atomic replace and what copies share ---- */
 typedef int (*bn_fill_fn)(int fd, void *arg);
