@@ -11,7 +11,7 @@ import math
 import os
 import threading
 import socket as _stdsocket
-from typing import Any
+from typing import Any, AsyncIterator
 
 import trio
 
@@ -22,6 +22,7 @@ from ._common import (
     SPECS,
     Broken,
     Spec,
+    WalkPages,
     _write_all,
     call_options,
     check_timeout,
@@ -341,6 +342,51 @@ class AsyncClient(AsyncMethods):
                     self._send_cancel(conn, msgid)  # a progress callback raised
                     raise
         raise timed_out(spec, timeout or 0.0)
+
+    async def _stream(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any], timeout: float | None = None
+                      ) -> AsyncIterator[Any]:
+        """A streamed call (walk) as an async generator (``async for``); leaving the loop
+        early, or cancelling the task, cancels the daemon's walk."""
+        pages = WalkPages(spec, vals)
+        deadline = math.inf if timeout is None else trio.current_time() + check_timeout(timeout)
+        conn, msgid = await self._send(spec.name, wire)
+        done = False
+        try:
+            while True:
+                ev = None
+                with trio.move_on_at(deadline):
+                    ev = await self._next(conn, msgid)
+                if ev is None:
+                    raise timed_out(spec, timeout or 0.0)
+                if ev.__class__ is Reply:
+                    done = True
+                    finish(spec, vals, ev)  # type: ignore[arg-type]  # raises the call's error, if any
+                    return
+                close_fds(ev.fds)
+                if ev.kind != "walk":  # type: ignore[union-attr]
+                    continue
+                await self._send_more(conn, msgid)
+                for t in pages.tuples(ev.data):  # type: ignore[union-attr]
+                    yield t
+        finally:
+            if not done:
+                self._send_cancel(conn, msgid)
+
+    async def _send_more(self, conn: ClientConnection, msgid: int) -> None:
+        """Give a stream back one page of credit (waits for room: credit must not be lost)."""
+        sock = self._sock
+        if self._conn is not conn or sock is None:
+            return
+        datagram = conn.more(msgid)[0]
+        async with self._send_lock:
+            while True:
+                try:
+                    sock.sendmsg(datagram)
+                    return
+                except BlockingIOError:
+                    await _wait_writable(sock)
+                except (OSError, trio.ClosedResourceError):
+                    return
 
     # -- atomic writers and payloads of any size -----------------------------------------------
 

@@ -201,6 +201,50 @@ def _write_all(f: Any, data: bytes | bytearray | memoryview) -> None:
         mv = mv[n:]
 
 
+class WalkPages:
+    """A streamed walk as the caller sees it: pages decoded to ``top``'s type, and
+    top-down pruning (names removed from ``dirnames``) applied here, since the daemon walks
+    ahead (what was pruned is skipped, not asked for)."""
+
+    def __init__(self, spec: Spec, vals: tuple[Any, ...]) -> None:
+        top = os.fspath(vals[0])
+        self.as_bytes = isinstance(top, bytes)
+        self.top_down = bool(vals[1])
+        self.pruned: set[Any] = set()
+        self.spec = spec
+
+    def tuples(self, data: Any) -> Any:
+        if not isinstance(data, list):
+            raise _bad_result(self.spec.m)
+        dec = (lambda b: b) if self.as_bytes else os.fsdecode
+        for item in data:
+            try:
+                dp, dn, fn = item
+                dirpath, dirnames, filenames = dec(dp), [dec(n) for n in dn], [dec(n) for n in fn]
+            except (TypeError, ValueError):
+                raise _bad_result(self.spec.m) from None
+            if self.pruned and self._under(dirpath):
+                continue
+            yield dirpath, dirnames, filenames
+            if self.top_down and len(dirnames) != len(dn):
+                kept = set(dirnames)
+                for n in dn:
+                    name = dec(n)
+                    if name not in kept:
+                        self.pruned.add(name if dirpath in (".", b".") else os.path.join(dirpath, name))
+
+    def _under(self, path: Any) -> bool:
+        p = path
+        while p:
+            if p in self.pruned:
+                return True
+            parent = os.path.dirname(p)
+            if parent == p:
+                return False
+            p = parent
+        return False
+
+
 class Broken(ConnectionError):
     """The connection broke under a call (a call that changes nothing is sent again)."""
 

@@ -51,6 +51,7 @@ RESULT_TYPES = {
     "bytes": "bytes",
     "fd": "IO[Any]",
     "usage": "tuple[int, int]",
+    "walk": "Iterator[tuple[Any, list[Any], list[Any]]]",
 }
 
 
@@ -123,6 +124,12 @@ def _method(m: Method, is_async: bool) -> list[str]:
     """A client method. The blocking one inlines the encoding (its round trip is ~30 us, so
     a call saved counts); the async one calls the method's encoder (one call is noise next
     to trio's park/unpark) so that the encoding is written out twice, not three times."""
+    if m.streams:  # a plain def returning an iterator (async: ``async for ... in fs.walk()``)
+        ret = RESULT_TYPES[m.result].replace("Iterator", "AsyncIterator") if is_async else RESULT_TYPES[m.result]
+        args = ", ".join(f"{p.name}={p.name}" if p.kwonly else p.name for p in m.params)
+        return [f"    def {m.name}({_signature(m, True, True, timeout=True)}) -> {ret}:",
+                f'        """{m.doc or m.name}."""',
+                f"        return self._stream(_S_{m.name}, *_encode_{m.name}({args}), timeout)"]
     out = [f"    {'async def' if is_async else 'def'} {m.name}({_signature(m, True, True, timeout=True)})"
            f" -> {RESULT_TYPES[m.result]}:",
            f'        """{m.doc or m.name}."""']
@@ -150,7 +157,7 @@ def render() -> str:
         "from __future__ import annotations",
         "",
         "import os",
-        "from typing import IO, TYPE_CHECKING, Any, Callable",
+        "from typing import IO, TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator",
         "",
         "from ..protocol.types import DirEntry, Progress",
         "from ._common import _FSENC, _FSERR, SPECS, Spec, _data, _fs, _int, _ns, _open_check",
@@ -168,7 +175,9 @@ def render() -> str:
         o += ["", "", f"class {cls}:", f'    """{doc}"""', "", "    __slots__ = ()", ""]
         ret = "Any"
         o += ["    if TYPE_CHECKING:", f"        {'async ' if is_async else ''}def _call(self, spec: Spec, "
-              f"vals: tuple[Any, ...], wire: list[Any], timeout: float | None = None) -> {ret}: ..."]
+              f"vals: tuple[Any, ...], wire: list[Any], timeout: float | None = None) -> {ret}: ...",
+              "        def _stream(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any], "
+              "timeout: float | None = None) -> Any: ..."]
         for m in API.values():
             o.append("")
             o += _method(m, is_async)

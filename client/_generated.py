@@ -9,7 +9,7 @@ values and the wire parameters to the client's ``_call``.
 from __future__ import annotations
 
 import os
-from typing import IO, TYPE_CHECKING, Any, Callable
+from typing import IO, TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator
 
 from ..protocol.types import DirEntry, Progress
 from ._common import _FSENC, _FSERR, SPECS, Spec, _data, _fs, _int, _ns, _open_check
@@ -26,6 +26,7 @@ _S_exists = SPECS['exists']
 _S_listdir = SPECS['listdir']
 _S_scandir = SPECS['scandir']
 _S_du = SPECS['du']
+_S_walk = SPECS['walk']
 _S_readlink = SPECS['readlink']
 _S_realpath = SPECS['realpath']
 _S_mkdir = SPECS['mkdir']
@@ -56,6 +57,7 @@ class SyncMethods:
 
     if TYPE_CHECKING:
         def _call(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any], timeout: float | None = None) -> Any: ...
+        def _stream(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any], timeout: float | None = None) -> Any: ...
 
     def stat(self, path: PathArg, *, follow_symlinks: bool = True, timeout: float | None = None) -> os.stat_result:
         """os.stat beneath the root."""
@@ -147,6 +149,10 @@ class SyncMethods:
             path = _fspath(path)
             w0 = _fs(path)
         return self._call(_S_du, (path, progress, ), [w0], timeout)
+
+    def walk(self, top: PathArg = '.', *, top_down: bool = True, follow_symlinks: bool = False, timeout: float | None = None) -> Iterator[tuple[Any, list[Any], list[Any]]]:
+        """pathlib.Path.walk beneath the root, streamed."""
+        return self._stream(_S_walk, *_encode_walk(top, top_down=top_down, follow_symlinks=follow_symlinks), timeout)
 
     def readlink(self, path: PathArg, *, timeout: float | None = None) -> Any:
         """os.readlink."""
@@ -563,6 +569,7 @@ class AsyncMethods:
 
     if TYPE_CHECKING:
         async def _call(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any], timeout: float | None = None) -> Any: ...
+        def _stream(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any], timeout: float | None = None) -> Any: ...
 
     async def stat(self, path: PathArg, *, follow_symlinks: bool = True, timeout: float | None = None) -> os.stat_result:
         """os.stat beneath the root."""
@@ -587,6 +594,10 @@ class AsyncMethods:
     async def du(self, path: PathArg = '.', *, progress: Callable[[Progress], Any] | None = None, timeout: float | None = None) -> tuple[int, int]:
         """(bytes_on_disk, entries) of a tree, never following links."""
         return await self._call(_S_du, *_encode_du(path, progress=progress), timeout)
+
+    def walk(self, top: PathArg = '.', *, top_down: bool = True, follow_symlinks: bool = False, timeout: float | None = None) -> AsyncIterator[tuple[Any, list[Any], list[Any]]]:
+        """pathlib.Path.walk beneath the root, streamed."""
+        return self._stream(_S_walk, *_encode_walk(top, top_down=top_down, follow_symlinks=follow_symlinks), timeout)
 
     async def readlink(self, path: PathArg, *, timeout: float | None = None) -> Any:
         """os.readlink."""
@@ -760,6 +771,22 @@ def _encode_du(path: PathArg = '.', *, progress: Callable[[Progress], Any] | Non
         path = _fspath(path)
         w0 = _fs(path)
     return (path, progress, ), [w0]
+
+def _encode_walk(top: PathArg = '.', *, top_down: bool = True, follow_symlinks: bool = False) -> tuple[tuple[Any, ...], list[Any]]:
+    if top.__class__ is str:
+        w0 = top.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
+        if '\x00' in top:  # type: ignore[operator]
+            raise ValueError('embedded null byte')
+    elif top.__class__ is bytes:
+        w0 = top
+        if b'\x00' in top:  # type: ignore[operator]
+            raise ValueError('embedded null byte')
+    else:
+        top = _fspath(top)
+        w0 = _fs(top)
+    w1 = top_down if top_down.__class__ is bool else bool(top_down)
+    w2 = follow_symlinks if follow_symlinks.__class__ is bool else bool(follow_symlinks)
+    return (top, top_down, follow_symlinks, ), [w0, w1, w2]
 
 def _encode_readlink(path: PathArg) -> tuple[tuple[Any, ...], list[Any]]:
     if path.__class__ is str:
@@ -1156,6 +1183,7 @@ ENCODERS: dict[str, Callable[..., tuple[tuple[Any, ...], list[Any]]]] = {
     'listdir': _encode_listdir,
     'scandir': _encode_scandir,
     'du': _encode_du,
+    'walk': _encode_walk,
     'readlink': _encode_readlink,
     'realpath': _encode_realpath,
     'mkdir': _encode_mkdir,

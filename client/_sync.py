@@ -16,7 +16,7 @@ import select
 import socket
 import threading
 import time
-from typing import Any
+from typing import Any, Iterator
 
 from ..protocol.codec import MAX_FRAME, MAX_MESSAGE, Limits
 from ..protocol.connection import ClientConnection, Partial, Reply, close_fds
@@ -26,6 +26,7 @@ from ._common import (
     SPECS,
     Broken,
     Spec,
+    WalkPages,
     _write_all,
     call_options,
     check_timeout,
@@ -347,6 +348,45 @@ class Client(SyncMethods):
                 _write_all(f, data)
             return
         SyncMethods.write_file(self, path, data, mode=mode, timeout=timeout)
+
+    def _stream(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any], timeout: float | None = None
+                ) -> Iterator[Any]:
+        """A streamed call (walk): a generator of its tuples; pages are taken back from the
+        daemon as they are read (at most STREAM_CREDIT ahead), and leaving the loop early
+        cancels the daemon's walk."""
+        deadline = None if timeout is None else time.monotonic() + check_timeout(timeout)
+        pages = WalkPages(spec, vals)
+        conn, msgid = self._send(spec.name, wire)
+        done = False
+        try:
+            while True:
+                try:
+                    ev = self._next(conn, msgid, deadline)
+                except _Deadline:
+                    raise timed_out(spec, timeout or 0.0) from None
+                if ev.__class__ is Reply:
+                    done = True
+                    finish(spec, vals, ev)  # type: ignore[arg-type]  # raises the call's error, if any
+                    return
+                close_fds(ev.fds)
+                if ev.kind != "walk":  # type: ignore[union-attr]
+                    continue
+                self._send_more(conn, msgid)
+                yield from pages.tuples(ev.data)  # type: ignore[union-attr]
+        finally:
+            if not done:
+                self._send_cancel(conn, msgid)
+
+    def _send_more(self, conn: ClientConnection, msgid: int) -> None:
+        """Give a stream back one page of credit (a blocking send: credit must not be lost)."""
+        with self._lock:
+            sock = self._sock if self._conn is conn else None
+        if sock is not None:
+            with self._send_lock:
+                try:
+                    sock.sendmsg(conn.more(msgid)[0])
+                except OSError:
+                    pass  # the connection is going: the next read says so
 
     def submit(self, name: str, *args: Any, **kwargs: Any) -> Pending:
         """Send a request without waiting (pipelining); ``.result()`` waits for its reply."""

@@ -690,6 +690,12 @@ class Root:
 _WALK_FDS = 64
 
 
+def _join(parent: Any, name: Any) -> Any:
+    """A walk's child path: under the root itself just the name ("a", not "./a"), as
+    pathlib's walk of ``Path(".")`` gives it."""
+    return name if parent in (".", b".") else os.path.join(parent, name)
+
+
 class _WalkFrame:
     __slots__ = ("path", "rel", "fd", "dev", "ino", "dirs", "files", "i", "via_link")
 
@@ -722,7 +728,7 @@ class _Walk:
         dirs: list[Any] = []
         files: list[Any] = []
         ancestors = {(f.dev, f.ino) for f in self.frames}
-        with os.scandir(os.dup(fd)) as it:
+        with os.scandir(fd) as it:  # (scandir works on its own dup of fd)
             for e in it:
                 name = os.fsencode(e.name) if self.as_bytes else e.name
                 try:
@@ -731,7 +737,7 @@ class _Walk:
                     is_dir = False
                 if is_dir:
                     dirs.append(name)
-                elif self.follow and e.is_symlink() and self._link_to_dir(os.path.join(path, name), ancestors):
+                elif self.follow and e.is_symlink() and self._link_to_dir(_join(path, name), ancestors):
                     dirs.append(name)
                 else:
                     files.append(name)
@@ -797,7 +803,7 @@ class _Walk:
                 if f.i < len(f.dirs):
                     name = f.dirs[f.i]
                     f.i += 1
-                    path = os.path.join(f.path, name)
+                    path = _join(f.path, name)
                     nb = os.fsencode(name)
                     pfd = self._fd(len(self.frames) - 1)
                     fd = lib.bn_open_child_dir(pfd, nb)

@@ -27,7 +27,17 @@ from typing import Any, Callable
 import trio
 
 from ..protocol.codec import MAX_FRAME, MAX_MESSAGE, Limits, Request
-from ..protocol.connection import CLOSED, Cancel, Reject, ServerConnection, close_fds, fd_ancillary, fds_of, refusal
+from ..protocol.connection import (
+    CLOSED,
+    Cancel,
+    More,
+    Reject,
+    ServerConnection,
+    close_fds,
+    fd_ancillary,
+    fds_of,
+    refusal,
+)
 from ..protocol.methods import API
 from .auth import PeerCred, Policy, peer_cred
 from .root import PROGRESS_INTERVAL, Job
@@ -40,6 +50,41 @@ _ANC_SPACE = _stdsocket.CMSG_SPACE(_ANC_FDS * array.array("i").itemsize)
 _CLOEXEC = int(_stdsocket.MSG_CMSG_CLOEXEC)
 #: datagrams handled per wakeup of a connection before it lets other tasks run
 _BURST = 64
+#: a stream (walk) sends this many pages ahead of the client's "more" notifications
+STREAM_CREDIT = 4
+#: a walk page holds at most this many tuples, or about this many bytes of names
+PAGE_TUPLES = 512
+PAGE_BYTES = 256 * 1024
+
+
+class _Stream:
+    """The pacing of one streamed call: pages it may still send before the client takes one."""
+
+    __slots__ = ("credit", "changed")
+
+    def __init__(self) -> None:
+        self.credit = STREAM_CREDIT
+        self.changed = trio.Event()
+
+    def poke(self) -> None:
+        ev, self.changed = self.changed, trio.Event()
+        ev.set()
+
+
+def _walk_page(gen: Any) -> tuple[list[Any], bool]:
+    """The next page of a walk (run in a worker thread): (tuples, the walk is over)."""
+    page: list[Any] = []
+    size = 0
+    for _ in range(PAGE_TUPLES):
+        try:
+            dirpath, dirnames, filenames = next(gen)
+        except StopIteration:
+            return page, True
+        page.append([dirpath, dirnames, filenames])
+        size += len(dirpath) + sum(len(n) + 2 for n in dirnames) + sum(len(n) + 2 for n in filenames)
+        if size >= PAGE_BYTES:
+            break
+    return page, False
 
 
 def _stderr_log(line: str) -> None:
@@ -97,6 +142,8 @@ class _Conn:
         self.jobs: dict[int, Job] = {}
         #: handle -> an atomic writer this peer holds (discarded when it leaves)
         self.writers: dict[int, Any] = {}
+        #: msgid -> the pacing of each streamed call
+        self.streams: dict[int, _Stream] = {}
         self.cancel: trio.CancelScope | None = None
         self.dead = False
         # Read timeouts (idle, partial message) are kept by a watchdog task, not by a
@@ -329,9 +376,11 @@ class Server:
                 if m.long and m.is_long(req.args):
                     conn.inflight += 1
                     conn.inflight_bytes += req.size
-                    if m.reports_progress:
+                    if m.reports_progress or m.streams:
                         conn.jobs[req.msgid] = Job()
-                    nursery.start_soon(self._request, conn, req)
+                    if m.streams:
+                        conn.streams[req.msgid] = _Stream()
+                    nursery.start_soon(self._stream_request if m.streams else self._request, conn, req)
                 elif req.progress:
                     await self._inline_with_progress(conn, req)
                 else:
@@ -344,6 +393,14 @@ class Server:
                 job = conn.jobs.get(ev.msgid)  # type: ignore[union-attr]
                 if job is not None:
                     job.cancel()
+                st = conn.streams.get(ev.msgid)  # type: ignore[union-attr]
+                if st is not None:
+                    st.poke()
+            elif ev.__class__ is More:
+                st = conn.streams.get(ev.msgid)  # type: ignore[union-attr]
+                if st is not None:
+                    st.credit += 1
+                    st.poke()
             elif ev is CLOSED:
                 return
             else:
@@ -435,6 +492,49 @@ class Server:
             if p != last:
                 last = p
                 self._try_send(conn, conn.proto.progress(req.msgid, *p), None)
+
+    async def _stream_request(self, conn: _Conn, req: Request) -> None:
+        """A streamed call (walk), in its own task: pages made in a worker thread, sent as
+        the client's credit allows (a client that reads slowly holds a suspended
+        generator, not a thread), then the final response."""
+        job = conn.jobs[req.msgid]
+        st = conn.streams[req.msgid]
+        gen: Any = None
+        try:
+            try:
+                gen = self._ops[req.method.name](**req.args)
+                while True:
+                    if job.cancelled:
+                        raise OSError(errno.ECANCELED, "cancelled")
+                    page, done = await trio.to_thread.run_sync(_walk_page, gen, limiter=self.limiter)
+                    if page:
+                        while st.credit <= 0 and not job.cancelled and not conn.dead:
+                            await st.changed.wait()
+                        if job.cancelled or conn.dead:
+                            raise OSError(errno.ECANCELED, "cancelled")
+                        st.credit -= 1
+                        await self._send(conn, conn.proto.partial(req.msgid, "walk", page))
+                    if done:
+                        break
+                payload = conn.proto.reply(req, None)
+            except Exception as e:
+                if not isinstance(e, (OSError, ValueError, TypeError)):
+                    self.cfg.log(f"beneathd: {req.method.name}: internal error: {type(e).__name__}: {e}")
+                payload = conn.proto.error(req, e)
+            finally:
+                if gen is not None:
+                    gen.close()  # its directory fds
+            await self._send(conn, payload)
+        finally:
+            conn.jobs.pop(req.msgid, None)
+            conn.streams.pop(req.msgid, None)
+            conn.inflight -= 1
+            conn.inflight_bytes -= req.size
+            conn.bytes_changed.set()
+            self.last_activity = time.monotonic()
+            if conn.inflight == 0:
+                conn.wait_since = max(conn.wait_since, trio.current_time())
+                conn.rearm.set()
 
     async def _request(self, conn: _Conn, req: Request) -> None:
         """A long request, in its own task: the work runs in a worker thread."""
@@ -548,6 +648,8 @@ class Server:
     def _stop_jobs(conn: _Conn) -> None:
         for job in conn.jobs.values():
             job.cancel()
+        for st in conn.streams.values():
+            st.poke()
 
 
 async def serve(root: Any, listener: Any, config: ServerConfig | None = None,

@@ -582,6 +582,7 @@ _RESULT_ENCODERS: dict[str, Any] = {
     "text": os.fsencode,
     "bytes": bytes,
     "usage": list,
+    "walk": _none,  # the tuples went in pages
 }
 
 
@@ -619,7 +620,7 @@ def decode_result(method: Method, wire: Any, like: Any = ".") -> Any:
     kind = method.result
     as_str = isinstance(os.fspath(like), str) if like is not None else True
     try:
-        if kind in ("none", "fd"):
+        if kind in ("none", "fd", "walk"):
             return None
         if kind == "bool":
             if type(wire) is not bool:

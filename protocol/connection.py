@@ -61,6 +61,7 @@ __all__ = [
     "NOTIFY",
     "PARTIAL",
     "Cancel",
+    "More",
     "Reply",
     "Partial",
     "Reject",
@@ -160,6 +161,13 @@ class Cancel:
 
 
 @dataclass(slots=True)
+class More:
+    """The peer took a page of stream ``msgid``: the daemon may send one more."""
+
+    msgid: int
+
+
+@dataclass(slots=True)
 class Reject:
     """A datagram the daemon refuses: send ``reply`` (an error response), then close the
     connection if ``fatal``."""
@@ -225,6 +233,10 @@ class ClientConnection:
         if len(payload) < self.max_frame:
             return msgid, [(_FINAL_HEADER, payload)]
         return msgid, _frames(payload, self.max_frame)
+
+    def more(self, msgid: int) -> list[tuple[bytes, ...]]:
+        """The datagram telling the daemon a page of stream ``msgid`` was taken."""
+        return [(_FINAL_HEADER, self._pack([NOTIFY, "more", [msgid]]))]
 
     def cancel(self, msgid: int) -> list[tuple[bytes, ...]]:
         """Give up on ``msgid`` (as :meth:`forget`) and the datagram asking the daemon to
@@ -369,7 +381,7 @@ class ServerConnection:
         self.notes.append(what)
 
     def receive(self, data: bytes, ancdata: _Ancillary = (), flags: int = 0
-                ) -> Request | Cancel | Reject | Closed | None:
+                ) -> Request | Cancel | More | Reject | Closed | None:
         """One datagram as ``recvmsg`` returned it (fds it carried are closed at once)."""
         if ancdata:
             n = close_fds(fds_of(ancdata))
@@ -406,12 +418,12 @@ class ServerConnection:
         req.size = len(payload)
         return req
 
-    def _notification(self, obj: list[Any]) -> Cancel:
-        if len(obj) == 3 and obj[1] == "cancel" and isinstance(obj[2], list) and len(obj[2]) == 1:
+    def _notification(self, obj: list[Any]) -> Cancel | More:
+        if len(obj) == 3 and obj[1] in ("cancel", "more") and isinstance(obj[2], list) and len(obj[2]) == 1:
             msgid = obj[2][0]
             if msgid.__class__ is int and 0 <= msgid < 2**32:
-                return Cancel(msgid)
-        raise ProtocolError('a notification is [2, "cancel", [msgid]]')
+                return Cancel(msgid) if obj[1] == "cancel" else More(msgid)
+        raise ProtocolError('a notification is [2, "cancel" or "more", [msgid]]')
 
     # -- replies ------------------------------------------------------------------------------
 

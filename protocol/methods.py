@@ -35,8 +35,10 @@ REQUIRED: Any = _Required()
 PARAM_TYPES = frozenset({"path", "text", "data", "int", "bool", "str", "optstr", "ns", "openmode", "progress"})
 
 #: Result kinds: none, bool, stat, names, entries, path, text, bytes, fd, usage
-#: (usage: a pair of ints, (bytes_on_disk, entries))
-RESULT_TYPES = frozenset({"none", "bool", "stat", "names", "entries", "path", "text", "bytes", "fd", "usage"})
+#: (usage: a pair of ints, (bytes_on_disk, entries)), walk (a stream: the tuples come in
+#: "walk" pages before a nil final result)
+RESULT_TYPES = frozenset({"none", "bool", "stat", "names", "entries", "path", "text", "bytes", "fd", "usage",
+                          "walk"})
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,11 @@ class Method:
         return tuple(p for p in self.params if p.wire)
 
     @property
+    def streams(self) -> bool:
+        """Its results come as intermediate pages (version 2), paced by the client's credit."""
+        return self.result == "walk"
+
+    @property
     def reports_progress(self) -> bool:
         """Takes ``progress=`` (and on ``Root`` a ``job=``): its work is counted as it goes,
         and it stops when cancelled (tree walks, file copies)."""
@@ -112,6 +119,8 @@ _TABLE = [
     Method("scandir", (_p("path", "path", "."),), "entries", False, long=True, doc="os.scandir, as a list"),
     Method("du", (_p("path", "path", "."), PROGRESS), "usage", False, long=True,
            doc="(bytes_on_disk, entries) of a tree, never following links"),
+    Method("walk", (_p("top", "path", "."), _k("top_down", "bool", True), _k("follow_symlinks", "bool", False)),
+           "walk", False, long=True, doc="pathlib.Path.walk beneath the root, streamed"),
     Method("readlink", (PATH,), "text", False, doc="os.readlink"),
     Method("realpath", (PATH,), "path", False, doc="canonical path relative to the root"),
     Method(

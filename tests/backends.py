@@ -141,6 +141,8 @@ class AsyncAdapter:
         if name not in METHODS:
             raise AttributeError(name)
         fn = getattr(self._state["client"], name)
+        if METHODS[name].streams:
+            return functools.partial(self._iterate, fn)
 
         def call(*args: Any, **kwargs: Any) -> Any:
             out = self._trio.from_thread.run(functools.partial(fn, *args, **kwargs), trio_token=self._state["token"])
@@ -150,6 +152,18 @@ class AsyncAdapter:
 
         call.__name__ = name
         return call
+
+    def _iterate(self, fn: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        """An async iterator (walk) pulled item by item from the client's loop."""
+        agen = fn(*args, **kwargs)
+        try:
+            while True:
+                try:
+                    yield self._run(agen.__anext__)
+                except StopAsyncIteration:
+                    return
+        finally:
+            self._run(agen.aclose)
 
     def _run(self, afn: Any) -> Any:
         return self._trio.from_thread.run(afn, trio_token=self._state["token"])

@@ -105,6 +105,21 @@ class NaiveRoot:
             return AtomicFile(f, lambda: os.replace(tmp, real), lambda: os.unlink(tmp), path)  # type: ignore[return-value]
         return open(real, mode, buffering=buffering, encoding=encoding)
 
+    def walk(self, top: Any = ".", *, top_down: bool = True, follow_symlinks: bool = False) -> Any:
+        real = self._resolve(top)
+        for dirpath, dirnames, filenames in os.walk(real, topdown=top_down, followlinks=follow_symlinks):
+            rel = os.path.relpath(dirpath, self.root)
+            yield rel, dirnames, filenames
+
+    def du(self, path: Any = ".", *, progress: Any = None) -> tuple[int, int]:
+        real = self._resolve_parent(path)
+        size, n = os.lstat(real).st_blocks * 512, 1
+        for dirpath, dirnames, filenames in os.walk(real):
+            for name in dirnames + filenames:
+                size += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+                n += 1
+        return size, n
+
     # -- namespace -------------------------------------------------------------------------
 
     def mkdir(self, path: Any, mode: int = 0o777, *, parents: bool = False, exist_ok: bool = False) -> None:

@@ -256,6 +256,11 @@ def _write_ctx(fs: Any, p: str) -> None:
         f.write(b"inside-open\n")
 
 
+def _entries_by_fd(bfd: int) -> int:
+    """Entries of the real a/b (reached by its fd, whatever its name points to now)."""
+    return 1 + sum(len(d) + len(f) for _, d, f, _ in os.fwalk(".", dir_fd=bfd))
+
+
 def _write_atomic(fs: Any, p: str) -> None:
     with fs.open(p, "wb", atomic=True) as f:
         f.write(b"inside-atomic\n")
@@ -299,6 +304,9 @@ OPS: dict[str, Op] = {o.name: o for o in [
     Op("stat", lambda fs, i: fs.stat("a/b/victim"), leaked=_stat_leaked),
     Op("read_file", lambda fs, i: fs.read_file("a/b/victim"), leaked=lambda r, lay, i: r == SENTINEL),
     Op("listdir", lambda fs, i: fs.listdir("a/b"), leaked=lambda r, lay, i: MARKER in r),
+    Op("walk", lambda fs, i: list(fs.walk("a/b")),
+       leaked=lambda r, lay, i: any(MARKER in fn for _, _, fn in r)),
+    Op("du", lambda fs, i: fs.du("a/b"), leaked=lambda r, lay, i: r[1] > _entries_by_fd(lay.bfd)),  # more: outside counted
 ]}
 
 #: the operations that name the final component ``victim`` (for the ``final`` variant)

@@ -131,7 +131,8 @@ def test_race_final(impl: tuple[str, Any], tmp_path: Path, root_dir: Path, outsi
 
 
 ROOT_SWAP_OPS = ["mkdir", "write_file", "open_w", "open_atomic", "unlink", "rename", "chmod", "truncate",
-                 "copy_file", "cp_r", "rm_r", "symlink", "link", "mkfifo", "stat", "read_file", "listdir"]
+                 "copy_file", "cp_r", "rm_r", "symlink", "link", "mkfifo", "stat", "read_file", "listdir",
+                 "walk", "du"]
 
 
 @pytest.mark.parametrize("opname", ROOT_SWAP_OPS)
