@@ -212,6 +212,18 @@ def _du(c: Client, a: argparse.Namespace, out: Out) -> int:
     return _each(out, a.paths or ["."], "cannot access", one)
 
 
+def _tree(c: Client, a: argparse.Namespace, out: Out) -> int:
+    """The walk of each path: one line per entry (find-like), or one JSON item per directory."""
+    def one(top: str) -> None:
+        for dirpath, dirnames, filenames in c.walk(top, follow_symlinks=a.follow):
+            out.item({"dirpath": dirpath, "dirnames": dirnames, "filenames": filenames}, dirpath)
+            if not out.json:
+                for n in sorted(filenames):
+                    print(n if dirpath == "." else os.path.join(dirpath, n))
+
+    return _each(out, a.paths or ["."], "cannot walk", one)
+
+
 def _mkdir(c: Client, a: argparse.Namespace, out: Out) -> int:
     mode = int(a.mode, 8) if a.mode else 0o777
     return _each(out, a.paths, "cannot create directory",
@@ -431,8 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="give up on a call after this long (the daemon stops it)")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
-    def cmd(name: str, fn: Callable[..., int], help: str, add_help: bool = True) -> argparse.ArgumentParser:
-        s = sub.add_parser(name, help=help, description=help, add_help=add_help)
+    def cmd(name: str, fn: Callable[..., int], help: str, add_help: bool = True,
+            aliases: tuple[str, ...] = ()) -> argparse.ArgumentParser:
+        s = sub.add_parser(name, help=help, description=help, add_help=add_help, aliases=list(aliases))
         if not add_help:  # -h means something else here (du -h), as in coreutils
             s.add_argument("--help", action="help", help="show this help message and exit")
         s.set_defaults(fn=fn)
@@ -449,6 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = cmd("du", _du, "disk usage of trees (never following links)", add_help=False)
     s.add_argument("-s", dest="summarize", action="store_true", help="one total per path (the only mode)")
     s.add_argument("-h", dest="human", action="store_true", help="sizes like 1.5M")
+    s.add_argument("paths", nargs="*")
+    s = cmd("tree", _tree, "walk trees, printing every path (find-like; streamed)", aliases=("walk",))
+    s.add_argument("-L", dest="follow", action="store_true", help="follow links to directories in the tree")
     s.add_argument("paths", nargs="*")
     s = cmd("mkdir", _mkdir, "make directories")
     s.add_argument("-p", dest="parents", action="store_true", help="make parents as needed, no error if existing")

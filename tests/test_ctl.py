@@ -37,7 +37,7 @@ def ok(sock: str, *args: str, stdin: bytes = b"") -> str:
 def test_help_has_examples_and_every_command() -> None:
     r = subprocess.run([sys.executable, "-m", "beneathd.client.ctl", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "examples:" in r.stdout and "exit status" in r.stdout
-    for name in ("ls", "stat", "du", "mkdir", "rm", "cp", "mv", "ln", "chmod", "chown", "touch", "truncate",
+    for name in ("ls", "stat", "du", "tree", "mkdir", "rm", "cp", "mv", "ln", "chmod", "chown", "touch", "truncate",
                  "cat", "put", "get"):
         assert name in r.stdout, name
     r = subprocess.run([sys.executable, "-m", "beneathd.client.ctl", "-S", "x", "du", "--help"],
@@ -85,6 +85,9 @@ def test_every_command(sock: str, root_dir: Path, tmp_path: Path) -> None:
     assert sorted(os.listdir(root_dir / "dest")) == ["big", "new"]
     ok(sock, "mv", "w2", "dest")  # into the directory
     assert (root_dir / "dest" / "w2" / "a" / "f").exists()
+    tree = ok(sock, "tree", "dest").splitlines()
+    assert tree[0] == "dest" and "dest/big" in tree and "dest/w2/a/f" in tree
+    assert ok(sock, "walk", "dest") == "\n".join(tree) + "\n"
     du = ok(sock, "du", "-sh", "dest")
     assert du.endswith("\tdest\n")
     ok(sock, "rm", "-rf", "dest", "missing")
