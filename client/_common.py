@@ -217,11 +217,19 @@ class WalkPages:
         if not isinstance(data, list):
             raise _bad_result(self.spec.m)
         dec = (lambda b: b) if self.as_bytes else os.fsdecode
+        enc, errs = _FSENC, _FSERR
         for item in data:
             try:
                 dp, dn, fn = item
-                dirpath, dirnames, filenames = dec(dp), [dec(n) for n in dn], [dec(n) for n in fn]
-            except (TypeError, ValueError):
+                if self.as_bytes:
+                    dirpath, dirnames, filenames = dp, list(dn), list(fn)
+                    if dirpath.__class__ is not bytes or not all(n.__class__ is bytes for n in dn + fn):
+                        raise TypeError
+                else:  # bytes.decode directly: a walk decodes every name of the tree
+                    dirpath = dp.decode(enc, errs)
+                    dirnames = [n.decode(enc, errs) for n in dn]
+                    filenames = [n.decode(enc, errs) for n in fn]
+            except (TypeError, ValueError, AttributeError):
                 raise _bad_result(self.spec.m) from None
             if self.pruned and self._under(dirpath):
                 continue

@@ -52,7 +52,8 @@ _CLOEXEC = int(_stdsocket.MSG_CMSG_CLOEXEC)
 _BURST = 64
 #: a stream (walk) sends this many pages ahead of the client's "more" notifications
 STREAM_CREDIT = 4
-#: a walk page holds at most this many tuples, or about this many bytes of names
+#: a walk page holds at most this many tuples, or about this many bytes of names; the
+#: first page holds one tuple (the caller starts at once), each next one twice as many
 PAGE_TUPLES = 512
 PAGE_BYTES = 256 * 1024
 
@@ -71,11 +72,11 @@ class _Stream:
         ev.set()
 
 
-def _walk_page(gen: Any) -> tuple[list[Any], bool]:
+def _walk_page(gen: Any, most: int) -> tuple[list[Any], bool]:
     """The next page of a walk (run in a worker thread): (tuples, the walk is over)."""
     page: list[Any] = []
     size = 0
-    for _ in range(PAGE_TUPLES):
+    for _ in range(most):
         try:
             dirpath, dirnames, filenames = next(gen)
         except StopIteration:
@@ -494,37 +495,60 @@ class Server:
                 self._try_send(conn, conn.proto.progress(req.msgid, *p), None)
 
     async def _stream_request(self, conn: _Conn, req: Request) -> None:
-        """A streamed call (walk), in its own task: pages made in a worker thread, sent as
-        the client's credit allows (a client that reads slowly holds a suspended
-        generator, not a thread), then the final response."""
+        """A streamed call (walk), in its own task: a producer makes and encodes the pages
+        in a worker thread, one page ahead of the sender, which sends each as the client's
+        credit allows (a client that reads slowly holds a suspended generator, not a
+        thread), then the final response."""
         job = conn.jobs[req.msgid]
         st = conn.streams[req.msgid]
         gen: Any = None
+        outcome: list[bytes] = []  # the final response, once the producer knows it
+        proto = conn.proto
+
+        def page_of(most: int) -> tuple[bytes | None, bool]:
+            page, done = _walk_page(gen, most)
+            return (proto.partial(req.msgid, "walk", page, threadsafe=True) if page else None), done
+
+        async def produce(send: Any) -> None:
+            async with send:
+                try:
+                    most = 1
+                    while True:
+                        if job.cancelled:
+                            raise OSError(errno.ECANCELED, "cancelled")
+                        payload, done = await trio.to_thread.run_sync(page_of, most, limiter=self.limiter)
+                        most = min(most * 2, PAGE_TUPLES)
+                        if payload is not None:
+                            await send.send(payload)
+                        if done:
+                            outcome.append(proto.reply(req, None))
+                            return
+                except Exception as e:
+                    if not isinstance(e, (OSError, ValueError, TypeError)):
+                        self.cfg.log(f"beneathd: {req.method.name}: internal error: {type(e).__name__}: {e}")
+                    outcome.append(proto.error(req, e))
+
         try:
             try:
                 gen = self._ops[req.method.name](**req.args)
-                while True:
-                    if job.cancelled:
-                        raise OSError(errno.ECANCELED, "cancelled")
-                    page, done = await trio.to_thread.run_sync(_walk_page, gen, limiter=self.limiter)
-                    if page:
-                        while st.credit <= 0 and not job.cancelled and not conn.dead:
-                            await st.changed.wait()
-                        if job.cancelled or conn.dead:
-                            raise OSError(errno.ECANCELED, "cancelled")
-                        st.credit -= 1
-                        await self._send(conn, conn.proto.partial(req.msgid, "walk", page))
-                    if done:
-                        break
-                payload = conn.proto.reply(req, None)
-            except Exception as e:
-                if not isinstance(e, (OSError, ValueError, TypeError)):
-                    self.cfg.log(f"beneathd: {req.method.name}: internal error: {type(e).__name__}: {e}")
-                payload = conn.proto.error(req, e)
+                send, pages = trio.open_memory_channel[bytes](1)
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(produce, send)
+                    async with pages:
+                        async for payload in pages:
+                            while st.credit <= 0 and not job.cancelled and not conn.dead:
+                                await st.changed.wait()
+                            if job.cancelled or conn.dead:
+                                job.cancel()  # the producer stops at its next page
+                                continue
+                            st.credit -= 1
+                            await self._send(conn, payload)
+                if job.cancelled:
+                    outcome[:] = [proto.error(req, OSError(errno.ECANCELED, "cancelled"))]
             finally:
                 if gen is not None:
                     gen.close()  # its directory fds
-            await self._send(conn, payload)
+            await self._send(conn, outcome[0])
         finally:
             conn.jobs.pop(req.msgid, None)
             conn.streams.pop(req.msgid, None)
