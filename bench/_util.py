@@ -259,3 +259,20 @@ def make_chain(parent: str | os.PathLike[str], name: str, depth: int, bottom: by
         os.close(f)
     finally:
         os.close(fd)
+
+
+def make_tree(top: str, dirs: int, files: int, data: bytes = b"", link: bool = False) -> int:
+    """``top/d0000/f0000 ...``: ``dirs`` directories of ``files`` files holding ``data``
+    (and with ``link`` a symlink ``link -> f0000`` in each); returns the entries below ``top``."""
+    os.mkdir(top)
+    for i in range(dirs):
+        sub = os.path.join(top, f"d{i:04}")
+        os.mkdir(sub)
+        for j in range(files):
+            fd = os.open(os.path.join(sub, f"f{j:04}"), os.O_CREAT | os.O_WRONLY | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            if data:
+                os.write(fd, data)
+            os.close(fd)
+        if link:
+            os.symlink("f0000", os.path.join(sub, "link"))
+    return dirs * (files + 1 + link)

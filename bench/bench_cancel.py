@@ -23,7 +23,7 @@ import time
 
 import msgpack
 
-from bench._util import base_parser, md_table, quantile
+from bench._util import base_parser, make_tree, md_table, quantile
 from bench.bench_load import DaemonProc
 
 GOAL_MS = 100.0
@@ -82,13 +82,7 @@ def main() -> int:
     rows: list[list[object]] = []
     try:
         src = os.path.join(d.root, "src")
-        os.mkdir(src)
-        for i in range(dirs):
-            sub = os.path.join(src, f"d{i:03}")
-            os.mkdir(sub)
-            for j in range(a.files):
-                with open(os.path.join(sub, f"f{j:03}"), "wb") as f:
-                    f.write(b"x" * 100)
+        make_tree(src, dirs, a.files, b"x" * 100)
         with open(os.path.join(d.root, "big"), "wb") as f:
             chunk = b"\xa5" * (1 << 20)
             for _ in range(mib):

@@ -58,6 +58,12 @@ def main() -> int:
                 with open(plain, "wb") as f:
                     f.write(data)
 
+            def w_by_hand(n: int) -> None:
+                tmp = plain + ".tmp"
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, plain + ".atomic")
+
             def r_ours(n: int) -> None:
                 assert len(c.read_file("big")) == len(data)
 
@@ -65,24 +71,23 @@ def main() -> int:
                 with open(plain, "rb") as f:
                     assert len(f.read()) == len(data)
 
-            for title, ours, base, goal in [
+            hand = Case("temporary + os.replace (atomic by hand)", w_by_hand, drop_dirty, drop_dirty)
+            for title, ours, base, others, goal in [
                 (f"write_file, {mib} MiB", Case("Client.write_file", w_ours, drop_dirty, drop_dirty),
-                 Case("open().write", w_plain, drop_dirty, drop_dirty), GOAL),
+                 Case("open().write", w_plain, drop_dirty, drop_dirty), [hand], GOAL),
                 (f"read_file, {mib} MiB (page cache warm)", Case("Client.read_file", r_ours),
-                 Case("open().read", r_plain), GOAL),
+                 Case("open().read", r_plain), [], GOAL),
             ]:
-                res = interleave([ours, base], repeats, 1, warmup=1)
-                s, b = res[ours.name], res[base.name]
-                ratio = s.median / b.median
-                pr = paired_ratios(s, b)
-                gib_s = (mib / 1024) / (s.median / 1e9)
-                for st, name, g in ((s, ours.name, goal), (b, base.name, None)):
-                    rows.append([title, name, fmt_s(st.median), f"{fmt_s(st.min)} .. {fmt_s(st.max)}",
-                                 f"{(mib / 1024) / (st.median / 1e9):.2f} GiB/s",
-                                 f"{ratio:.2f}x" if g else "1.00x",
-                                 f"{quantile(pr, 0.25):.2f} .. {quantile(pr, 0.75):.2f}" if g else "-",
+                res = interleave([ours, base, *others], repeats, 1, warmup=1)
+                b = res[base.name]
+                for case, g in [(ours, goal), *((o, None) for o in others), (base, None)]:
+                    st = res[case.name]
+                    ratio = st.median / b.median
+                    pr = paired_ratios(st, b)
+                    rows.append([title, case.name, fmt_s(st.median), f"{fmt_s(st.min)} .. {fmt_s(st.max)}",
+                                 f"{(mib / 1024) / (st.median / 1e9):.2f} GiB/s", f"{ratio:.2f}x",
+                                 f"{quantile(pr, 0.25):.2f} .. {quantile(pr, 0.75):.2f}" if case is not base else "-",
                                  f"{g}x" if g else "-", verdict(ratio, g) if g else "-"])
-                del gib_s
             growth = (_hwm_kib(d.proc.pid) - hwm0) / 1024
     finally:
         d.stop()

@@ -25,7 +25,7 @@ import time
 from beneathd.daemon import Root
 
 from bench._util import (Case, apply_pin, base_parser, drop_dirty, fmt_s, interleave, md_table,
-                         paired_ratios, quantile, run_cmd, verdict)
+                         make_tree, paired_ratios, quantile, run_cmd, verdict)
 
 RM_GOAL = 1.2
 CP_GOAL = 1.5
@@ -33,15 +33,7 @@ DATA = b"x" * 64
 
 
 def build_template(path: str, dirs: int, files: int) -> None:
-    os.mkdir(path)
-    for d in range(dirs):
-        dp = os.path.join(path, f"d{d:04d}")
-        os.mkdir(dp)
-        for f in range(files):
-            fd = os.open(os.path.join(dp, f"f{f:04d}"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            os.write(fd, DATA)
-            os.close(fd)
-        os.symlink(f"f{0:04d}", os.path.join(dp, "link"))
+    make_tree(path, dirs, files, DATA, link=True)
 
 
 def count(path: str) -> int:

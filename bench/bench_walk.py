@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 
-from bench._util import Case, base_parser, fmt_s, interleave, md_table, paired_ratios, quantile, verdict
+from bench._util import Case, base_parser, fmt_s, interleave, make_tree, md_table, paired_ratios, quantile, verdict
 from bench.bench_load import DaemonProc
 
 GOAL = 1.5
@@ -38,13 +38,7 @@ def main() -> int:
     rows: list[list[object]] = []
     try:
         top = os.path.join(d.root, "t")
-        os.mkdir(top)
-        for i in range(dirs):
-            sub = os.path.join(top, f"d{i:04}")
-            os.mkdir(sub)
-            for j in range(a.files):
-                os.close(os.open(os.path.join(sub, f"file-{j:05}"), os.O_CREAT | os.O_WRONLY, 0o644))
-        entries = dirs * (a.files + 1)
+        entries = make_tree(top, dirs, a.files)
         d.chown_tree(d.root)
         d.start()
         with Client(d.socket) as c, Root(d.root) as root:

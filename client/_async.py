@@ -17,20 +17,8 @@ import trio
 
 from ..protocol.codec import MAX_MESSAGE, Limits
 from ..protocol.connection import ClientConnection, Partial, Reply, close_fds
-from ._common import (
-    BIG_WRITE,
-    SPECS,
-    Broken,
-    Spec,
-    WalkPages,
-    _write_all,
-    call_options,
-    check_timeout,
-    finish,
-    lost,
-    progress_of,
-    timed_out,
-)
+from ..protocol.types import FileProxy
+from . import _common as _c  # (its names as _c.X: the blocking client imports them plainly)
 from ._generated import AsyncMethods, PathArg
 from ._sync import _ANC_SPACE, _BUFSIZE, _CLOEXEC
 
@@ -197,7 +185,7 @@ class AsyncClient(AsyncMethods):
         conn.forget(msgid)
         if self._conn is conn:
             self._break(e if isinstance(e, OSError) else ConnectionError(str(e)))
-        raise Broken(f"connection to beneathd at {self._path!r} broken: {e}") from e
+        raise _c.Broken(f"connection to beneathd at {self._path!r} broken: {e}") from e
 
     def _send_cancel(self, conn: ClientConnection, msgid: int) -> None:
         """Forget a call still under way and ask the daemon to stop it, without waiting:
@@ -260,7 +248,7 @@ class AsyncClient(AsyncMethods):
                 ev = conn.take(msgid)
                 if ev is None:
                     if self._conn is not conn or self._broken is not None:
-                        raise lost(self._broken if self._conn is conn else conn.error, conn, self._path)
+                        raise _c.lost(self._broken if self._conn is conn else conn.error, conn, self._path)
                     if self._reading:
                         self._nwait += 1
                         yielded = True
@@ -304,51 +292,51 @@ class AsyncClient(AsyncMethods):
             self._send_cancel(conn, msgid)  # cancelled: a reply that comes later is dropped
             raise
 
-    async def _call(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any], timeout: float | None = None) -> Any:
+    async def _call(self, spec: _c.Spec, vals: tuple[Any, ...], wire: list[Any], timeout: float | None = None) -> Any:
         if timeout is not None or spec.progress_at is not None:
             return await self._call_long(spec, vals, wire, timeout)
         try:
             conn, msgid = await self._send(spec.name, wire, spec.options)
             reply = await self._wait(conn, msgid)
-        except Broken:
+        except _c.Broken:
             if not spec.retryable(vals):
                 raise
             conn, msgid = await self._send(spec.name, wire, spec.options)
             reply = await self._wait(conn, msgid)
         if reply.fds or spec.returns_fd:
-            return finish(spec, vals, reply, self._atomic_file)
+            return _c.finish(spec, vals, reply, self._atomic_file)
         return spec.result(reply.error, reply.result, vals)
 
-    async def _call_long(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any], timeout: float | None) -> Any:
+    async def _call_long(self, spec: _c.Spec, vals: tuple[Any, ...], wire: list[Any], timeout: float | None) -> Any:
         """A call with a deadline or a progress callback (version 2 call options); a
         cancelled task, or one out of time, stops the daemon's work too."""
-        progress, options = call_options(spec, vals)
-        with trio.move_on_after(math.inf if timeout is None else check_timeout(timeout)):
+        progress, options = _c.call_options(spec, vals)
+        with trio.move_on_after(math.inf if timeout is None else _c.check_timeout(timeout)):
             for attempt in (0, 1):
                 conn, msgid = await self._send(spec.name, wire, options)
                 try:
                     while True:
                         ev = await self._next(conn, msgid)
                         if ev.__class__ is Reply:
-                            return finish(spec, vals, ev, self._atomic_file)  # type: ignore[arg-type]
+                            return _c.finish(spec, vals, ev, self._atomic_file)  # type: ignore[arg-type]
                         close_fds(ev.fds)
-                        p = progress_of(ev.data) if progress is not None and ev.kind == "progress" else None  # type: ignore[union-attr]
+                        p = _c.progress_of(ev.data) if progress is not None and ev.kind == "progress" else None  # type: ignore[union-attr]
                         if p is not None:
                             progress(p)
-                except Broken:
+                except _c.Broken:
                     if attempt or not spec.retryable(vals):
                         raise
                 except BaseException:
                     self._send_cancel(conn, msgid)  # a progress callback raised
                     raise
-        raise timed_out(spec, timeout or 0.0)
+        raise _c.timed_out(spec, timeout or 0.0)
 
-    async def _stream(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any], timeout: float | None = None
+    async def _stream(self, spec: _c.Spec, vals: tuple[Any, ...], wire: list[Any], timeout: float | None = None
                       ) -> AsyncIterator[Any]:
         """A streamed call (walk) as an async generator (``async for``); leaving the loop
         early, or cancelling the task, cancels the daemon's walk."""
-        pages = WalkPages(spec, vals)
-        deadline = math.inf if timeout is None else trio.current_time() + check_timeout(timeout)
+        pages = _c.WalkPages(spec, vals)
+        deadline = math.inf if timeout is None else trio.current_time() + _c.check_timeout(timeout)
         conn, msgid = await self._send(spec.name, wire)
         done = False
         try:
@@ -357,10 +345,10 @@ class AsyncClient(AsyncMethods):
                 with trio.move_on_at(deadline):
                     ev = await self._next(conn, msgid)
                 if ev is None:
-                    raise timed_out(spec, timeout or 0.0)
+                    raise _c.timed_out(spec, timeout or 0.0)
                 if ev.__class__ is Reply:
                     done = True
-                    finish(spec, vals, ev)  # type: ignore[arg-type]  # raises the call's error, if any
+                    _c.finish(spec, vals, ev)  # type: ignore[arg-type]  # raises the call's error, if any
                     return
                 close_fds(ev.fds)
                 if ev.kind != "walk":  # type: ignore[union-attr]
@@ -373,7 +361,7 @@ class AsyncClient(AsyncMethods):
                 self._send_cancel(conn, msgid)
 
     async def _send_more(self, conn: ClientConnection, msgid: int) -> None:
-        """Give a stream back one page of credit (waits for room: credit must not be lost)."""
+        """Give a stream back one page of credit (waits for room: credit must not be _c.lost)."""
         sock = self._sock
         if self._conn is not conn or sock is None:
             return
@@ -404,7 +392,7 @@ class AsyncClient(AsyncMethods):
         conn, msgid = await self._send(name, [handle])
         reply = await self._wait(conn, msgid)
         if reply.error is not None:
-            SPECS[name].result(reply.error, None, (handle,))
+            _c.SPECS[name].result(reply.error, None, (handle,))
 
     def _writer_dropped(self, handle: int) -> None:
         """Discard without waiting (a writer dropped unclosed): the request goes out if the
@@ -430,12 +418,12 @@ class AsyncClient(AsyncMethods):
 
     async def write_file(self, path: PathArg, data: bytes | bytearray | memoryview, *, mode: int = 0o666,
                          timeout: float | None = None) -> None:
-        """Atomic replace, of any size (above BIG_WRITE written into an atomic writer's fd,
+        """Atomic replace, of any size (above _c.BIG_WRITE written into an atomic writer's fd,
         in a worker thread)."""
-        if isinstance(data, (bytes, bytearray, memoryview)) and len(data) > BIG_WRITE:
+        if isinstance(data, (bytes, bytearray, memoryview)) and len(data) > _c.BIG_WRITE:
             f: Any = await self.open(path, "wb", buffering=0, perms=mode, atomic=True, timeout=timeout)
             async with f:
-                await trio.to_thread.run_sync(_write_all, f, data)
+                await trio.to_thread.run_sync(_c._write_all, f, data)
             return
         await AsyncMethods.write_file(self, path, data, mode=mode, timeout=timeout)
 
@@ -444,7 +432,7 @@ class AsyncClient(AsyncMethods):
 _INLINE_READ = 1024 * 1024
 
 
-class AsyncAtomicFile:
+class AsyncAtomicFile(FileProxy):
     """``AsyncClient.open(path, mode, atomic=True)``'s file object: writes go to a local fd
     (plain, blocking calls: the data is written here, not sent); ``await aclose()`` (or
     leaving an ``async with`` block) publishes at ``path`` whole; ``await discard()``, an
@@ -452,18 +440,9 @@ class AsyncAtomicFile:
     synchronous ``close()``: publishing is a call to the daemon."""
 
     def __init__(self, client: AsyncClient, f: Any, handle: int, path: Any) -> None:
+        super().__init__(f, path)
         self._client = client
-        self._f = f
         self._handle = handle
-        self.name = path
-        self._done = False
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._f, name)
-
-    @property
-    def closed(self) -> bool:
-        return self._done
 
     def close(self) -> None:
         raise RuntimeError("an AsyncClient atomic writer is published with 'await f.aclose()' "
@@ -487,13 +466,8 @@ class AsyncAtomicFile:
             raise
 
     async def discard(self) -> None:
-        if self._done:
+        if not self._drop_local():
             return
-        self._done = True
-        try:
-            self._f.close()
-        except OSError:
-            pass
         try:
             await self._client._writer("writer_discard", self._handle)
         except (OSError, ValueError):

@@ -208,21 +208,17 @@ def _refuse_ext(code: int, data: bytes) -> Any:
     raise ValueError("msgpack ext types are refused")
 
 
+def _unpack_options(limits: Limits) -> dict[str, Any]:
+    """msgpack's options for one side's limits: the one statement of what is refused."""
+    return dict(raw=False, use_list=True, strict_map_key=True, max_str_len=limits.max_str_len,
+                max_bin_len=limits.max_bin_len, max_array_len=limits.max_array_len,
+                max_map_len=limits.max_map_len, max_ext_len=0, ext_hook=_refuse_ext)
+
+
 def unpack(payload: bytes, limits: Limits) -> Any:
     """One msgpack object, with the limits applied; ext types and trailing bytes refused."""
     try:
-        return msgpack.unpackb(
-            payload,
-            raw=False,
-            use_list=True,
-            strict_map_key=True,
-            max_str_len=limits.max_str_len,
-            max_bin_len=limits.max_bin_len,
-            max_array_len=limits.max_array_len,
-            max_map_len=limits.max_map_len,
-            max_ext_len=0,
-            ext_hook=_refuse_ext,
-        )
+        return msgpack.unpackb(payload, **_unpack_options(limits))
     except RecursionError:
         raise ProtocolError("message nested too deeply") from None
     except Exception as e:  # msgpack raises ValueError, ExtraData, FormatError, StackError, ...
@@ -245,19 +241,7 @@ class MessageUnpacker:
         self._pos = 0
 
     def _new(self) -> Any:
-        lim = self.limits
-        return msgpack.Unpacker(
-            raw=False,
-            use_list=True,
-            strict_map_key=True,
-            max_buffer_size=self.SMALL,
-            max_str_len=lim.max_str_len,
-            max_bin_len=lim.max_bin_len,
-            max_array_len=lim.max_array_len,
-            max_map_len=lim.max_map_len,
-            max_ext_len=0,
-            ext_hook=_refuse_ext,
-        )
+        return msgpack.Unpacker(max_buffer_size=self.SMALL, **_unpack_options(self.limits))
 
     def __call__(self, payload: Any) -> Any:
         n = len(payload)
@@ -334,10 +318,19 @@ def _c_path(v: Any) -> Any:
     return v
 
 
-def _c_data(v: Any) -> Any:
-    if not isinstance(v, bytes):
-        raise _Bad(f"expected bin, got {type(v).__name__}")
-    return v
+def _c_of(cls: type, wire: str, exact: bool = False) -> Any:
+    """A checker accepting instances of ``cls`` (``exact``: that class itself: a bool is
+    not an int on the wire), named by its msgpack type."""
+    def check(v: Any) -> Any:
+        if (v.__class__ is not cls) if exact else not isinstance(v, cls):
+            raise _Bad(f"expected {wire}, got {type(v).__name__}")
+        return v
+    return check
+
+
+_c_data = _c_of(bytes, "bin")
+_c_bool = _c_of(bool, "bool", exact=True)
+_c_str = _c_of(str, "str")
 
 
 def _c_int(v: Any) -> Any:
@@ -345,18 +338,6 @@ def _c_int(v: Any) -> Any:
         raise _Bad(f"expected int, got {type(v).__name__}")
     if not -(2**63) <= v < 2**64:
         raise _Bad("out of range")
-    return v
-
-
-def _c_bool(v: Any) -> Any:
-    if v.__class__ is not bool:
-        raise _Bad(f"expected bool, got {type(v).__name__}")
-    return v
-
-
-def _c_str(v: Any) -> Any:
-    if not isinstance(v, str):
-        raise _Bad(f"expected str, got {type(v).__name__}")
     return v
 
 

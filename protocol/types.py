@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 __all__ = [
     "Progress",
     "AtomicFile",
+    "FileProxy",
     "STAT_FIELDS",
     "KINDS",
     "stat_from_list",
@@ -181,7 +182,38 @@ class DirEntry:
         return cls(name, os.path.join(p, name), kind, target_kind, st, tst, lt)
 
 
-class AtomicFile:
+class FileProxy:
+    """A file object standing in front of another (everything not defined here is the
+    wrapped one's); ``closed`` is its own. The base of the atomic writers' file objects."""
+
+    def __init__(self, f: Any, path: Any) -> None:
+        self._f = f
+        self.name = path
+        self._done = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._f, name)
+
+    def __iter__(self) -> Any:
+        return iter(self._f)
+
+    @property
+    def closed(self) -> bool:
+        return self._done
+
+    def _drop_local(self) -> bool:
+        """Close the wrapped file for good without publishing; False if already done."""
+        if self._done:
+            return False
+        self._done = True
+        try:
+            self._f.close()
+        except OSError:
+            pass
+        return True
+
+
+class AtomicFile(FileProxy):
     """``open(path, mode, atomic=True)``'s file object (``Root`` and ``Client``).
 
     Writes go to an anonymous file in the target's real directory; :meth:`close` publishes
@@ -192,17 +224,9 @@ class AtomicFile:
     """
 
     def __init__(self, f: Any, publish: Any, discard: Any, path: Any) -> None:
-        self._f = f
+        super().__init__(f, path)
         self._publish = publish
         self._discard = discard
-        self.name = path
-        self._done = False
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._f, name)
-
-    def __iter__(self) -> Any:
-        return iter(self._f)
 
     def __enter__(self) -> AtomicFile:
         return self
@@ -212,10 +236,6 @@ class AtomicFile:
             self.close()
         else:
             self.discard()
-
-    @property
-    def closed(self) -> bool:
-        return self._done
 
     def close(self) -> None:
         """Flush and publish (once; later calls do nothing)."""
@@ -236,14 +256,7 @@ class AtomicFile:
 
     def discard(self) -> None:
         """Drop what was written; nothing is published."""
-        if self._done:
-            return
-        self._done = True
-        try:
-            self._f.close()
-        except OSError:
-            pass
-        finally:
+        if self._drop_local():
             self._discard()
 
     def __del__(self) -> None:

@@ -112,13 +112,9 @@ class NaiveRoot:
             yield rel, dirnames, filenames
 
     def du(self, path: Any = ".", *, progress: Any = None) -> tuple[int, int]:
-        real = self._resolve_parent(path)
-        size, n = os.lstat(real).st_blocks * 512, 1
-        for dirpath, dirnames, filenames in os.walk(real):
-            for name in dirnames + filenames:
-                size += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
-                n += 1
-        return size, n
+        from _util import du_by_path
+
+        return du_by_path(self._resolve_parent(path))
 
     # -- namespace -------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import pytest
 
-from _util import IS_ROOT, EscapeError, call_with_timeout
+from _util import IS_ROOT, EscapeError, call_with_timeout, du_by_path
 
 NON_UTF8 = b"caf\xe9-\xff"  # not valid UTF-8
 
@@ -165,13 +165,7 @@ def test_du_like_a_reference_walk(fs: Any, root_dir: Path) -> None:
     os.symlink("a", t / "la")
     os.symlink("/", t / "out")
 
-    def ref(top: Path) -> tuple[int, int]:
-        size, n = os.lstat(top).st_blocks * 512, 1
-        for dp, ds, fs_ in os.walk(top):
-            for name in ds + fs_:
-                size += os.lstat(os.path.join(dp, name)).st_blocks * 512
-                n += 1
-        return size, n
+    ref = du_by_path
 
     assert fs.du("dut") == ref(t)
     assert fs.du(b"dut/a") == ref(t / "a")

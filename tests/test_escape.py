@@ -196,6 +196,7 @@ OPS: dict[str, tuple[str, Callable[[Any, Any], Any]]] = {
     "scandir": ("follow", lambda fs, p: list(fs.scandir(p))),
     "readlink": ("nofollow", lambda fs, p: fs.readlink(p)),
     "du": ("nofollow", lambda fs, p: fs.du(p)),
+    "walk": ("follow", lambda fs, p: list(fs.walk(p))),
     "realpath": ("follow", lambda fs, p: fs.realpath(p)),
     "mkdir": ("exists", lambda fs, p: fs.mkdir(p)),
     "mkdir_parents": ("exists_or_escape", lambda fs, p: fs.mkdir(p, parents=True, exist_ok=True)),
@@ -242,7 +243,7 @@ OPS: dict[str, tuple[str, Callable[[Any, Any], Any]]] = {
 }
 
 
-T_STRICT = {"stat", "stat_nofollow", "lstat", "exists", "listdir", "scandir", "realpath", "readlink", "du",
+T_STRICT = {"stat", "stat_nofollow", "lstat", "exists", "listdir", "scandir", "realpath", "readlink", "du", "walk",
             "cp_src", "mkdir_parents_below"}
 
 

@@ -86,7 +86,9 @@ def _close_fds(anc: list[tuple[int, int, bytes]]) -> None:
 
 
 def read_reply(s: socket.socket) -> list[Any] | None:
-    """One whole response (frames reassembled; fds received are closed); None on EOF."""
+    """One whole response (frames reassembled; fds received are closed); None on EOF.
+    Intermediate messages of a streamed call (a generated walk request) are skipped, and
+    each page's credit is given back so that the stream can end."""
     dec = FrameDecoder(Limits.for_responses())
     while True:
         try:
@@ -99,7 +101,11 @@ def read_reply(s: socket.socket) -> list[Any] | None:
         payload = dec.feed(data)
         if payload is not None:
             obj = unpack(payload, Limits.for_responses())
-            assert isinstance(obj, list) and len(obj) == 4 and obj[0] == 1, obj
+            assert isinstance(obj, list) and len(obj) == 4 and obj[0] in (1, 3), obj
+            if obj[0] == 3:  # [3, msgid, kind, data]: more comes for this msgid
+                if obj[2] == "walk":
+                    s.send(b"\x00" + msgpack.packb([2, "more", [obj[1]]]))
+                continue
             return obj
 
 
