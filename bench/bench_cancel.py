@@ -117,8 +117,9 @@ def main() -> int:
                 for i in range(runs):
                     c.rm(f"c{i}" if method == "cp" else f"b{i}", recursive=True, force=True)
             p99 = quantile(took, 0.99)
-            rows.append([label, f"{statistics.median(took):.1f}", f"{p99:.1f}", f"{max(took):.1f}", runs,
-                         scale, f"{GOAL_MS:.0f} ms", "PASS" if p99 <= GOAL_MS else "MISS"])
+            rows.append([label, "the daemon (raw v2 client)", f"{statistics.median(took):.1f}", f"{p99:.1f}",
+                         f"{max(took):.1f}", runs, scale, f"p99 {p99:.1f} ms", f"{GOAL_MS:.0f} ms",
+                         "PASS" if p99 <= GOAL_MS else "MISS"])
     finally:
         d.stop()
         subprocess.run(["rm", "-rf", d.base], check=False)
@@ -127,8 +128,8 @@ def main() -> int:
           "nobody when run as root); a raw version 2 client sends the call with progress, waits for the first "
           "progress message showing work done, sends the cancel notification and times the wait for the "
           "ECANCELED reply.\n")
-    print(md_table(["operation", "p50 ms", "p99 ms", "max ms", "runs", "the same call uncancelled", "goal",
-                    "verdict"], rows))
+    print(md_table(["operation", "subject", "p50 ms", "p99 ms", "max ms", "runs", "the same call uncancelled",
+                    "ratio", "goal", "verdict"], rows))
     return 0
 
 

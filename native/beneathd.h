@@ -114,6 +114,7 @@ typedef struct bn_writer {
     int rec;        /* its crash-journal record, or -1 */
     int flags;      /* BN_AW_* */
     int mode;
+    int old_mode;   /* st_mode of what the name held, or -1 for nothing */
     bn_journal *j;
     char leaf[258];
     char tmp[320];

@@ -206,11 +206,13 @@ static int bn_tmp_begin(int dfd, const char *leaf, int mode, int flags, int ofla
     if (strlen(leaf) >= sizeof w->leaf)
         return -ENAMETOOLONG;
     strcpy(w->leaf, leaf);
+    w->old_mode = -1;
     if (fstatat(dfd, leaf, &old, AT_SYMLINK_NOFOLLOW) == 0) {
         if (S_ISDIR(old.st_mode))
             return -EISDIR;
         if (!(flags & BN_AW_OVERWRITE))
             return -EEXIST;
+        w->old_mode = (int)old.st_mode;
     }
     w->fd = openat(dfd, ".", O_TMPFILE | oflags | O_CLOEXEC, (mode_t)(mode & 07777));
     if (w->fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
@@ -252,16 +254,20 @@ static void bn_tmp_drop(bn_writer *w)
 
 /* Publish the new contents at leaf: permission bits (an existing file's are kept with
    BN_AW_KEEP_MODE, as they are when publishing), then link or rename. */
-static int bn_tmp_finish(bn_writer *w, const struct stat *meta)
+static int bn_tmp_finish(bn_writer *w, const struct stat *meta, int restat)
 {
     char pb[64];
     struct stat old;
     int r = 0, flags = w->flags, dfd = w->dfd, fd = w->fd;
-    int have_old = fstatat(dfd, w->leaf, &old, AT_SYMLINK_NOFOLLOW) == 0;
-    if (have_old && S_ISDIR(old.st_mode))
+    /* a writer that lived a while looks again (the name may have appeared or changed);
+       an immediate replace uses what begin saw */
+    if (restat)
+        w->old_mode = fstatat(dfd, w->leaf, &old, AT_SYMLINK_NOFOLLOW) == 0 ? (int)old.st_mode : -1;
+    int have_old = w->old_mode != -1;
+    if (have_old && S_ISDIR((mode_t)w->old_mode))
         r = -EISDIR;
-    else if ((flags & BN_AW_KEEP_MODE) && have_old && S_ISREG(old.st_mode))
-        r = bn_neg(fchmod(fd, old.st_mode & 07777));
+    else if ((flags & BN_AW_KEEP_MODE) && have_old && S_ISREG((mode_t)w->old_mode))
+        r = bn_neg(fchmod(fd, (mode_t)w->old_mode & 07777));
     else if (flags & BN_AW_EXACT_MODE)
         r = bn_neg(fchmod(fd, w->mode & 07777));
     if (r == 0 && meta) {
@@ -325,7 +331,7 @@ int bn_atomic_replace(int dfd, const char *leaf, int mode, int flags,
     if (r == 0)
         r = fill(w.fd, arg);
     if (r == 0)
-        return bn_tmp_finish(&w, meta);
+        return bn_tmp_finish(&w, meta, 0);
     bn_tmp_drop(&w);
     return r;
 }
@@ -362,7 +368,7 @@ int bn_writer_publish(bn_writer *w)
 {
     if (w->fd < 0)
         return -EBADF;
-    return bn_tmp_finish(w, NULL);
+    return bn_tmp_finish(w, NULL, 1);
 }
 
 void bn_writer_discard(bn_writer *w)
