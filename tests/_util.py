@@ -65,12 +65,12 @@ def call_with_timeout(fn: Callable[[], Any], timeout: float | None = 5.0, *, sta
 
 
 @contextlib.contextmanager
-def tmpfs(path: Path) -> Iterator[Path]:
+def tmpfs(path: Path, size: str = "2g") -> Iterator[Path]:
     """A tmpfs at ``path`` when we may mount (fast to fill and to drop), else a plain dir."""
     path.mkdir()
     mounted = False
     if IS_ROOT:
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2g,nr_inodes=4000000", "tmpfs", str(path)],
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},nr_inodes=4000000", "tmpfs", str(path)],
                            capture_output=True)
         mounted = r.returncode == 0
     try:

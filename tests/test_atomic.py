@@ -269,7 +269,7 @@ def test_two_gib_each_way_keeps_the_daemon_small(tmp_path: Path) -> None:
 
     size = 2 << 30
     data = b"\x5a" * size
-    with tmpfs(tmp_path / "r") as r, start_daemon(tmp_path, "--no-journal", root=r) as d:
+    with tmpfs(tmp_path / "r", size="3g") as r, start_daemon(tmp_path, "--no-journal", root=r) as d:
         def hwm() -> int:
             for line in open(f"/proc/{d.pid}/status"):
                 if line.startswith("VmHWM:"):
