@@ -11,13 +11,13 @@ import math
 import os
 import threading
 import socket as _stdsocket
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 import trio
 
 from ..protocol.codec import MAX_MESSAGE, Limits
 from ..protocol.connection import ClientConnection, Partial, Reply, close_fds
-from ..protocol.types import FileProxy
+from ..protocol.types import FileProxy, Progress, read_counted, write_counted
 from . import _common as _c  # (its names as _c.X: the blocking client imports them plainly)
 from ._generated import AsyncMethods, PathArg
 from ._sync import _ANC_SPACE, _BUFSIZE, _CLOEXEC
@@ -408,28 +408,37 @@ class AsyncClient(AsyncMethods):
         except OSError:
             pass
 
-    async def read_file(self, path: PathArg, *, timeout: float | None = None) -> bytes:
+    async def read_file(self, path: PathArg, *, progress: Callable[[Progress], Any] | None = None,
+                        timeout: float | None = None) -> bytes:
         """The whole contents of a regular file, of any size: read here through the fd the
-        daemon opens (a big one in a worker thread, so the loop is not held up)."""
+        daemon opens (a big one in a worker thread, so the loop is not held up; ``progress``
+        is still called on this task's loop)."""
         with await self.open(path, "rb", buffering=0, timeout=timeout) as f:
             if os.fstat(f.fileno()).st_size <= _INLINE_READ:
-                return f.readall()  # type: ignore[attr-defined,no-any-return]
-            return await trio.to_thread.run_sync(f.readall)  # type: ignore[attr-defined,no-any-return]
+                return read_counted(f, progress)
+            return await trio.to_thread.run_sync(read_counted, f, _on_loop(progress))
 
     async def write_file(self, path: PathArg, data: bytes | bytearray | memoryview, *, mode: int = 0o666,
-                         timeout: float | None = None) -> None:
-        """Atomic replace, of any size (above _c.BIG_WRITE written into an atomic writer's fd,
+                         progress: Callable[[Progress], Any] | None = None, timeout: float | None = None) -> None:
+        """Atomic replace, of any size (above BIG_WRITE written into an atomic writer's fd,
         in a worker thread)."""
         if isinstance(data, (bytes, bytearray, memoryview)) and len(data) > _c.BIG_WRITE:
             f: Any = await self.open(path, "wb", buffering=0, perms=mode, atomic=True, timeout=timeout)
             async with f:
-                await trio.to_thread.run_sync(_c._write_all, f, data)
+                await trio.to_thread.run_sync(write_counted, f, data, _on_loop(progress))
             return
-        await AsyncMethods.write_file(self, path, data, mode=mode, timeout=timeout)
+        await AsyncMethods.write_file(self, path, data, mode=mode, progress=progress, timeout=timeout)
 
 
 #: files up to this size are read on the loop (one read); bigger ones in a worker thread
 _INLINE_READ = 1024 * 1024
+
+
+def _on_loop(progress: Callable[[Progress], Any] | None) -> Callable[[Progress], Any] | None:
+    """A progress callback called from a worker thread, run on the caller's trio loop."""
+    if progress is None:
+        return None
+    return lambda p: trio.from_thread.run_sync(progress, p)
 
 
 class AsyncAtomicFile(FileProxy):

@@ -194,13 +194,6 @@ def progress_of(data: Any) -> Progress | None:
 BIG_WRITE = 4 * 1024 * 1024
 
 
-def _write_all(f: Any, data: bytes | bytearray | memoryview) -> None:
-    mv = memoryview(data).cast("B")
-    while mv:
-        n = f.write(mv[: 1 << 24])
-        mv = mv[n:]
-
-
 class WalkPages:
     """A streamed walk as the caller sees it: pages decoded to ``top``'s type, and
     top-down pruning (names removed from ``dirnames``) applied here, since the daemon walks

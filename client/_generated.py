@@ -510,7 +510,7 @@ class SyncMethods:
         w1 = mode if mode.__class__ is int else _int(mode)
         return self._call(_S_mkfifo, (path, mode, ), [w0, w1], timeout)
 
-    def read_file(self, path: PathArg, *, timeout: float | None = None) -> bytes:
+    def read_file(self, path: PathArg, *, progress: Callable[[Progress], Any] | None = None, timeout: float | None = None) -> bytes:
         """whole file contents."""
         if path.__class__ is str:
             w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
@@ -523,9 +523,9 @@ class SyncMethods:
         else:
             path = _fspath(path)
             w0 = _fs(path)
-        return self._call(_S_read_file, (path, ), [w0], timeout)
+        return self._call(_S_read_file, (path, progress, ), [w0], timeout)
 
-    def write_file(self, path: PathArg, data: bytes | bytearray | memoryview, *, mode: int = 0o666, timeout: float | None = None) -> None:
+    def write_file(self, path: PathArg, data: bytes | bytearray | memoryview, *, mode: int = 0o666, progress: Callable[[Progress], Any] | None = None, timeout: float | None = None) -> None:
         """atomic replace."""
         if path.__class__ is str:
             w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
@@ -540,7 +540,7 @@ class SyncMethods:
             w0 = _fs(path)
         w1 = data if data.__class__ is bytes else _data('write_file', 'data', data)
         w2 = mode if mode.__class__ is int else _int(mode)
-        return self._call(_S_write_file, (path, data, mode, ), [w0, w1, w2], timeout)
+        return self._call(_S_write_file, (path, data, mode, progress, ), [w0, w1, w2], timeout)
 
     def open(self, path: PathArg, mode: str = 'r', *, buffering: int = -1, encoding: str | None = None, perms: int = 0o666, atomic: bool = False, timeout: float | None = None) -> IO[Any]:
         """a file object over an fd opened beneath the root."""
@@ -671,13 +671,13 @@ class AsyncMethods:
         """os.mkfifo."""
         return await self._call(_S_mkfifo, *_encode_mkfifo(path, mode), timeout)
 
-    async def read_file(self, path: PathArg, *, timeout: float | None = None) -> bytes:
+    async def read_file(self, path: PathArg, *, progress: Callable[[Progress], Any] | None = None, timeout: float | None = None) -> bytes:
         """whole file contents."""
-        return await self._call(_S_read_file, *_encode_read_file(path), timeout)
+        return await self._call(_S_read_file, *_encode_read_file(path, progress=progress), timeout)
 
-    async def write_file(self, path: PathArg, data: bytes | bytearray | memoryview, *, mode: int = 0o666, timeout: float | None = None) -> None:
+    async def write_file(self, path: PathArg, data: bytes | bytearray | memoryview, *, mode: int = 0o666, progress: Callable[[Progress], Any] | None = None, timeout: float | None = None) -> None:
         """atomic replace."""
-        return await self._call(_S_write_file, *_encode_write_file(path, data, mode=mode), timeout)
+        return await self._call(_S_write_file, *_encode_write_file(path, data, mode=mode, progress=progress), timeout)
 
     async def open(self, path: PathArg, mode: str = 'r', *, buffering: int = -1, encoding: str | None = None, perms: int = 0o666, atomic: bool = False, timeout: float | None = None) -> IO[Any]:
         """a file object over an fd opened beneath the root."""
@@ -1126,7 +1126,7 @@ def _encode_mkfifo(path: PathArg, mode: int = 0o666) -> tuple[tuple[Any, ...], l
     w1 = mode if mode.__class__ is int else _int(mode)
     return (path, mode, ), [w0, w1]
 
-def _encode_read_file(path: PathArg) -> tuple[tuple[Any, ...], list[Any]]:
+def _encode_read_file(path: PathArg, *, progress: Callable[[Progress], Any] | None = None) -> tuple[tuple[Any, ...], list[Any]]:
     if path.__class__ is str:
         w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
         if '\x00' in path:  # type: ignore[operator]
@@ -1138,9 +1138,9 @@ def _encode_read_file(path: PathArg) -> tuple[tuple[Any, ...], list[Any]]:
     else:
         path = _fspath(path)
         w0 = _fs(path)
-    return (path, ), [w0]
+    return (path, progress, ), [w0]
 
-def _encode_write_file(path: PathArg, data: bytes | bytearray | memoryview, *, mode: int = 0o666) -> tuple[tuple[Any, ...], list[Any]]:
+def _encode_write_file(path: PathArg, data: bytes | bytearray | memoryview, *, mode: int = 0o666, progress: Callable[[Progress], Any] | None = None) -> tuple[tuple[Any, ...], list[Any]]:
     if path.__class__ is str:
         w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
         if '\x00' in path:  # type: ignore[operator]
@@ -1154,7 +1154,7 @@ def _encode_write_file(path: PathArg, data: bytes | bytearray | memoryview, *, m
         w0 = _fs(path)
     w1 = data if data.__class__ is bytes else _data('write_file', 'data', data)
     w2 = mode if mode.__class__ is int else _int(mode)
-    return (path, data, mode, ), [w0, w1, w2]
+    return (path, data, mode, progress, ), [w0, w1, w2]
 
 def _encode_open(path: PathArg, mode: str = 'r', *, buffering: int = -1, encoding: str | None = None, perms: int = 0o666, atomic: bool = False) -> tuple[tuple[Any, ...], list[Any]]:
     _open_check(mode, encoding)

@@ -16,18 +16,17 @@ import select
 import socket
 import threading
 import time
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from ..protocol.codec import MAX_FRAME, MAX_MESSAGE, Limits
 from ..protocol.connection import ClientConnection, Partial, Reply, close_fds
-from ..protocol.types import AtomicFile
+from ..protocol.types import AtomicFile, Progress, read_counted, write_counted
 from ._common import (
     BIG_WRITE,
     SPECS,
     Broken,
     Spec,
     WalkPages,
-    _write_all,
     call_options,
     check_timeout,
     finish,
@@ -333,21 +332,24 @@ class Client(SyncMethods):
         if reply.error is not None and not quiet:
             SPECS[name].result(reply.error, None, (handle,))
 
-    def read_file(self, path: PathArg, *, timeout: float | None = None) -> bytes:
+    def read_file(self, path: PathArg, *, progress: Callable[[Progress], Any] | None = None,
+                  timeout: float | None = None) -> bytes:
         """The whole contents of a regular file, of any size: read here through the fd the
         daemon opens (no message limit, no copy through the socket)."""
         with self.open(path, "rb", buffering=0, timeout=timeout) as f:
-            return f.readall()  # type: ignore[attr-defined,no-any-return]
+            if progress is None:
+                return f.readall()  # type: ignore[attr-defined,no-any-return]
+            return read_counted(f, progress)
 
     def write_file(self, path: PathArg, data: bytes | bytearray | memoryview, *, mode: int = 0o666,
-                   timeout: float | None = None) -> None:
+                   progress: Callable[[Progress], Any] | None = None, timeout: float | None = None) -> None:
         """Atomic replace, of any size: up to BIG_WRITE bytes in the request itself, above
         that written here into an atomic writer's fd (published whole, or not at all)."""
         if isinstance(data, (bytes, bytearray, memoryview)) and len(data) > BIG_WRITE:
             with self.open(path, "wb", buffering=0, perms=mode, atomic=True, timeout=timeout) as f:
-                _write_all(f, data)
+                write_counted(f, data, progress)
             return
-        SyncMethods.write_file(self, path, data, mode=mode, timeout=timeout)
+        SyncMethods.write_file(self, path, data, mode=mode, progress=progress, timeout=timeout)
 
     def _stream(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any], timeout: float | None = None
                 ) -> Iterator[Any]:

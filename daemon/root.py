@@ -27,7 +27,7 @@ from beneathd._native import ffi, lib
 
 from ..protocol.errors import EscapeError, make_error
 from ..protocol.modes import open_flags
-from ..protocol.types import AtomicFile, DirEntry, Progress, kind_of_mode, stat_to_list
+from ..protocol.types import _PROGRESS_INTERVAL, AtomicFile, DirEntry, Progress, kind_of_mode, read_counted, stat_to_list
 from .journal import Journal
 
 __all__ = ["Root", "OpenAt2Unavailable", "Job", "Progress"]
@@ -57,7 +57,7 @@ class OpenAt2Unavailable(OSError):
 
 
 #: how often a ``progress`` callback is called at most while a call runs (DESIGN.md)
-PROGRESS_INTERVAL = 0.1
+PROGRESS_INTERVAL = _PROGRESS_INTERVAL
 _CANCELLED_MESSAGE = "cancelled"
 
 
@@ -447,11 +447,15 @@ class Root:
         n = _check(lib.bn_realpath(self._r, _enc(path), buf, _PATH_MAX), path)
         return _echo(ffi.buffer(buf, n)[:], path)  # type: ignore[no-any-return]
 
-    def read_file(self, path: AnyStr | os.PathLike[AnyStr]) -> bytes:
-        """The whole contents of a regular file."""
+    def read_file(self, path: AnyStr | os.PathLike[AnyStr], *, progress: Callable[[Progress], Any] | None = None,
+                  job: Job | None = None) -> bytes:
+        """The whole contents of a regular file (with ``progress`` or a ``job``: read in
+        8 MiB chunks, counted, stoppable between them)."""
         fd = self._open(path, os.O_RDONLY)
-        with open(fd, "rb", closefd=True) as f:
-            return f.read()
+        with open(fd, "rb", buffering=0, closefd=True) as f:
+            if progress is None and job is None:
+                return f.readall()
+            return read_counted(f, progress, job)  # (protocol/types.py)
 
     def open(
         self,
@@ -631,7 +635,8 @@ class Root:
 
     # -- data -------------------------------------------------------------------------------
 
-    def write_file(self, path: AnyStr | os.PathLike[AnyStr], data: bytes, *, mode: int = 0o666) -> None:
+    def write_file(self, path: AnyStr | os.PathLike[AnyStr], data: bytes, *, mode: int = 0o666,
+                   progress: Callable[[Progress], Any] | None = None, job: Job | None = None) -> None:
         """Atomically replace ``path`` with ``data`` (temporary file, then link or rename in
         the target's real directory: a final in-tree symlink is followed, not replaced).
         A new file gets ``mode`` less the umask; an existing one keeps its mode."""
@@ -639,7 +644,12 @@ class Root:
             raise TypeError("write_file() data must be bytes-like, not str")
         buf = ffi.from_buffer(data)
         flags = lib.BN_AW_OVERWRITE | lib.BN_AW_KEEP_MODE
-        _check(lib.bn_write_file(self._r, _enc(path), buf, len(buf), mode, flags), path)
+        p = _enc(path)
+        if progress is None:
+            self._walked(lib.bn_write_file(self._r, p, buf, len(buf), mode, flags, _job_ptr(job)), path)
+            return
+        _with_progress(lambda j: self._walked(lib.bn_write_file(self._r, p, buf, len(buf), mode, flags, j._c), path),
+                       job, progress)
 
     def copy_file(self, src: AnyStr | os.PathLike[AnyStr], dst: AnyStr | os.PathLike[AnyStr], *,
                   overwrite: bool = True, reflink: str = "auto", progress: Callable[[Progress], Any] | None = None,

@@ -97,7 +97,8 @@ int bn_utime(const bn_root *rt, const char *path, int64_t atime_ns, int64_t mtim
 int bn_truncate(const bn_root *rt, const char *path, int64_t length);
 
 /* replace.c: contents, whole or not at all */
-int bn_write_file(const bn_root *rt, const char *path, const char *buf, size_t len, int mode, int flags);
+int bn_write_file(const bn_root *rt, const char *path, const char *buf, size_t len, int mode, int flags,
+                  bn_job *job);
 int bn_copy_file(const bn_root *rt, const char *src, const char *dst, int overwrite, int reflink, int preserve,
                  bn_job *job);
 

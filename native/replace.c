@@ -376,11 +376,22 @@ void bn_writer_discard(bn_writer *w)
     bn_tmp_drop(w);
 }
 
-struct bn_buf { const char *buf; size_t len; };
+struct bn_buf { const char *buf; size_t len; bn_job *job; };
 static int bn_fill_buf(int fd, void *arg)
 {
     struct bn_buf *b = arg;
-    return bn_write_all(fd, b->buf, b->len);
+    if (!b->job)
+        return bn_write_all(fd, b->buf, b->len);
+    for (size_t off = 0; off < b->len; off += BN_CHUNK) {   /* counted, and stoppable, by chunks */
+        if (bn_cancelled(b->job))
+            return -ECANCELED;
+        size_t n = b->len - off < BN_CHUNK ? b->len - off : BN_CHUNK;
+        int r = bn_write_all(fd, b->buf + off, n);
+        if (r < 0)
+            return r;
+        bn_did(b->job, 0, n);
+    }
+    return 0;
 }
 
 /*
@@ -424,7 +435,8 @@ int bn_fill_fd(int fd, void *arg)
     return (r == 0 && s->xattrs) ? bn_copy_xattrs(s->fd, fd) : r;
 }
 
-int bn_write_file(const bn_root *rt, const char *path, const char *buf, size_t len, int mode, int flags)
+int bn_write_file(const bn_root *rt, const char *path, const char *buf, size_t len, int mode, int flags,
+                  bn_job *job)
 {
     bn_path p;
     char real[PATH_MAX];   /* a final in-tree link is followed: its target is replaced */
@@ -438,8 +450,10 @@ int bn_write_file(const bn_root *rt, const char *path, const char *buf, size_t l
     else if (p.slash)
         r = -EISDIR;
     else {
-        struct bn_buf b = {buf, len};
+        struct bn_buf b = {buf, len, job};
         r = bn_atomic_replace(p.pfd, p.leaf, mode, flags, NULL, bn_fill_buf, &b, rt->journal);
+        if (r == 0)
+            bn_did(job, 1, 0);
     }
     bn_release(&p);
     return r;

@@ -154,8 +154,8 @@ _TABLE = [
     Method("rm", (PATH, _k("recursive", "bool", False), _k("force", "bool", False), PROGRESS), "none", True,
            long="recursive", doc="rm [-r] [-f]"),
     Method("mkfifo", (PATH, _p("mode", "int", 0o666)), "none", True, doc="os.mkfifo"),
-    Method("read_file", (PATH,), "bytes", False, long=True, doc="whole file contents"),
-    Method("write_file", (PATH, _p("data", "data"), _k("mode", "int", 0o666)), "none", True,
+    Method("read_file", (PATH, PROGRESS), "bytes", False, long=True, doc="whole file contents"),
+    Method("write_file", (PATH, _p("data", "data"), _k("mode", "int", 0o666), PROGRESS), "none", True,
            long=("size", "data", SMALL_WRITE),
            doc="atomic replace"),
     Method(

@@ -9,11 +9,14 @@ from __future__ import annotations
 import errno
 import os
 import stat as _stat
+import time
 from typing import Any, NamedTuple
 
 __all__ = [
     "Progress",
     "AtomicFile",
+    "read_counted",
+    "write_counted",
     "FileProxy",
     "STAT_FIELDS",
     "KINDS",
@@ -22,6 +25,10 @@ __all__ = [
     "kind_of_mode",
     "DirEntry",
 ]
+
+#: how often a ``progress`` callback is called at most while a call runs (DESIGN.md)
+_PROGRESS_INTERVAL = 0.1
+
 
 class Progress(NamedTuple):
     """What a long call has done so far (``progress=`` callbacks get one): entries copied
@@ -180,6 +187,49 @@ class DirEntry:
         if lt is not None and not as_bytes:
             lt = os.fsdecode(lt)
         return cls(name, os.path.join(p, name), kind, target_kind, st, tst, lt)
+
+
+def read_counted(f: Any, progress: Any, job: Any = None, chunk: int = 8 << 20) -> bytes:
+    """Read ``f`` to its end in chunks (Root and the clients): ``progress`` at most every
+    100 ms and once at the end (one entry, the bytes), a ``job``'s cancel (Root's
+    ``Job``) honoured between chunks."""
+    if progress is None and job is None:
+        return f.readall()  # type: ignore[no-any-return]
+    parts: list[bytes] = []
+    done = 0
+    last = time.monotonic()
+    while True:
+        if job is not None and job.cancelled:
+            raise OSError(errno.ECANCELED, "cancelled")
+        b = f.read(chunk)
+        if not b:
+            break
+        parts.append(b)
+        done += len(b)
+        if job is not None:
+            job._c.bytes = done
+        if progress is not None and time.monotonic() - last >= _PROGRESS_INTERVAL:
+            last = time.monotonic()
+            progress(Progress(0, done))
+    if job is not None:
+        job._c.entries = 1
+    if progress is not None:
+        progress(Progress(1, done))
+    return b"".join(parts)
+
+
+def write_counted(f: Any, data: Any, progress: Any, chunk: int = 16 << 20) -> None:
+    """Write ``data`` to ``f`` whole in chunks, ``progress`` as :func:`read_counted` says."""
+    mv = memoryview(data).cast("B")
+    last = time.monotonic()
+    done = 0
+    while done < len(mv):
+        done += f.write(mv[done:done + chunk])
+        if progress is not None and time.monotonic() - last >= _PROGRESS_INTERVAL:
+            last = time.monotonic()
+            progress(Progress(0, done))
+    if progress is not None:
+        progress(Progress(1, done))
 
 
 class FileProxy:

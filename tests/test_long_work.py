@@ -363,3 +363,19 @@ def test_disconnect_cancels_the_calls_of_the_connection(big: tuple[Path, int]) -
         assert 0 < _settled(r / "copy") < total
         with Client(path) as c:  # the daemon is fine
             assert c.exists("copy")
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+@pytest.mark.parametrize("size", [1000, 12 * 1024 * 1024 + 7])  # in the request / through the fd
+def test_progress_of_write_file_and_read_file(tmp_path: Path, backend: str, size: int) -> None:
+    data = os.urandom(size)
+    seen: list[Progress] = []
+    with BACKENDS[backend](tmp_path) as fs:
+        fs.write_file("f", data, progress=seen.append)
+        _check_progress(seen, 1)
+        assert seen[-1].bytes == size
+        seen.clear()
+        assert fs.read_file("f", progress=seen.append) == data
+        _check_progress(seen, 1)
+        assert seen[-1].bytes == size
+    assert (tmp_path / "f").read_bytes() == data
