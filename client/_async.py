@@ -17,7 +17,7 @@ import trio
 
 from ..protocol.codec import MAX_MESSAGE, Limits
 from ..protocol.connection import ClientConnection, Partial, Reply, close_fds
-from ..protocol.types import FileProxy, Progress, read_counted, write_counted
+from ..protocol.types import _PROGRESS_INTERVAL, FileProxy, Progress, read_counted, write_counted
 from . import _common as _c  # (its names as _c.X: the blocking client imports them plainly)
 from ._generated import AsyncMethods, PathArg
 from ._sync import _ANC_SPACE, _BUFSIZE, _CLOEXEC
@@ -339,6 +339,7 @@ class AsyncClient(AsyncMethods):
         deadline = math.inf if timeout is None else trio.current_time() + _c.check_timeout(timeout)
         conn, msgid = await self._send(spec.name, wire)
         done = False
+        entries, last = 1, trio.current_time()  # progress: names listed so far, the top included
         try:
             while True:
                 ev = None
@@ -348,6 +349,8 @@ class AsyncClient(AsyncMethods):
                     raise _c.timed_out(spec, timeout or 0.0)
                 if ev.__class__ is Reply:
                     done = True
+                    if pages.progress is not None and ev.error is None:  # type: ignore[union-attr]
+                        pages.progress(Progress(entries, 0))
                     _c.finish(spec, vals, ev)  # type: ignore[arg-type]  # raises the call's error, if any
                     return
                 close_fds(ev.fds)
@@ -356,6 +359,10 @@ class AsyncClient(AsyncMethods):
                 await self._send_more(conn, msgid)
                 for t in pages.tuples(ev.data):  # type: ignore[union-attr]
                     yield t
+                    entries += len(t[1]) + len(t[2])
+                    if pages.progress is not None and trio.current_time() - last >= _PROGRESS_INTERVAL:
+                        last = trio.current_time()
+                        pages.progress(Progress(entries, 0))
         finally:
             if not done:
                 self._send_cancel(conn, msgid)

@@ -205,6 +205,9 @@ class WalkPages:
         self.top_down = bool(vals[1])
         self.pruned: set[Any] = set()
         self.spec = spec
+        self.progress = vals[spec.progress_at] if spec.progress_at is not None else None
+        if self.progress is not None and not callable(self.progress):
+            raise TypeError(f"progress must be callable or None, not {type(self.progress).__name__}")
 
     def tuples(self, data: Any) -> Any:
         if not isinstance(data, list):

@@ -150,9 +150,9 @@ class SyncMethods:
             w0 = _fs(path)
         return self._call(_S_du, (path, progress, ), [w0], timeout)
 
-    def walk(self, top: PathArg = '.', *, top_down: bool = True, follow_symlinks: bool = False, timeout: float | None = None) -> Iterator[tuple[Any, list[Any], list[Any]]]:
+    def walk(self, top: PathArg = '.', *, top_down: bool = True, follow_symlinks: bool = False, progress: Callable[[Progress], Any] | None = None, timeout: float | None = None) -> Iterator[tuple[Any, list[Any], list[Any]]]:
         """pathlib.Path.walk beneath the root, streamed."""
-        return self._stream(_S_walk, *_encode_walk(top, top_down=top_down, follow_symlinks=follow_symlinks), timeout)
+        return self._stream(_S_walk, *_encode_walk(top, top_down=top_down, follow_symlinks=follow_symlinks, progress=progress), timeout)
 
     def readlink(self, path: PathArg, *, timeout: float | None = None) -> Any:
         """os.readlink."""
@@ -595,9 +595,9 @@ class AsyncMethods:
         """(bytes_on_disk, entries) of a tree, never following links."""
         return await self._call(_S_du, *_encode_du(path, progress=progress), timeout)
 
-    def walk(self, top: PathArg = '.', *, top_down: bool = True, follow_symlinks: bool = False, timeout: float | None = None) -> AsyncIterator[tuple[Any, list[Any], list[Any]]]:
+    def walk(self, top: PathArg = '.', *, top_down: bool = True, follow_symlinks: bool = False, progress: Callable[[Progress], Any] | None = None, timeout: float | None = None) -> AsyncIterator[tuple[Any, list[Any], list[Any]]]:
         """pathlib.Path.walk beneath the root, streamed."""
-        return self._stream(_S_walk, *_encode_walk(top, top_down=top_down, follow_symlinks=follow_symlinks), timeout)
+        return self._stream(_S_walk, *_encode_walk(top, top_down=top_down, follow_symlinks=follow_symlinks, progress=progress), timeout)
 
     async def readlink(self, path: PathArg, *, timeout: float | None = None) -> Any:
         """os.readlink."""
@@ -772,7 +772,7 @@ def _encode_du(path: PathArg = '.', *, progress: Callable[[Progress], Any] | Non
         w0 = _fs(path)
     return (path, progress, ), [w0]
 
-def _encode_walk(top: PathArg = '.', *, top_down: bool = True, follow_symlinks: bool = False) -> tuple[tuple[Any, ...], list[Any]]:
+def _encode_walk(top: PathArg = '.', *, top_down: bool = True, follow_symlinks: bool = False, progress: Callable[[Progress], Any] | None = None) -> tuple[tuple[Any, ...], list[Any]]:
     if top.__class__ is str:
         w0 = top.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
         if '\x00' in top:  # type: ignore[operator]
@@ -786,7 +786,7 @@ def _encode_walk(top: PathArg = '.', *, top_down: bool = True, follow_symlinks: 
         w0 = _fs(top)
     w1 = top_down if top_down.__class__ is bool else bool(top_down)
     w2 = follow_symlinks if follow_symlinks.__class__ is bool else bool(follow_symlinks)
-    return (top, top_down, follow_symlinks, ), [w0, w1, w2]
+    return (top, top_down, follow_symlinks, progress, ), [w0, w1, w2]
 
 def _encode_readlink(path: PathArg) -> tuple[tuple[Any, ...], list[Any]]:
     if path.__class__ is str:

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 
 from ..protocol.codec import MAX_FRAME, MAX_MESSAGE, Limits
 from ..protocol.connection import ClientConnection, Partial, Reply, close_fds
-from ..protocol.types import AtomicFile, Progress, read_counted, write_counted
+from ..protocol.types import AtomicFile, Progress, read_counted, walk_counted, write_counted
 from ._common import (
     BIG_WRITE,
     SPECS,
@@ -353,9 +353,14 @@ class Client(SyncMethods):
 
     def _stream(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any], timeout: float | None = None
                 ) -> Iterator[Any]:
-        """A streamed call (walk): a generator of its tuples; pages are taken back from the
-        daemon as they are read (at most STREAM_CREDIT ahead), and leaving the loop early
-        cancels the daemon's walk."""
+        """A streamed call (walk): a generator of its tuples (with its ``progress``)."""
+        progress = vals[spec.progress_at] if spec.progress_at is not None else None
+        return walk_counted(self._stream_tuples(spec, vals, wire, timeout), progress)
+
+    def _stream_tuples(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any], timeout: float | None
+                       ) -> Iterator[Any]:
+        """The tuples of a streamed call; pages are taken back from the daemon as they are
+        read (at most STREAM_CREDIT ahead), and leaving the loop early cancels the walk."""
         deadline = None if timeout is None else time.monotonic() + check_timeout(timeout)
         pages = WalkPages(spec, vals)
         conn, msgid = self._send(spec.name, wire)

@@ -27,7 +27,7 @@ from beneathd._native import ffi, lib
 
 from ..protocol.errors import EscapeError, make_error
 from ..protocol.modes import open_flags
-from ..protocol.types import _PROGRESS_INTERVAL, AtomicFile, DirEntry, Progress, kind_of_mode, read_counted, stat_to_list
+from ..protocol.types import _PROGRESS_INTERVAL, AtomicFile, DirEntry, Progress, kind_of_mode, read_counted, stat_to_list, walk_counted
 from .journal import Journal
 
 __all__ = ["Root", "OpenAt2Unavailable", "Job", "Progress"]
@@ -422,7 +422,8 @@ class Root:
         return int(out[0]), int(out[1])
 
     def walk(self, top: AnyStr | os.PathLike[AnyStr] = ".", *, top_down: bool = True,  # type: ignore[assignment]
-             follow_symlinks: bool = False) -> Iterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]:
+             follow_symlinks: bool = False, progress: Callable[[Progress], Any] | None = None,
+             job: Job | None = None) -> Iterator[tuple[AnyStr, list[AnyStr], list[AnyStr]]]:
         """``pathlib.Path.walk`` beneath the root: ``(dirpath, dirnames, filenames)`` with
         paths relative to the root in ``top``'s type; top-down, pruning ``dirnames`` in
         place skips those directories. Symlinks go in ``filenames``, unless
@@ -432,7 +433,9 @@ class Root:
         link it did not choose to follow; at most 64 directory fds held at any depth.
         Directories that vanish or cannot be read are skipped (as ``os.walk`` does);
         ``top`` itself raises."""
-        return _Walk(self, top, top_down, bool(follow_symlinks)).run()
+        if progress is not None and not callable(progress):
+            raise TypeError(f"progress must be callable or None, not {type(progress).__name__}")
+        return walk_counted(_Walk(self, top, top_down, bool(follow_symlinks)).run(), progress)
 
     def readlink(self, path: AnyStr | os.PathLike[AnyStr]) -> AnyStr:
         """``os.readlink`` beneath the root."""

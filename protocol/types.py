@@ -16,6 +16,7 @@ __all__ = [
     "Progress",
     "AtomicFile",
     "read_counted",
+    "walk_counted",
     "write_counted",
     "FileProxy",
     "STAT_FIELDS",
@@ -216,6 +217,23 @@ def read_counted(f: Any, progress: Any, job: Any = None, chunk: int = 8 << 20) -
     if progress is not None:
         progress(Progress(1, done))
     return b"".join(parts)
+
+
+def walk_counted(tuples: Any, progress: Any) -> Any:
+    """A walk's tuples passed through, with ``progress`` (entries listed so far, the top
+    included) at most every 100 ms and once at the end."""
+    if progress is None:
+        yield from tuples
+        return
+    n = 1
+    last = time.monotonic()
+    for t in tuples:
+        n += len(t[1]) + len(t[2])
+        yield t
+        if time.monotonic() - last >= _PROGRESS_INTERVAL:
+            last = time.monotonic()
+            progress(Progress(n, 0))
+    progress(Progress(n, 0))
 
 
 def write_counted(f: Any, data: Any, progress: Any, chunk: int = 16 << 20) -> None:

@@ -158,3 +158,12 @@ def test_abandoned_walk_is_cancelled(tmp_path: Path) -> None:
                 it.close()  # stops early: the daemon is told to stop
             assert c.exists("d0")  # the connection is fine
             assert sum(1 for _ in c.walk(".")) == 51
+
+
+def test_walk_progress(fs: Any, root_dir: Path) -> None:
+    _tree(root_dir)
+    seen: list[Any] = []
+    tuples = list(fs.walk(".", progress=seen.append))
+    total = 1 + sum(len(d) + len(f) for _, d, f in tuples)
+    assert seen and seen[-1].entries == total and seen[-1].bytes == 0
+    assert all(a.entries <= b.entries for a, b in zip(seen, seen[1:]))
