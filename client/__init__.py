@@ -9,9 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from ..protocol.errors import EscapeError
+from ..protocol.types import AtomicFile, Progress
+from ._common import ConnectionLost
 from ._sync import Client, Pending
 
-__all__ = ["Client", "AsyncClient", "EscapeError", "Pending"]
+__all__ = ["Client", "AsyncClient", "EscapeError", "Pending", "ConnectionLost", "Progress", "AtomicFile"]
 
 
 def __getattr__(name: str) -> Any:

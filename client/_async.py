@@ -185,7 +185,7 @@ class AsyncClient(AsyncMethods):
         conn.forget(msgid)
         if self._conn is conn:
             self._break(e if isinstance(e, OSError) else ConnectionError(str(e)))
-        raise _c.Broken(f"connection to beneathd at {self._path!r} broken: {e}") from e
+        raise _c.ConnectionLost(f"connection to beneathd at {self._path!r} broken: {e}") from e
 
     def _send_cancel(self, conn: ClientConnection, msgid: int) -> None:
         """Forget a call still under way and ask the daemon to stop it, without waiting:
@@ -298,7 +298,7 @@ class AsyncClient(AsyncMethods):
         try:
             conn, msgid = await self._send(spec.name, wire, spec.options)
             reply = await self._wait(conn, msgid)
-        except _c.Broken:
+        except _c.ConnectionLost:
             if not spec.retryable(vals):
                 raise
             conn, msgid = await self._send(spec.name, wire, spec.options)
@@ -323,7 +323,7 @@ class AsyncClient(AsyncMethods):
                         p = _c.progress_of(ev.data) if progress is not None and ev.kind == "progress" else None  # type: ignore[union-attr]
                         if p is not None:
                             progress(p)
-                except _c.Broken:
+                except _c.ConnectionLost:
                     if attempt or not spec.retryable(vals):
                         raise
                 except BaseException:

@@ -25,7 +25,7 @@ from ..protocol.methods import METHODS, Method, call_mutates
 from ..protocol.modes import open_flags
 from ..protocol.types import Progress
 
-__all__ = ["Spec", "SPECS", "wrap_fd", "finish", "Broken", "lost"]
+__all__ = ["Spec", "SPECS", "wrap_fd", "finish", "ConnectionLost", "lost"]
 
 _EMPTY = inspect.Parameter.empty
 _FSENC = sys.getfilesystemencoding()
@@ -249,14 +249,18 @@ class WalkPages:
         return False
 
 
-class Broken(ConnectionError):
-    """The connection broke under a call (a call that changes nothing is sent again)."""
+class ConnectionLost(ConnectionError):
+    """The connection to the daemon broke under a call (``beneathd.client.ConnectionLost``).
+
+    A call that changes nothing is sent again once on a new connection before this is
+    raised; one that may change something (it may have run) is not. The message names the
+    socket and the cause."""
 
 
 def lost(cause: BaseException | None, conn: ClientConnection, path: Any) -> BaseException:
     """What a caller gets when its connection died under its call: the daemon's own error
     about the connection as it is (a refused peer, a request it could not read), else
-    :class:`Broken` (which a call that changes nothing answers by sending again)."""
+    :class:`ConnectionLost` (which a call that changes nothing answers by sending again)."""
     if cause is not None and cause is conn.error:
         return cause
-    return Broken(f"connection to beneathd at {path!r} broken: {cause}")
+    return ConnectionLost(f"connection to beneathd at {path!r} broken: {cause}")

@@ -24,7 +24,7 @@ from ..protocol.types import AtomicFile, Progress, read_counted, walk_counted, w
 from ._common import (
     BIG_WRITE,
     SPECS,
-    Broken,
+    ConnectionLost,
     Spec,
     WalkPages,
     call_options,
@@ -175,7 +175,7 @@ class Client(SyncMethods):
                     if isinstance(e, OSError) and self._conn is conn:
                         self._break_locked(e)
                 if isinstance(e, OSError):
-                    raise Broken(f"connection to beneathd at {self._path!r} broken: {e}") from e
+                    raise ConnectionLost(f"connection to beneathd at {self._path!r} broken: {e}") from e
                 raise
         return conn, msgid
 
@@ -272,7 +272,7 @@ class Client(SyncMethods):
         try:
             conn, msgid = self._send(spec.name, wire, spec.options)
             reply = self._wait(conn, msgid)
-        except Broken:
+        except ConnectionLost:
             if not spec.retryable(vals):
                 raise
             conn, msgid = self._send(spec.name, wire, spec.options)
@@ -299,7 +299,7 @@ class Client(SyncMethods):
             except _Deadline:
                 self._send_cancel(conn, msgid)
                 raise timed_out(spec, timeout or 0.0) from None
-            except Broken:
+            except ConnectionLost:
                 if attempt or not spec.retryable(vals):
                     raise
             except BaseException:

@@ -379,3 +379,21 @@ def test_progress_of_write_file_and_read_file(tmp_path: Path, backend: str, size
         _check_progress(seen, 1)
         assert seen[-1].bytes == size
     assert (tmp_path / "f").read_bytes() == data
+
+
+def test_connection_lost_is_public(tmp_path: Path) -> None:
+    """A call that may have changed something is not re-sent; it raises the public
+    ConnectionLost (a ConnectionError) naming the socket."""
+    import beneathd.client as bc
+
+    assert issubclass(bc.ConnectionLost, ConnectionError) and "ConnectionLost" in bc.__all__
+    with server_thread(tmp_path) as path:
+        c = Client(path)
+        c.exists(".")
+        assert c._sock is not None
+        c._sock.shutdown(socket.SHUT_RDWR)  # the connection breaks under the next call
+        with pytest.raises(bc.ConnectionLost) as ei:
+            c.mkdir("d")
+        assert path in str(ei.value) and type(ei.value).__module__.startswith("beneathd")
+        assert c.exists(".")  # reconnects for the next call
+        c.close()
