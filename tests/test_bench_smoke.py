@@ -16,6 +16,8 @@ TOP = Path(__file__).resolve().parents[1]
     ["bench.bench_root", "--quick", "--n", "20", "--repeats", "1", "--sample-ms", "1"],
     ["bench.bench_tree", "--quick", "--dirs", "2", "--files", "5", "--repeats", "1"],
     ["bench.bench_deep", "--depth", "50", "--landlock-depth", "20"],
+    ["bench.bench_walk", "--dirs", "3", "--files", "5", "--repeats", "1"],
+    ["bench.bench_payload", "--mib", "8", "--repeats", "1"],
 ], ids=lambda a: a[0])
 def test_bench_script_runs(argv: list[str]) -> None:
     r = subprocess.run([sys.executable, "-m", *argv], cwd=TOP, capture_output=True, text=True, timeout=120)
