@@ -92,16 +92,17 @@ def _job_ptr(job: Job | None) -> Any:
     return ffi.NULL if job is None else job._c
 
 
-def _with_progress(run: Callable[[Job], None], job: Job | None,
+def _with_progress(run: Callable[[Job | None], None], job: Job | None,
                    progress: Callable[[Progress], Any] | None) -> None:
-    """Run ``run(job)``; with a ``progress`` callback, in a helper thread while this one
-    calls it at most every 100 ms and once at the end with the totals.  An exception from
-    the callback (or a KeyboardInterrupt here) cancels the call and is raised."""
-    if job is None:
-        job = Job()
+    """Run ``run(job)`` (``job`` may be None: no counting, nothing to cancel it); with a
+    ``progress`` callback, with a Job, in a helper thread while this one calls it at most
+    every 100 ms and once at the end with the totals.  An exception from the callback (or
+    a KeyboardInterrupt here) cancels the call and is raised."""
     if progress is None:
         run(job)
         return
+    if job is None:
+        job = Job()
     if not callable(progress):
         raise TypeError(f"progress must be callable or None, not {type(progress).__name__}")
     out: list[BaseException] = []
@@ -418,7 +419,7 @@ class Root:
         following a link; each name counts (a file with several hard links once per name)."""
         p = _enc(path)
         out = ffi.new("uint64_t[2]")
-        _with_progress(lambda j: self._walked(lib.bn_du(self._r, p, out, j._c), path), job, progress)
+        _with_progress(lambda j: self._walked(lib.bn_du(self._r, p, out, _job_ptr(j)), path), job, progress)
         return int(out[0]), int(out[1])
 
     def walk(self, top: AnyStr | os.PathLike[AnyStr] = ".", *, top_down: bool = True,  # type: ignore[assignment]
@@ -569,7 +570,7 @@ class Root:
         the removal, what is not removed yet stays."""
         _with_progress(lambda j: self._move(src, dst, overwrite, j), job, progress)
 
-    def _move(self, src: Any, dst: Any, overwrite: bool, job: Job) -> None:
+    def _move(self, src: Any, dst: Any, overwrite: bool, job: Job | None) -> None:
         flags = 0 if overwrite else _RENAME_NOREPLACE
         r = lib.bn_rename(self._r, _enc(src), _enc(dst), flags)
         if r != -errno.EXDEV:  # EXDEV from renameat2 is a mount boundary; escapes are BN_EESCAPE
@@ -648,11 +649,8 @@ class Root:
         buf = ffi.from_buffer(data)
         flags = lib.BN_AW_OVERWRITE | lib.BN_AW_KEEP_MODE
         p = _enc(path)
-        if progress is None:
-            self._walked(lib.bn_write_file(self._r, p, buf, len(buf), mode, flags, _job_ptr(job)), path)
-            return
-        _with_progress(lambda j: self._walked(lib.bn_write_file(self._r, p, buf, len(buf), mode, flags, j._c), path),
-                       job, progress)
+        _with_progress(lambda j: self._walked(lib.bn_write_file(self._r, p, buf, len(buf), mode, flags, _job_ptr(j)),
+                                              path), job, progress)
 
     def copy_file(self, src: AnyStr | os.PathLike[AnyStr], dst: AnyStr | os.PathLike[AnyStr], *,
                   overwrite: bool = True, reflink: str = "auto", progress: Callable[[Progress], Any] | None = None,
@@ -665,7 +663,7 @@ class Root:
         except (KeyError, TypeError):
             raise ValueError("reflink must be 'auto', 'always' or 'never'") from None
         s, d = _enc(src), _enc(dst)
-        _with_progress(lambda j: self._walked(lib.bn_copy_file(self._r, s, d, bool(overwrite), how, 0, j._c),
+        _with_progress(lambda j: self._walked(lib.bn_copy_file(self._r, s, d, bool(overwrite), how, 0, _job_ptr(j)),
                                               src, dst), job, progress)
 
     def cp(self, src: AnyStr | os.PathLike[AnyStr], dst: AnyStr | os.PathLike[AnyStr], *,
@@ -681,20 +679,14 @@ class Root:
             | (lib.BN_CP_PRESERVE if preserve else 0)
         )
         s, d = _enc(src), _enc(dst)
-        if progress is None:
-            self._walked(lib.bn_cp(self._r, s, d, flags, _job_ptr(job)), src, dst)
-            return
-        _with_progress(lambda j: self._walked(lib.bn_cp(self._r, s, d, flags, j._c), src, dst), job, progress)
+        _with_progress(lambda j: self._walked(lib.bn_cp(self._r, s, d, flags, _job_ptr(j)), src, dst), job, progress)
 
     def rm(self, path: AnyStr | os.PathLike[AnyStr], *, recursive: bool = False, force: bool = False,
            progress: Callable[[Progress], Any] | None = None, job: Job | None = None) -> None:
         """``rm [-r] [-f]`` done natively by descending dirfds; never follows a symlink.
         Cancelled, what is not removed yet stays."""
         p = _enc(path)
-        if progress is None:
-            self._walked(lib.bn_rm(self._r, p, bool(recursive), bool(force), _job_ptr(job)), path)
-            return
-        _with_progress(lambda j: self._walked(lib.bn_rm(self._r, p, bool(recursive), bool(force), j._c), path),
+        _with_progress(lambda j: self._walked(lib.bn_rm(self._r, p, bool(recursive), bool(force), _job_ptr(j)), path),
                        job, progress)
 
 

@@ -552,13 +552,7 @@ class Server:
         finally:
             conn.jobs.pop(req.msgid, None)
             conn.streams.pop(req.msgid, None)
-            conn.inflight -= 1
-            conn.inflight_bytes -= req.size
-            conn.bytes_changed.set()
-            self.last_activity = time.monotonic()
-            if conn.inflight == 0:
-                conn.wait_since = max(conn.wait_since, trio.current_time())
-                conn.rearm.set()
+            self._long_done(conn, req.size)
 
     async def _request(self, conn: _Conn, req: Request) -> None:
         """A long request, in its own task: the work runs in a worker thread."""
@@ -594,14 +588,19 @@ class Server:
             conn.reply_sent.set()
             if fd is not None:
                 os.close(fd)
-            conn.inflight -= 1
-            conn.inflight_bytes -= size
-            conn.bytes_changed.set()
-            self.last_activity = time.monotonic()
-            if conn.inflight == 0:
-                # the idle countdown of a waiting reader starts now
-                conn.wait_since = max(conn.wait_since, trio.current_time())
-                conn.rearm.set()
+            self._long_done(conn, size)
+
+    def _long_done(self, conn: _Conn, size: int) -> None:
+        """A long call's task ends: it no longer counts in flight (the reader may read on),
+        with ``size`` bytes of its request still held."""
+        conn.inflight -= 1
+        conn.inflight_bytes -= size
+        conn.bytes_changed.set()
+        self.last_activity = time.monotonic()
+        if conn.inflight == 0:
+            # the idle countdown of a waiting reader starts now
+            conn.wait_since = max(conn.wait_since, trio.current_time())
+            conn.rearm.set()
 
     # -- replying ------------------------------------------------------------------------------
 
