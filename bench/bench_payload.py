@@ -5,9 +5,12 @@ root) serves a root on the same file system as the plain contender's file. Inter
 rounds, one operation per sample: ``Client.write_file(name, data)`` (above 4 MiB the client
 writes into an atomic writer's fd and the daemon publishes it) against ``open(path,
 "wb").write(data)`` in this process, and ``Client.read_file`` (read here through the fd the
-daemon opens) against ``open(path, "rb").read()``. Dirty pages are written back between
+daemon opens) against ``open(path, "rb").read()`` of the same file. Dirty pages are written back between
 samples (``os.sync``, untimed) so that one contender's writeback does not land in the next
-one's time. Also the daemon's peak RSS growth (VmHWM) over the run.
+one's time; after ours, also until the daemon has closed the replaced file it holds
+(``daemon/release.py``: the old file's storage is freed after the reply, not inside the
+rename, where a plain ``open(path, "wb")`` frees it in its ``O_TRUNC``). Also the daemon's
+peak RSS growth (VmHWM) over the run.
 
     python -m bench.bench_payload [--quick] [--mib 1024] [--repeats 5] [--dir DIR]
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 from bench._util import Case, base_parser, drop_dirty, fmt_s, interleave, md_table, paired_ratios, quantile, verdict
 from bench.bench_load import DaemonProc
@@ -30,6 +34,20 @@ def _hwm_kib(pid: int) -> int:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1])
     return 0
+
+
+def _fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def _settled(pid: int, idle: int) -> None:
+    """Wait (untimed) until the daemon has closed the replaced file it held (its fd count is
+    back to idle: daemon/release.py frees a replaced big file after the reply), then write
+    back dirty pages, so that the freeing does not land in the next contender's time."""
+    deadline = time.monotonic() + 60
+    while _fds(pid) > idle and time.monotonic() < deadline:
+        time.sleep(0.01)
+    drop_dirty()
 
 
 def main() -> int:
@@ -50,6 +68,10 @@ def main() -> int:
         with Client(d.socket) as c:
             c.write_file("warm", b"x")
             hwm0 = _hwm_kib(d.proc.pid)
+            pid, idle = d.proc.pid, _fds(d.proc.pid)
+
+            def settled() -> None:
+                _settled(pid, idle)
 
             def w_ours(n: int) -> None:
                 c.write_file("big", data)
@@ -67,13 +89,13 @@ def main() -> int:
             def r_ours(n: int) -> None:
                 assert len(c.read_file("big")) == len(data)
 
-            def r_plain(n: int) -> None:
-                with open(plain, "rb") as f:
+            def r_plain(n: int) -> None:  # the same file the daemon opens for ours
+                with open(os.path.join(d.root, "big"), "rb") as f:
                     assert len(f.read()) == len(data)
 
             hand = Case("temporary + os.replace (atomic by hand)", w_by_hand, drop_dirty, drop_dirty)
             for title, ours, base, others, goal in [
-                (f"write_file, {mib} MiB", Case("Client.write_file", w_ours, drop_dirty, drop_dirty),
+                (f"write_file, {mib} MiB", Case("Client.write_file", w_ours, drop_dirty, settled),
                  Case("open().write", w_plain, drop_dirty, drop_dirty), [hand], GOAL),
                 (f"read_file, {mib} MiB (page cache warm)", Case("Client.read_file", r_ours),
                  Case("open().read", r_plain), [], GOAL),

@@ -219,7 +219,7 @@ def cases(root: Root, dfd: int, jroot: Root) -> list[tuple[str, float, list[Case
         f = lib.bn_write_file
         fl = lib.BN_AW_OVERWRITE | lib.BN_AW_KEEP_MODE
         for _ in range(n):
-            f(rfd, b"w", SMALL, len(SMALL), 0o666, fl, ffi.NULL)
+            f(rfd, b"w", SMALL, len(SMALL), 0o666, fl, ffi.NULL, ffi.NULL)
 
     def journaled_write(n: int) -> None:
         wf = jroot.write_file

@@ -194,6 +194,18 @@ def progress_of(data: Any) -> Progress | None:
 BIG_WRITE = 4 * 1024 * 1024
 
 
+def _decode_names(names: list[bytes]) -> list[str]:
+    """Names as os.fsdecode gives them, joined, decoded and split in three C calls (no UTF-8
+    sequence spans a NUL, so the lot decodes as each would); a name holding a NUL (which no
+    file system gives) splits into more and is refused."""
+    if not names:
+        return []
+    out = b"\0".join(names).decode(_FSENC, _FSERR).split("\0")
+    if len(out) != len(names):
+        raise ValueError("a name with a NUL")
+    return out
+
+
 class WalkPages:
     """A streamed walk as the caller sees it: pages decoded to ``top``'s type, and
     top-down pruning (names removed from ``dirnames``) applied here, since the daemon walks
@@ -221,10 +233,10 @@ class WalkPages:
                     dirpath, dirnames, filenames = dp, list(dn), list(fn)
                     if dirpath.__class__ is not bytes or not all(n.__class__ is bytes for n in dn + fn):
                         raise TypeError
-                else:  # bytes.decode directly: a walk decodes every name of the tree
+                else:  # a walk decodes every name of the tree: a page's names in one call
                     dirpath = dp.decode(enc, errs)
-                    dirnames = [n.decode(enc, errs) for n in dn]
-                    filenames = [n.decode(enc, errs) for n in fn]
+                    dirnames = _decode_names(dn)
+                    filenames = _decode_names(fn)
             except (TypeError, ValueError, AttributeError):
                 raise _bad_result(self.spec.m) from None
             if self.pruned and self._under(dirpath):

@@ -29,6 +29,7 @@ from ..protocol.errors import EscapeError, make_error
 from ..protocol.modes import open_flags
 from ..protocol.types import _PROGRESS_INTERVAL, AtomicFile, DirEntry, Progress, kind_of_mode, read_counted, stat_to_list, walk_counted
 from .journal import Journal
+from .release import release as _release
 
 __all__ = ["Root", "OpenAt2Unavailable", "Job", "Progress"]
 
@@ -501,7 +502,7 @@ class Root:
         if "b" in mode and encoding is not None:
             raise ValueError("binary mode doesn't take an encoding argument")
         w = ffi.new("bn_writer *")
-        flags = (lib.BN_AW_OVERWRITE if kind == "w" else 0) | lib.BN_AW_KEEP_MODE
+        flags = (lib.BN_AW_OVERWRITE | lib.BN_AW_HOLD_OLD if kind == "w" else 0) | lib.BN_AW_KEEP_MODE
         fd = _check(lib.bn_writer_open(self._r, _enc(path), perms, flags, "+" in mode, w), path)
         try:
             f = io.open(os.dup(fd), mode.replace("x", "w"), buffering=buffering, encoding=encoding, closefd=True)
@@ -511,6 +512,7 @@ class Root:
 
         def publish() -> None:
             _check(lib.bn_writer_publish(w), path)
+            _release(w.old_fd)  # a replaced big file is freed after this returns (release.py)
 
         def discard() -> None:
             lib.bn_writer_discard(w)
@@ -647,10 +649,14 @@ class Root:
         if isinstance(data, str):
             raise TypeError("write_file() data must be bytes-like, not str")
         buf = ffi.from_buffer(data)
-        flags = lib.BN_AW_OVERWRITE | lib.BN_AW_KEEP_MODE
+        flags = lib.BN_AW_OVERWRITE | lib.BN_AW_KEEP_MODE | lib.BN_AW_HOLD_OLD
         p = _enc(path)
-        _with_progress(lambda j: self._walked(lib.bn_write_file(self._r, p, buf, len(buf), mode, flags, _job_ptr(j)),
-                                              path), job, progress)
+        held = ffi.new("int *", -1)
+        try:
+            _with_progress(lambda j: self._walked(lib.bn_write_file(self._r, p, buf, len(buf), mode, flags,
+                                                                    _job_ptr(j), held), path), job, progress)
+        finally:
+            _release(held[0])  # a replaced big file is freed after this returns (release.py)
 
     def copy_file(self, src: AnyStr | os.PathLike[AnyStr], dst: AnyStr | os.PathLike[AnyStr], *,
                   overwrite: bool = True, reflink: str = "auto", progress: Callable[[Progress], Any] | None = None,
@@ -663,8 +669,12 @@ class Root:
         except (KeyError, TypeError):
             raise ValueError("reflink must be 'auto', 'always' or 'never'") from None
         s, d = _enc(src), _enc(dst)
-        _with_progress(lambda j: self._walked(lib.bn_copy_file(self._r, s, d, bool(overwrite), how, 0, _job_ptr(j)),
-                                              src, dst), job, progress)
+        held = ffi.new("int *", -1)
+        try:
+            _with_progress(lambda j: self._walked(lib.bn_copy_file(self._r, s, d, bool(overwrite), how, 0, _job_ptr(j),
+                                                                   held), src, dst), job, progress)
+        finally:
+            _release(held[0])
 
     def cp(self, src: AnyStr | os.PathLike[AnyStr], dst: AnyStr | os.PathLike[AnyStr], *,
            recursive: bool = False, overwrite: bool = True, preserve: bool = True,
@@ -701,6 +711,16 @@ def _join(parent: Any, name: Any) -> Any:
     return name if parent in (".", b".") else os.path.join(parent, name)
 
 
+def _names_ptr() -> Any:
+    return ffi.new("bn_names *")
+
+
+def _split_str(b: bytes) -> list[str]:
+    """NUL-ended names decoded as os.fsdecode would, in one call for the lot (a NUL ends
+    every name, and no UTF-8 sequence spans one, so decoding the lot equals decoding each)."""
+    return b[:-1].decode(_FS_ENCODING, "surrogateescape").split("\0") if b else []
+
+
 class _WalkFrame:
     __slots__ = ("path", "rel", "fd", "dev", "ino", "dirs", "files", "i", "via_link")
 
@@ -730,6 +750,17 @@ class _Walk:
         return b if self.as_bytes else os.fsdecode(b)
 
     def _list(self, fd: int, path: Any) -> tuple[list[Any], list[Any]]:
+        if not self.follow:  # the common case: two strings split, no object per entry
+            names = _names_ptr()
+            _check(lib.bn_list_names(fd, names), path)
+            try:
+                raw = ffi.buffer(names.buf, names.len)[:] if names.len else b""
+                cut = names.dirs
+            finally:
+                lib.bn_names_free(names)
+            if not self.as_bytes:
+                return _split_str(raw[:cut]), _split_str(raw[cut:])
+            return (raw[:cut - 1].split(b"\0") if cut else []), (raw[cut:-1].split(b"\0") if len(raw) > cut else [])
         dirs: list[Any] = []
         files: list[Any] = []
         ancestors = {(f.dev, f.ino) for f in self.frames}

@@ -72,17 +72,21 @@ class _Stream:
         ev.set()
 
 
-def _walk_page(gen: Any, most: int) -> tuple[list[Any], bool]:
-    """The next page of a walk (run in a worker thread): (tuples, the walk is over)."""
+def _walk_page(gen: Any, most: int, job: Any = None) -> tuple[list[Any], bool]:
+    """The next page of a walk (run in a worker thread): (tuples, the walk is over). A
+    cancel ends the page at the next directory (the sender then stops the walk), so a walk
+    stops within one directory's listing of its cancel, not one page's."""
     page: list[Any] = []
     size = 0
     for _ in range(most):
+        if job is not None and job.cancelled:
+            break
         try:
             dirpath, dirnames, filenames = next(gen)
         except StopIteration:
             return page, True
         page.append([dirpath, dirnames, filenames])
-        size += len(dirpath) + sum(len(n) + 2 for n in dirnames) + sum(len(n) + 2 for n in filenames)
+        size += len(dirpath) + sum(map(len, dirnames)) + sum(map(len, filenames)) + 2 * (len(dirnames) + len(filenames))
         if size >= PAGE_BYTES:
             break
     return page, False
@@ -506,7 +510,7 @@ class Server:
         proto = conn.proto
 
         def page_of(most: int) -> tuple[bytes | None, bool]:
-            page, done = _walk_page(gen, most)
+            page, done = _walk_page(gen, most, job)
             return (proto.partial(req.msgid, "walk", page, threadsafe=True) if page else None), done
 
         async def produce(send: Any) -> None:

@@ -35,6 +35,12 @@
 #define BN_AW_OVERWRITE 1
 #define BN_AW_KEEP_MODE 2
 #define BN_AW_EXACT_MODE 4
+/* A replaced regular file of BN_HOLD_BYTES or more is kept open (O_PATH) past the rename
+   and handed to the caller (bn_writer.old_fd, or *held): freeing a big file's pages and
+   blocks happens in its last close, which the caller can do after answering instead of
+   waiting for it inside the rename (about a second per GiB here). */
+#define BN_AW_HOLD_OLD 8
+#define BN_HOLD_BYTES 1048576
 #define BN_JSLOT 4096
 #define BN_JSLOTS 256
 
@@ -98,9 +104,9 @@ int bn_truncate(const bn_root *rt, const char *path, int64_t length);
 
 /* replace.c: contents, whole or not at all */
 int bn_write_file(const bn_root *rt, const char *path, const char *buf, size_t len, int mode, int flags,
-                  bn_job *job);
+                  bn_job *job, int *held);
 int bn_copy_file(const bn_root *rt, const char *src, const char *dst, int overwrite, int reflink, int preserve,
-                 bn_job *job);
+                 bn_job *job, int *held);
 
 /* An atomic writer (open(..., atomic=True)): the new contents live in an anonymous file
    (O_TMPFILE, or a journaled hidden name where the file system has none) in the target's
@@ -116,6 +122,8 @@ typedef struct bn_writer {
     int flags;      /* BN_AW_* */
     int mode;
     int old_mode;   /* st_mode of what the name held, or -1 for nothing */
+    int old_fd;     /* BN_AW_HOLD_OLD: the replaced file, after publish (the caller closes it), or -1 */
+    int64_t old_size;
     bn_journal *j;
     char leaf[258];
     char tmp[320];
@@ -128,6 +136,18 @@ void bn_writer_discard(bn_writer *w);
 int bn_cp(const bn_root *rt, const char *src, const char *dst, int flags, bn_job *job);
 int bn_rm(const bn_root *rt, const char *path, int recursive, int force, bn_job *job);
 int bn_du(const bn_root *rt, const char *path, uint64_t *out, bn_job *job);
+/* A directory fd's names as walk sorts them ("." and ".." left out, getdents order): the
+   directories' names in buf[0, dirs), every other name in buf[dirs, len), each ending in
+   a NUL; d_type decides, fstatat (no follow) where it is DT_UNKNOWN (a name gone by then
+   is not a directory). Two strings Python splits, instead of an object per entry. buf is
+   malloc'd: bn_names_free it. */
+typedef struct bn_names {
+    char *buf;
+    size_t dirs;
+    size_t len;
+} bn_names;
+int bn_list_names(int fd, bn_names *out);
+void bn_names_free(bn_names *n);
 
 /* Test hook: with bn_set_hook(1), the native code calls bn_py_hook(stage) between its steps
    (stage 1: parent resolved, before acting on the leaf; 2: in a tree walk, after fstatat and

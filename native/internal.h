@@ -76,11 +76,11 @@ struct bn_src { int fd; int reflink; int xattrs; bn_job *job; };
 
 BN_INTERNAL int bn_fill_fd(int fd, void *arg);   /* arg: struct bn_src */
 BN_INTERNAL int bn_atomic_replace(int dfd, const char *leaf, int mode, int flags,
-                                  const struct stat *meta, bn_fill_fn fill, void *arg, bn_journal *j);
+                                  const struct stat *meta, bn_fill_fn fill, void *arg, bn_journal *j, int *held);
 BN_INTERNAL int bn_copy_xattrs(int in, int out);
 /* bn_copy_file with dst taken as it is (its final link already followed) */
 BN_INTERNAL int bn_copy_file_to(const bn_root *rt, bn_job *job, const char *src, const char *dst, int overwrite, int reflink,
-                                int preserve);
+                                int preserve, int *held);
 BN_INTERNAL void bn_tmpname(char *out, size_t n, const char *leaf);
 BN_INTERNAL int bn_jadd(bn_journal *j, int dfd, const char *tmp);
 BN_INTERNAL void bn_jdel(bn_journal *j, int s);

@@ -207,12 +207,14 @@ static int bn_tmp_begin(int dfd, const char *leaf, int mode, int flags, int ofla
         return -ENAMETOOLONG;
     strcpy(w->leaf, leaf);
     w->old_mode = -1;
+    w->old_fd = -1;
     if (fstatat(dfd, leaf, &old, AT_SYMLINK_NOFOLLOW) == 0) {
         if (S_ISDIR(old.st_mode))
             return -EISDIR;
         if (!(flags & BN_AW_OVERWRITE))
             return -EEXIST;
         w->old_mode = (int)old.st_mode;
+        w->old_size = (int64_t)old.st_size;
     }
     w->fd = openat(dfd, ".", O_TMPFILE | oflags | O_CLOEXEC, (mode_t)(mode & 07777));
     if (w->fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
@@ -261,8 +263,10 @@ static int bn_tmp_finish(bn_writer *w, const struct stat *meta, int restat)
     int r = 0, flags = w->flags, dfd = w->dfd, fd = w->fd;
     /* a writer that lived a while looks again (the name may have appeared or changed);
        an immediate replace uses what begin saw */
-    if (restat)
+    if (restat) {
         w->old_mode = fstatat(dfd, w->leaf, &old, AT_SYMLINK_NOFOLLOW) == 0 ? (int)old.st_mode : -1;
+        w->old_size = w->old_mode == -1 ? 0 : (int64_t)old.st_size;
+    }
     int have_old = w->old_mode != -1;
     if (have_old && S_ISDIR((mode_t)w->old_mode))
         r = -EISDIR;
@@ -311,9 +315,17 @@ static int bn_tmp_finish(bn_writer *w, const struct stat *meta, int restat)
             r = -EEXIST;
     }
     if (r == 0 && w->named) {
-        if (flags & BN_AW_OVERWRITE)
+        if (flags & BN_AW_OVERWRITE) {
+            /* the one component in the real directory, no link followed, no data access:
+               only a reference, so that the rename does not free the old file's storage */
+            if ((flags & BN_AW_HOLD_OLD) && have_old && S_ISREG((mode_t)w->old_mode) && w->old_size >= BN_HOLD_BYTES)
+                w->old_fd = openat(dfd, w->leaf, O_PATH | O_NOFOLLOW | O_CLOEXEC);
             r = bn_neg(renameat(dfd, w->tmp, dfd, w->leaf));
-        else
+            if (r < 0 && w->old_fd >= 0) {
+                close(w->old_fd);   /* nothing was replaced */
+                w->old_fd = -1;
+            }
+        } else
             r = bn_neg((int)syscall(SYS_renameat2, dfd, w->tmp, dfd, w->leaf, RENAME_NOREPLACE));
         if (r == 0)
             w->named = 0;   /* the temporary name is the real one now */
@@ -324,14 +336,22 @@ done:
 }
 
 int bn_atomic_replace(int dfd, const char *leaf, int mode, int flags,
-                      const struct stat *meta, bn_fill_fn fill, void *arg, bn_journal *j)
+                      const struct stat *meta, bn_fill_fn fill, void *arg, bn_journal *j, int *held)
 {
     bn_writer w;
+    if (held)
+        *held = -1;
+    else
+        flags &= ~BN_AW_HOLD_OLD;
     int r = bn_tmp_begin(dfd, leaf, mode, flags, O_WRONLY, j, &w);
     if (r == 0)
         r = fill(w.fd, arg);
-    if (r == 0)
-        return bn_tmp_finish(&w, meta, 0);
+    if (r == 0) {
+        r = bn_tmp_finish(&w, meta, 0);
+        if (held)
+            *held = w.old_fd;
+        return r;
+    }
     bn_tmp_drop(&w);
     return r;
 }
@@ -340,7 +360,7 @@ int bn_writer_open(const bn_root *rt, const char *path, int mode, int flags, int
 {
     bn_path p;
     char real[PATH_MAX];   /* a final in-tree link is followed: its target is replaced */
-    w->fd = w->dfd = -1;
+    w->fd = w->dfd = w->old_fd = -1;
     w->named = w->own_dfd = 0;
     w->rec = -1;
     int r = bn_follow_final(rt, path, real);
@@ -436,8 +456,10 @@ int bn_fill_fd(int fd, void *arg)
 }
 
 int bn_write_file(const bn_root *rt, const char *path, const char *buf, size_t len, int mode, int flags,
-                  bn_job *job)
+                  bn_job *job, int *held)
 {
+    if (held)
+        *held = -1;
     bn_path p;
     char real[PATH_MAX];   /* a final in-tree link is followed: its target is replaced */
     int r = bn_follow_final(rt, path, real);
@@ -451,7 +473,7 @@ int bn_write_file(const bn_root *rt, const char *path, const char *buf, size_t l
         r = -EISDIR;
     else {
         struct bn_buf b = {buf, len, job};
-        r = bn_atomic_replace(p.pfd, p.leaf, mode, flags, NULL, bn_fill_buf, &b, rt->journal);
+        r = bn_atomic_replace(p.pfd, p.leaf, mode, flags, NULL, bn_fill_buf, &b, rt->journal, held);
         if (r == 0)
             bn_did(job, 1, 0);
     }
@@ -460,15 +482,17 @@ int bn_write_file(const bn_root *rt, const char *path, const char *buf, size_t l
 }
 
 int bn_copy_file(const bn_root *rt, const char *src, const char *dst, int overwrite, int reflink, int preserve,
-                 bn_job *job)
+                 bn_job *job, int *held)
 {
     char real[PATH_MAX];   /* a final in-tree link at dst is followed */
+    if (held)
+        *held = -1;
     int r = bn_follow_final(rt, dst, real);
-    return r < 0 ? r : bn_copy_file_to(rt, job, src, real, overwrite, reflink, preserve);
+    return r < 0 ? r : bn_copy_file_to(rt, job, src, real, overwrite, reflink, preserve, held);
 }
 
 int bn_copy_file_to(const bn_root *rt, bn_job *job, const char *src, const char *dst, int overwrite, int reflink,
-                    int preserve)
+                    int preserve, int *held)
 {
     struct stat st;
     bn_path p;
@@ -487,8 +511,8 @@ int bn_copy_file_to(const bn_root *rt, bn_job *job, const char *src, const char 
     else {
         struct bn_src s = {sfd, reflink, preserve, job};
         r = bn_atomic_replace(p.pfd, p.leaf, st.st_mode & 07777,
-                              (overwrite ? BN_AW_OVERWRITE : 0) | BN_AW_EXACT_MODE,
-                              preserve ? &st : NULL, bn_fill_fd, &s, rt->journal);
+                              (overwrite ? BN_AW_OVERWRITE : 0) | BN_AW_EXACT_MODE | BN_AW_HOLD_OLD,
+                              preserve ? &st : NULL, bn_fill_fd, &s, rt->journal, held);
         if (r == 0)
             bn_did(job, 1, 0);
     }

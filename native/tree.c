@@ -39,6 +39,7 @@
  */
 #include "internal.h"
 
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -661,7 +662,7 @@ static int bn_cp_leaf(int sfd, int dfd, const char *name, const struct stat *st,
         struct bn_src s = {fd, BN_REFLINK_AUTO, preserve, c->job};
         r = bn_atomic_replace(dfd, name, st2.st_mode & 07777,
                               (c->flags & BN_CP_OVERWRITE) ? BN_AW_OVERWRITE : 0,
-                              preserve ? &st2 : NULL, bn_fill_fd, &s, c->j);
+                              preserve ? &st2 : NULL, bn_fill_fd, &s, c->j, NULL);
     }
     close(fd);
     return r;
@@ -792,7 +793,7 @@ int bn_cp(const bn_root *rt, const char *src, const char *dst, int flags, bn_job
         if (!S_ISREG(st.st_mode))
             return -BN_ENOTREG;
         return bn_copy_file_to(rt, job, src, dst, flags & BN_CP_OVERWRITE, BN_REFLINK_AUTO,
-                               flags & BN_CP_PRESERVE);
+                               flags & BN_CP_PRESERVE, NULL);
     }
     if (!(flags & BN_CP_RECURSIVE))
         return -EISDIR;
@@ -846,4 +847,85 @@ out:
     bn_release(&p);
     close(sd);
     return r;
+}
+
+/* ---- bn_list_names: one directory's names, split for walk ---- */
+
+static int bn_buf_put(char **b, size_t *len, size_t *cap, const char *s, size_t n)
+{
+    if (*len + n > *cap) {
+        size_t c = *cap ? *cap : 4096;
+        while (*len + n > c)
+            c *= 2;
+        char *a = realloc(*b, c);
+        if (!a)
+            return -ENOMEM;
+        *b = a;
+        *cap = c;
+    }
+    memcpy(*b + *len, s, n);
+    *len += n;
+    return 0;
+}
+
+int bn_list_names(int fd, bn_names *out)
+{
+    char *dirs = NULL, *rest = NULL;
+    size_t dlen = 0, dcap = 0, rlen = 0, rcap = 0;
+    int r = 0;
+    char *dents = malloc(BN_DENTS);
+    out->buf = NULL;
+    out->dirs = out->len = 0;
+    if (!dents)
+        return -ENOMEM;
+    if (lseek(fd, 0, SEEK_SET) < 0) {
+        r = -errno;
+        goto done;
+    }
+    for (;;) {
+        long n = syscall(SYS_getdents64, fd, dents, BN_DENTS);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            r = -errno;
+            goto done;
+        }
+        if (n == 0)
+            break;
+        for (long off = 0; off < n;) {
+            unsigned short reclen;
+            memcpy(&reclen, dents + off + 16, sizeof reclen);
+            unsigned char type = (unsigned char)dents[off + 18];
+            const char *name = dents + off + 19;
+            off += reclen;
+            if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0)))
+                continue;
+            if (type == DT_UNKNOWN) {
+                struct stat st;
+                type = (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) ? DT_DIR : DT_REG;
+            }
+            size_t len = strlen(name) + 1;
+            r = type == DT_DIR ? bn_buf_put(&dirs, &dlen, &dcap, name, len) : bn_buf_put(&rest, &rlen, &rcap, name, len);
+            if (r < 0)
+                goto done;
+        }
+    }
+    /* one buffer: the directories, then the rest */
+    if (rlen && (r = bn_buf_put(&dirs, &dlen, &dcap, rest, rlen)) < 0)
+        goto done;
+    out->buf = dirs;
+    out->dirs = dlen - rlen;
+    out->len = dlen;
+    dirs = NULL;
+done:
+    free(dirs);
+    free(rest);
+    free(dents);
+    return r;
+}
+
+void bn_names_free(bn_names *n)
+{
+    free(n->buf);
+    n->buf = NULL;
 }

@@ -287,3 +287,73 @@ def test_two_gib_each_way_keeps_the_daemon_small(tmp_path: Path) -> None:
             growth = hwm() - before
         print(f"\ndaemon peak RSS growth over a 2 GiB write_file and read_file: {growth / 2**20:.1f} MiB")
         assert growth < 64 << 20
+
+
+def test_native_holds_a_replaced_big_file(tmp_path: Path) -> None:
+    """BN_AW_HOLD_OLD: a replaced regular file of BN_HOLD_BYTES or more comes back as an
+    O_PATH fd on the unlinked old file (its storage is freed at its close); a smaller one,
+    a new name, or a refused replace hold nothing."""
+    from beneathd._native import ffi, lib
+    from beneathd.daemon import Root
+
+    big = b"o" * lib.BN_HOLD_BYTES
+    (tmp_path / "big").write_bytes(big)
+    (tmp_path / "small").write_bytes(big[:-1])
+    (tmp_path / "d").mkdir()
+    with Root(tmp_path) as r:
+        held = ffi.new("int *", 7)
+        flags = lib.BN_AW_OVERWRITE | lib.BN_AW_HOLD_OLD
+        assert lib.bn_write_file(r._r, b"big", b"new", 3, 0o666, flags, ffi.NULL, held) == 0
+        fd = held[0]
+        assert fd >= 0
+        try:
+            st = os.fstat(fd)
+            assert st.st_nlink == 0 and st.st_size == len(big)
+            assert os.readlink(f"/proc/self/fd/{fd}").endswith("(deleted)")
+        finally:
+            os.close(fd)
+        assert (tmp_path / "big").read_bytes() == b"new"
+        for name in (b"small", b"fresh"):  # too small to hold, nothing there
+            assert lib.bn_write_file(r._r, name, b"x", 1, 0o666, flags, ffi.NULL, held) == 0
+            assert held[0] == -1
+        held[0] = 7
+        assert lib.bn_write_file(r._r, b"d", b"x", 1, 0o666, flags, ffi.NULL, held) == -errno.EISDIR
+        assert held[0] == -1
+        (tmp_path / "big").write_bytes(big)
+        assert lib.bn_copy_file(r._r, b"small", b"big", 1, lib.BN_REFLINK_NEVER, 0, ffi.NULL, held) == 0
+        assert held[0] >= 0 and os.fstat(held[0]).st_nlink == 0
+        os.close(held[0])
+        assert lib.bn_write_file(r._r, b"plain", b"x", 1, 0o666, lib.BN_AW_OVERWRITE, ffi.NULL, ffi.NULL) == 0
+
+
+@pytest.mark.parametrize("kind", sorted(BACKENDS))
+def test_replaced_big_files_are_freed_after_the_call(tmp_path: Path, kind: str) -> None:
+    """write_file (in the request and through a writer's fd), copy_file and an atomic
+    writer hand the replaced big file to the closer (daemon/release.py), which closes it:
+    no fd on a deleted file is left once it has settled, and the contents are the new."""
+    from beneathd.daemon import release
+
+    mib = b"m" * (1 << 20)
+    names = {"a": mib * 2, "b": mib * 6, "c": mib * 2, "e": mib * 2}
+    for n, data in names.items():
+        (tmp_path / n).write_bytes(data)
+    before = release.handed
+    with _backend(kind, tmp_path) as fs:
+        fs.write_file("a", b"new a")
+        fs.write_file("b", mib * 5 + b"new b")  # above BIG_WRITE: a client writes into an atomic writer
+        fs.write_file("src", b"new c")
+        fs.copy_file("src", "c")
+        with fs.open("e", "wb", atomic=True) as f:
+            f.write(b"new e")
+    assert release.settle(30)
+    assert release.handed - before == 4
+    assert (tmp_path / "a").read_bytes() == b"new a"
+    assert (tmp_path / "b").read_bytes() == mib * 5 + b"new b"
+    assert (tmp_path / "c").read_bytes() == b"new c"
+    assert (tmp_path / "e").read_bytes() == b"new e"
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        assert not (target.startswith(str(tmp_path)) and target.endswith("(deleted)")), target

@@ -66,6 +66,24 @@ def test_walk_equals_the_reference(fs: Any, root_dir: Path) -> None:
     assert got_b[0] == (b"a", [b"b"], [b"f"])
 
 
+def test_walk_names_in_every_encoding(fs: Any, root_dir: Path) -> None:
+    """Names that are not UTF-8, or hold newlines, spaces and lone surrogate-making bytes,
+    come back as os.fsdecode (str) and os.fsencode (bytes) give them: the walk splits a
+    directory's names out of one buffer and decodes a page's names in one call."""
+    rb = os.fsencode(root_dir)
+    odd = [b"\xff", b"a\xc3", b"\xc3\xa9t\xc3\xa9", b"new\nline", b" sp ", b"\xed\xa0\x80", b"\xe2\x82"]
+    for n in odd:
+        os.mkdir(rb + b"/d" + n)
+        with open(rb + b"/d" + n + b"/f" + n, "wb"):
+            pass
+        with open(rb + b"/" + n, "wb"):
+            pass
+    want_b = sorted((os.fsencode(p), sorted(map(os.fsencode, d)), sorted(map(os.fsencode, f)))
+                    for p, d, f in reference(root_dir))
+    assert sorted(_norm(fs.walk(b"."))) == want_b
+    assert sorted(_norm(fs.walk("."))) == sorted(reference(root_dir))
+
+
 def test_walk_prunes_in_place(fs: Any, root_dir: Path) -> None:
     _tree(root_dir)
     (root_dir / "skip" / "deep").mkdir(parents=True)

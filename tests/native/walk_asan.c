@@ -122,6 +122,30 @@ static void *walks(void *arg)
     r = bn_rm(&rt, "src", 1, 0, NULL);
     CHECK(r == 0, "rm -r src: %d", r);
     CHECK(bn_rm(&rt, "src", 1, 1, NULL) == 0, "rm -rf of nothing");
+
+    /* bn_list_names: more names than one getdents buffer, split into dirs and the rest */
+    CHECK(mkdirat(root, "names", 0700) == 0, "mkdir names");
+    int nd = openat(root, "names", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    CHECK(nd >= 0, "open names");
+    char nm[64];
+    for (int i = 0; i < 3000; i++) {
+        snprintf(nm, sizeof nm, "a-rather-long-file-name-to-fill-buffers-%05d", i);
+        int f = openat(nd, nm, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+        CHECK(f >= 0, "create %s", nm);
+        close(f);
+    }
+    CHECK(mkdirat(nd, "sub", 0700) == 0 && symlinkat("sub", nd, "link") == 0, "sub and link");
+    bn_names names;
+    r = bn_list_names(nd, &names);
+    CHECK(r == 0, "bn_list_names: %d", r);
+    CHECK(names.dirs == 4 && memcmp(names.buf, "sub", 4) == 0, "dirs: %zu bytes", names.dirs);
+    size_t count = 0;
+    for (size_t i = names.dirs; i < names.len; i++)
+        count += names.buf[i] == 0;
+    CHECK(count == 3001 && names.buf[names.len - 1] == 0, "%zu other names", count);
+    bn_names_free(&names);
+    close(nd);
+    CHECK(bn_rm(&rt, "names", 1, 0, NULL) == 0, "rm -r names");
     return NULL;
 }
 
