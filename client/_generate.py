@@ -1,7 +1,7 @@
 """Write the code and docs that follow from the method table (protocol/methods.py).
 
-    python -m beneathd.client._generate          # rewrite client/_generated.py and PROTOCOL.md's table
-    python -m beneathd.client._generate --check  # exit 1 if either is out of date
+    python -m beneathd.client._generate          # rewrite client/_generated.py, node/src/methods.ts and PROTOCOL.md's table
+    python -m beneathd.client._generate --check  # exit 1 if any is out of date
 
 ``client/_generated.py`` holds every API method twice, as real ``def``s (``SyncMethods``
 for ``Client``, ``AsyncMethods`` for ``AsyncClient``), plus one argument encoder per
@@ -9,20 +9,29 @@ method (``ENCODERS``, for ``Client.submit``): readable, greppable and type-check
 the per-parameter wire encoding inlined for speed. tests/test_generated.py fails when the
 committed files differ from what this writes (as trio does with its ``_generated_*.py``).
 Never imported at run time.
+
+``node/src/methods.ts`` is the same table for the Node client (names, wire parameters with
+their types and defaults, result kinds, what mutates, streams and reports progress), so
+that the TypeScript code encodes calls from the one table too.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import json
+import os
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
-from ..protocol.methods import API, METHODS, Method, Param
+from ..protocol.methods import API, METHODS, REQUIRED, Method, Param
 
 TOP = Path(__file__).resolve().parent.parent
 GENERATED = TOP / "client" / "_generated.py"
 PROTOCOL = TOP / "PROTOCOL.md"
+NODE_METHODS = TOP / "node" / "src" / "methods.ts"
 TABLE_BEGIN = "<!-- methods: written by python -m beneathd.client._generate; do not edit -->"
 TABLE_END = "<!-- /methods -->"
 
@@ -214,6 +223,50 @@ def render_table() -> str:
     return "\n".join(rows)
 
 
+def _ts(value: Any) -> str:
+    return json.dumps(None if value is REQUIRED else value)
+
+
+def render_ts() -> str:
+    """node/src/methods.ts: the wire table for the Node client (internal methods included:
+    the client publishes and discards atomic writers through them)."""
+    out = ["// Written by `python -m beneathd.client._generate` from protocol/methods.py: do not edit.",
+           "// tests/test_generated.py fails when this differs from what the generator writes.",
+           "",
+           "export interface WireParam {",
+           "  readonly name: string;",
+           "  readonly type: string;",
+           "  readonly required: boolean;",
+           "  readonly default: unknown;",
+           "}",
+           "",
+           "export interface MethodSpec {",
+           "  readonly name: string;",
+           "  readonly params: readonly WireParam[];",
+           "  readonly result: string;",
+           "  readonly mutates: boolean;",
+           "  /** takes the `progress` call option and stops when cancelled */",
+           "  readonly progress: boolean;",
+           "  /** its results come as intermediate pages (walk) */",
+           "  readonly streams: boolean;",
+           "}",
+           "",
+           "export const METHODS = {"]
+    for m in METHODS.values():
+        params = ", ".join(f"{{ name: {_ts(p.name)}, type: {_ts(p.type)}, required: {_ts(p.required)}, "
+                           f"default: {_ts(p.default)} }}" for p in m.wire_params)
+        out.append(f"  {m.name}: {{ name: {_ts(m.name)}, params: [{params}], result: {_ts(m.result)}, "
+                   f"mutates: {_ts(m.mutates)}, progress: {_ts(m.reports_progress)}, streams: {_ts(m.streams)} }},")
+    out += ["} as const satisfies Record<string, MethodSpec>;", "", "export type MethodName = keyof typeof METHODS;", "",
+            "/** errno -> [code, the daemon's strerror text]: an error message equal to its errno's text is the",
+            " * plain one (the client then says it as Node does); another is specific and is kept. */",
+            "export const STRERROR: ReadonlyMap<number, readonly [string, string]> = new Map(["]
+    for num in sorted(errno.errorcode):
+        out.append(f"  [{num}, [{_ts(errno.errorcode[num])}, {_ts(os.strerror(num))}]],")
+    out += ["]);", ""]
+    return "\n".join(out)
+
+
 def protocol_text(current: str) -> str:
     """PROTOCOL.md with its method table section written anew."""
     pat = re.compile(re.escape(TABLE_BEGIN) + r".*?" + re.escape(TABLE_END), re.S)
@@ -226,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0] if __doc__ else None)
     ap.add_argument("--check", action="store_true", help="only say whether the files are up to date")
     a = ap.parse_args(argv)
-    want: dict[Path, str] = {GENERATED: render(), PROTOCOL: protocol_text(PROTOCOL.read_text())}
+    want: dict[Path, str] = {GENERATED: render(), NODE_METHODS: render_ts(),
+                             PROTOCOL: protocol_text(PROTOCOL.read_text())}
     stale = [p for p, text in want.items() if not p.exists() or p.read_text() != text]
     if a.check:
         for p in stale:

@@ -7,8 +7,12 @@ import inspect
 import pytest
 
 from beneathd.client import Client
-from beneathd.client._generate import GENERATED, PROTOCOL, protocol_text, render
+from beneathd.client._generate import GENERATED, NODE_METHODS, PROTOCOL, protocol_text, render, render_ts
 from beneathd.protocol.methods import API
+
+
+def test_node_method_table_is_current() -> None:
+    assert NODE_METHODS.read_text() == render_ts(), "run: python -m beneathd.client._generate"
 
 
 def test_generated_client_module_is_current() -> None:

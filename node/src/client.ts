@@ -1,0 +1,788 @@
+/**
+ * The Node client: Node's `fs.promises` names and option shapes, each mapped onto the
+ * daemon's methods (the generated table in `methods.ts` says how each travels), pipelined
+ * over one connection: every call is a msgid in flight, replies are filed by msgid, so
+ * one event loop can have many calls outstanding. An `AbortSignal` (every call's `signal`
+ * option) or the client's `timeout` cancels the call in the daemon too.
+ */
+import * as fs from "node:fs";
+import { Readable, Writable } from "node:stream";
+
+import { type Event } from "./connection.js";
+import { abortError, ConnectionLost, fromWire, invalidArg, systemError, type PathArg } from "./errors.js";
+import { FileHandle, readAll, writeAll } from "./filehandle.js";
+import { METHODS, type MethodName, type MethodSpec } from "./methods.js";
+import { closeFds, Transport } from "./transport.js";
+import { BigIntStats, Dirent, echo, type Encoding, Stats, toMode, toNs, toStats, wireBytes, wirePath } from "./types.js";
+
+/** Above this, `writeFile` writes into an atomic writer's fd instead of sending the bytes
+ * in the request (the Python clients' `BIG_WRITE`). */
+export const BIG_WRITE = 4 << 20;
+
+export interface Progress {
+  /** entries copied or removed so far (the top-level one included) */
+  entries: number;
+  /** bytes of file data copied so far */
+  bytes: number;
+}
+
+export interface CallOptions {
+  /** cancels the call (in the daemon too); the promise rejects with an AbortError */
+  signal?: AbortSignal;
+  /** milliseconds for this call; overrides the client's `timeout` */
+  timeout?: number;
+}
+
+export interface ProgressOptions extends CallOptions {
+  /** called at most every 100 ms while the call runs, and once at the end with the totals */
+  progress?: (p: Progress) => void;
+}
+
+export interface ConnectOptions {
+  /** default per-call timeout in milliseconds (none by default); a call that takes longer
+   * rejects with ETIMEDOUT and is cancelled in the daemon */
+  timeout?: number;
+}
+
+interface Pending {
+  spec: MethodSpec;
+  syscall: string;
+  paths: (PathArg | undefined)[];
+  resolve: (r: { result: unknown; fds: number[] }) => void;
+  reject: (e: Error) => void;
+  onPartial?: (kind: string, data: unknown) => void;
+  done: () => void;
+}
+
+interface Call {
+  name: MethodName;
+  args: Record<string, unknown>;
+  syscall: string;
+  paths: (PathArg | undefined)[];
+  options?: Record<string, unknown>;
+  onPartial?: (kind: string, data: unknown) => void;
+}
+
+const isBuf = (p: PathArg): boolean => typeof p !== "string";
+
+function encodeArgs(spec: MethodSpec, args: Record<string, unknown>): unknown[] {
+  const out: unknown[] = [];
+  let last = -1;
+  spec.params.forEach((p, i) => {
+    const v = args[p.name];
+    if (v !== undefined) last = i;
+    out.push(v === undefined ? p.default : v);
+  });
+  return out.slice(0, last + 1);
+}
+
+function toData(data: unknown, encoding: BufferEncoding | undefined, name = "data"): Buffer {
+  if (typeof data === "string") return Buffer.from(data, encoding ?? "utf8");
+  if (Buffer.isBuffer(data)) return data;
+  if (ArrayBuffer.isView(data)) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  throw invalidArg(name, "of type string or an instance of Buffer, TypedArray, or DataView", data);
+}
+
+function optObj<T extends object>(o: T | string | undefined | null, key?: string): Partial<T> {
+  if (o === undefined || o === null) return {};
+  if (typeof o === "string") return (key !== undefined ? { [key]: o } : {}) as Partial<T>;
+  if (typeof o !== "object") throw invalidArg("options", "of type object", o);
+  return o;
+}
+
+/** Node's `open()` flags as the daemon's (Python) open modes. */
+const FLAGS: Record<string, string> = {
+  r: "rb", rs: "rb", sr: "rb", "r+": "r+b", "rs+": "r+b", "sr+": "r+b",
+  w: "wb", "w+": "w+b", wx: "xb", xw: "xb", "wx+": "x+b", "xw+": "x+b",
+  a: "ab", "a+": "a+b", as: "ab", sa: "ab", "as+": "a+b", "sa+": "a+b",
+};
+
+function openMode(flags: unknown): string {
+  if (flags === undefined || flags === null) return "rb";
+  if (typeof flags === "number") {
+    const { O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_TRUNC, O_APPEND } = fs.constants;
+    const acc = flags & 3; // O_ACCMODE
+    const plus = acc === O_RDWR ? "+" : "";
+    if (flags & O_APPEND) return `a${plus}b`;
+    if ((flags & O_CREAT) && (flags & O_EXCL)) return `x${plus}b`;
+    if ((flags & O_CREAT) && (flags & O_TRUNC)) return `w${plus}b`;
+    if (acc === O_RDONLY && !(flags & (O_CREAT | O_TRUNC))) return "rb";
+    if (acc === O_RDWR && !(flags & (O_CREAT | O_TRUNC))) return "r+b";
+    if (acc === O_WRONLY && !(flags & (O_CREAT | O_TRUNC))) return "r+b";
+    throw invalidArg("flags", "must be a combination the daemon can open (r, r+, w, w+, wx, a, a+)", flags, true);
+  }
+  if (typeof flags !== "string") throw invalidArg("flags", "of type string or number", flags);
+  const m = FLAGS[flags];
+  if (m === undefined) throw invalidArg("flags", "is invalid", flags, true);
+  return m;
+}
+
+export class Client {
+  private readonly transport: Transport;
+  private readonly pending = new Map<number, Pending>();
+  private lost: Error | null = null;
+  private closing = false;
+
+  /** Use `connect()`. */
+  constructor(readonly socketPath: string, private readonly defaultTimeout?: number) {
+    this.transport = new Transport(socketPath, (ev) => this.dispatch(ev), (why) => this.onLost(why));
+  }
+
+  // ---- the call machinery ------------------------------------------------------------
+
+  private dispatch(ev: Event): void {
+    if (ev.type === "refusal") {
+      closeFds(ev.fds);
+      const e = fromWire(ev.error, "connect", []);
+      this.fail(e);
+      return;
+    }
+    const p = this.pending.get(ev.msgid);
+    if (p === undefined) { // given up (aborted, timed out): nobody takes its fds
+      closeFds(ev.fds);
+      return;
+    }
+    if (ev.type === "partial") {
+      closeFds(ev.fds);
+      if (p.onPartial !== undefined) {
+        try {
+          p.onPartial(ev.kind, ev.data);
+        } catch (e) {
+          this.giveUp(ev.msgid, p, e as Error);
+        }
+      }
+      return;
+    }
+    this.pending.delete(ev.msgid);
+    p.done();
+    this.transport.hold(this.pending.size > 0);
+    if (ev.error !== null && ev.error !== undefined) {
+      closeFds(ev.fds);
+      p.reject(fromWire(ev.error, p.syscall, p.paths));
+    } else {
+      p.resolve({ result: ev.result, fds: ev.fds });
+    }
+  }
+
+  private onLost(why: string): void {
+    this.fail(new ConnectionLost(this.socketPath, why));
+  }
+
+  private fail(e: Error): void {
+    this.lost ??= e;
+    this.transport.close();
+    const all = [...this.pending.values()];
+    this.pending.clear();
+    for (const p of all) {
+      p.done();
+      p.reject(e);
+    }
+  }
+
+  /** Stop waiting for a call: tell the daemon to cancel it, reject with `e`. */
+  private giveUp(msgid: number, p: Pending, e: Error): void {
+    if (this.pending.get(msgid) !== p) return;
+    this.pending.delete(msgid);
+    p.done();
+    this.transport.hold(this.pending.size > 0);
+    this.transport.send(this.transport.conn.cancel(msgid));
+    p.reject(e);
+  }
+
+  /** One call: its result and any fds (the caller owns them). */
+  call(c: Call & CallOptions): Promise<{ result: unknown; fds: number[] }> {
+    return this.start(c).promise;
+  }
+
+  /** Send a call; its msgid (-1 if it was refused before being sent) and its outcome. */
+  private start(c: Call & CallOptions): { msgid: number; promise: Promise<{ result: unknown; fds: number[] }> } {
+    const spec: MethodSpec = METHODS[c.name];
+    let msgid = -1;
+    const promise = new Promise<{ result: unknown; fds: number[] }>((resolve, reject) => {
+      if (this.lost !== null) return reject(this.lost);
+      if (this.closing) return reject(new ConnectionLost(this.socketPath, "the client was closed"));
+      const signal = c.signal;
+      if (signal?.aborted) return reject(abortError(signal));
+      const timeout = c.timeout ?? this.defaultTimeout;
+      let datagrams: Buffer[];
+      const id = this.transport.conn.msgid((i) => this.pending.has(i));
+      try {
+        datagrams = this.transport.conn.request(id, spec.name, encodeArgs(spec, c.args), c.options);
+      } catch (e) {
+        return reject(e as Error);
+      }
+      msgid = id;
+      let timer: NodeJS.Timeout | undefined;
+      const onAbort = (): void => this.giveUp(id, p, abortError(signal!));
+      const p: Pending = {
+        spec, syscall: c.syscall, paths: c.paths, resolve, reject, onPartial: c.onPartial,
+        done: () => {
+          if (timer !== undefined) clearTimeout(timer);
+          signal?.removeEventListener("abort", onAbort);
+        },
+      };
+      this.pending.set(id, p);
+      signal?.addEventListener("abort", onAbort, { once: true });
+      if (timeout !== undefined) {
+        timer = setTimeout(() => this.giveUp(id, p, systemError("ETIMEDOUT", c.syscall, c.paths[0], c.paths[1],
+          `no answer within ${timeout} ms (cancelled in the daemon)`)), timeout);
+      }
+      this.transport.hold(true);
+      this.transport.send(datagrams);
+    });
+    return { msgid, promise };
+  }
+
+  private async simple(name: MethodName, syscall: string, args: Record<string, unknown>, paths: PathArg[],
+                       o?: CallOptions): Promise<unknown> {
+    const { result, fds } = await this.call({ name, args, syscall, paths, signal: o?.signal, timeout: o?.timeout });
+    closeFds(fds);
+    return result;
+  }
+
+  private async long(name: MethodName, syscall: string, args: Record<string, unknown>, paths: PathArg[],
+                     o: ProgressOptions | undefined): Promise<unknown> {
+    const progress = o?.progress;
+    if (progress !== undefined && typeof progress !== "function") {
+      throw invalidArg("options.progress", "of type function", progress);
+    }
+    const { result, fds } = await this.call({
+      name, args, syscall, paths, signal: o?.signal, timeout: o?.timeout,
+      options: progress !== undefined ? { progress: true } : undefined,
+      onPartial: progress === undefined ? undefined : (kind, data) => {
+        if (kind === "progress" && Array.isArray(data) && data.length === 2) {
+          progress({ entries: Number(data[0]), bytes: Number(data[1]) });
+        }
+      },
+    });
+    closeFds(fds);
+    return result;
+  }
+
+  /** Close the connection; calls in flight reject with ConnectionLost. */
+  async close(): Promise<void> {
+    this.closing = true;
+    this.fail(new ConnectionLost(this.socketPath, "the client was closed"));
+  }
+
+  // ---- metadata ------------------------------------------------------------------------
+
+  async stat(path: PathArg, options?: CallOptions & { bigint?: boolean }): Promise<Stats | BigIntStats> {
+    const p = wirePath(path);
+    return toStats(await this.simple("stat", "stat", { path: p, follow_symlinks: true }, [path], options),
+                   options?.bigint === true);
+  }
+
+  async lstat(path: PathArg, options?: CallOptions & { bigint?: boolean }): Promise<Stats | BigIntStats> {
+    const p = wirePath(path);
+    return toStats(await this.simple("lstat", "lstat", { path: p }, [path], options), options?.bigint === true);
+  }
+
+  /** `F_OK` is existence (following links beneath the root); `R_OK`/`W_OK`/`X_OK` are
+   * judged from the owner's permission bits: the daemon runs as the project's owner, and
+   * acts with its rights. */
+  async access(path: PathArg, mode: number = fs.constants.F_OK, options?: CallOptions): Promise<void> {
+    if (typeof mode !== "number" || !Number.isInteger(mode) || mode < 0 || mode > 7) {
+      throw invalidArg("mode", "must be an integer >= 0 && <= 7", mode, true);
+    }
+    const st = toStats(await this.simple("stat", "access", { path: wirePath(path), follow_symlinks: true }, [path],
+                                         options)) as Stats;
+    const want = ((mode & fs.constants.R_OK) ? 0o400 : 0) | ((mode & fs.constants.W_OK) ? 0o200 : 0)
+      | ((mode & fs.constants.X_OK) ? 0o100 : 0);
+    if ((st.mode & want) !== want) throw systemError("EACCES", "access", path);
+  }
+
+  /** Whether `path` exists (links followed beneath the root); a path leading out is an
+   * EscapeError, not a "no" (as every method). */
+  async exists(path: PathArg, options?: CallOptions): Promise<boolean> {
+    return await this.simple("exists", "stat", { path: wirePath(path) }, [path], options) === true;
+  }
+
+  async readlink(path: PathArg, options?: CallOptions & { encoding?: Encoding } | BufferEncoding): Promise<string | Buffer> {
+    const o = optObj(options, "encoding");
+    const r = await this.simple("readlink", "readlink", { path: wirePath(path) }, [path], o);
+    return echo(wireBytes(r), isBuf(path), o.encoding);
+  }
+
+  /** Relative to the root ("." for the root itself); strict as Node's: a missing path is
+   * ENOENT (the daemon's realpath, like os.path.realpath, is not, so an exists goes with it,
+   * pipelined: one round trip). */
+  async realpath(path: PathArg, options?: CallOptions & { encoding?: Encoding } | BufferEncoding): Promise<string | Buffer> {
+    const o = optObj(options, "encoding");
+    const p = wirePath(path);
+    const [r, there] = await Promise.all([this.simple("realpath", "realpath", { path: p }, [path], o),
+                                          this.simple("exists", "realpath", { path: p }, [path], o)]);
+    if (there !== true) throw systemError("ENOENT", "realpath", path);
+    return echo(wireBytes(r), isBuf(path), o.encoding);
+  }
+
+  /** The directory's entries. `withFileTypes` gives Dirents (with the daemon's extra
+   * `linkTarget` and `stats`); `recursive` lists the whole tree below (a streamed walk),
+   * paths relative to `path` as Node gives them. */
+  async readdir(path: PathArg, options?: CallOptions & { withFileTypes?: boolean; recursive?: boolean;
+    encoding?: Encoding } | BufferEncoding): Promise<(string | Buffer)[] | Dirent[]> {
+    const o = optObj(options, "encoding");
+    const asBuf = isBuf(path) || o.encoding === "buffer";
+    const conv = (b: Uint8Array): string | Buffer => echo(b, asBuf, o.encoding);
+    const p = wirePath(path);
+    if (o.recursive === true) return this.readdirRecursive(path, p, o.withFileTypes === true, conv, o);
+    if (o.withFileTypes !== true) {
+      const r = await this.simple("listdir", "scandir", { path: p }, [path], o);
+      if (!Array.isArray(r)) throw new TypeError("beneathd: malformed readdir reply");
+      return r.map((n) => conv(wireBytes(n)));
+    }
+    const { result, fds } = await this.call({ name: "scandir", args: { path: p }, syscall: "scandir", paths: [path],
+      signal: o.signal, timeout: o.timeout, options: { link_target: true } });
+    closeFds(fds);
+    if (!Array.isArray(result)) throw new TypeError("beneathd: malformed readdir reply");
+    const parent = typeof path === "string" ? path : Buffer.from(p);
+    return result.map((e: unknown) => {
+      const [name, kind, , st, , target] = e as [Uint8Array, string, unknown, unknown, unknown, Uint8Array | null];
+      return new Dirent(conv(name), parent, kind, target instanceof Uint8Array ? conv(target) : null,
+                        Array.isArray(st) ? toStats(st) as Stats : null);
+    });
+  }
+
+  private async readdirRecursive(path: PathArg, p: Buffer, types: boolean, conv: (b: Uint8Array) => string | Buffer,
+                                 o: CallOptions): Promise<(string | Buffer)[] | Dirent[]> {
+    const names: (string | Buffer)[] = [];
+    const dirents: Dirent[] = [];
+    const top = p.toString("latin1");
+    const rel = (dirpath: Uint8Array): Buffer => { // dirpath below `path`, as Node's recursive readdir names it
+      const b = Buffer.from(dirpath.buffer, dirpath.byteOffset, dirpath.byteLength);
+      if (top === "." || top === "") return b;
+      return b.subarray(Math.min(b.length, p.length + 1));
+    };
+    for await (const [dirpath, dirnames, filenames] of this.walkRaw(p, true, false, o)) {
+      const under = rel(dirpath);
+      const isTop = under.length === 0 || (top === "." && dirpath.length === 1 && dirpath[0] === 0x2e);
+      const join = (n: Uint8Array): Buffer => isTop ? Buffer.from(n) : Buffer.concat([under, Buffer.from("/"), n]);
+      if (!types) {
+        for (const n of [...dirnames, ...filenames]) names.push(conv(join(n)));
+        continue;
+      }
+      // Dirents need each entry's type: one scandir of this directory (walk lists names only)
+      const here = isTop ? p : Buffer.concat([p, Buffer.from("/"), under]);
+      const parentPath = conv(isTop ? p : here);
+      const { result, fds } = await this.call({ name: "scandir", args: { path: here }, syscall: "scandir",
+        paths: [path], signal: o.signal, timeout: o.timeout, options: { link_target: true } });
+      closeFds(fds);
+      for (const e of result as unknown[]) {
+        const [name, kind, , st, , target] = e as [Uint8Array, string, unknown, unknown, unknown, Uint8Array | null];
+        dirents.push(new Dirent(conv(name), parentPath, kind, target instanceof Uint8Array ? conv(target) : null,
+                                Array.isArray(st) ? toStats(st) as Stats : null));
+      }
+    }
+    return types ? dirents : names;
+  }
+
+  /** `du`: bytes on disk and entries below `path` (not a Node method; the daemon's). */
+  async du(path: PathArg = ".", options?: ProgressOptions): Promise<{ bytes: number; entries: number }> {
+    const r = await this.long("du", "du", { path: wirePath(path) }, [path], options);
+    if (!Array.isArray(r) || r.length !== 2) throw new TypeError("beneathd: malformed du reply");
+    return { bytes: Number(r[0]), entries: Number(r[1]) };
+  }
+
+  /** `pathlib.Path.walk` beneath the root, streamed: `[dirpath, dirnames, filenames]`
+   * arrays, paths relative to the root in the caller's type. Removing names from
+   * `dirnames` (top-down) prunes them. Leaving the loop early cancels the walk. */
+  async *walk(top: PathArg = ".", options?: CallOptions & { topDown?: boolean; followSymlinks?: boolean;
+    encoding?: Encoding }): AsyncGenerator<[string | Buffer, (string | Buffer)[], (string | Buffer)[]]> {
+    const asBuf = isBuf(top) || options?.encoding === "buffer";
+    const conv = (b: Uint8Array): string | Buffer => echo(b, asBuf, options?.encoding);
+    const topDown = options?.topDown ?? true;
+    const pruned = new Set<string>();
+    const key = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("latin1");
+    const under = (k: string): boolean => {
+      for (let i = k.lastIndexOf("/"); ; i = k.lastIndexOf("/", i - 1)) {
+        if (pruned.has(k)) return true;
+        if (i <= 0) return false;
+        k = k.slice(0, i);
+      }
+    };
+    for await (const [dp, dn, fn] of this.walkRaw(wirePath(top, "top"), topDown, options?.followSymlinks === true,
+                                                  options ?? {}, top)) {
+      const k = key(dp);
+      if (pruned.size > 0 && under(k)) continue;
+      const dirnames = dn.map(conv);
+      const before = dirnames.slice();
+      yield [conv(dp), dirnames, fn.map(conv)];
+      if (topDown && dirnames.length !== before.length) {
+        const kept = new Set(dirnames.map((n) => typeof n === "string" ? n : n.toString("latin1")));
+        dn.forEach((raw, i) => {
+          const n = before[i]!;
+          if (!kept.has(typeof n === "string" ? n : n.toString("latin1"))) {
+            pruned.add(k === "." ? key(raw) : `${k}/${key(raw)}`);
+          }
+        });
+      }
+    }
+  }
+
+  /** The walk's tuples as wire bytes, paced by credit: a page is taken back (`more`) as it
+   * is handed out, and a consumer that stops early cancels the walk in the daemon. */
+  private async *walkRaw(top: Buffer, topDown: boolean, follow: boolean, o: CallOptions, shown?: PathArg
+  ): AsyncGenerator<[Uint8Array, Uint8Array[], Uint8Array[]]> {
+    const pages: unknown[][] = [];
+    let wake: (() => void) | null = null;
+    let finished = false;
+    let failure: Error | null = null;
+    const { msgid, promise } = this.start({ name: "walk", args: { top, top_down: topDown, follow_symlinks: follow },
+      syscall: "scandir", paths: [shown ?? top], signal: o.signal, timeout: o.timeout,
+      onPartial: (kind, data) => {
+        if (kind !== "walk") return;
+        if (!Array.isArray(data)) throw new TypeError("beneathd: malformed walk page");
+        pages.push(data);
+        wake?.();
+      } });
+    promise.then(({ fds }) => { closeFds(fds); finished = true; wake?.(); },
+                 (e: Error) => { failure = e; finished = true; wake?.(); });
+    let complete = false;
+    try {
+      for (;;) {
+        if (pages.length === 0) {
+          if (finished) break;
+          await new Promise<void>((r) => { wake = r; });
+          wake = null;
+          continue;
+        }
+        const page = pages.shift()!;
+        if (!finished) this.transport.send(this.transport.conn.more(msgid)); // one page of credit back
+        for (const t of page) {
+          if (!Array.isArray(t) || t.length !== 3 || !(t[0] instanceof Uint8Array) || !Array.isArray(t[1])
+              || !Array.isArray(t[2])) throw new TypeError("beneathd: malformed walk tuple");
+          yield [t[0], t[1] as Uint8Array[], t[2] as Uint8Array[]];
+        }
+      }
+      complete = true;
+      if (failure !== null) throw failure;
+    } finally {
+      if (!complete && !finished) { // left early: the daemon stops walking
+        const p = this.pending.get(msgid);
+        if (p !== undefined) this.giveUp(msgid, p, abortError(AbortSignal.abort()));
+      }
+    }
+  }
+
+  // ---- namespace changes ------------------------------------------------------------------
+
+  /** `recursive` creates the missing parents and returns the first directory it made
+   * (as Node does), or undefined if there was none to make. */
+  async mkdir(path: PathArg, options?: CallOptions & { recursive?: boolean; mode?: number | string } | number | string
+  ): Promise<string | Buffer | undefined> {
+    const o = typeof options === "number" || typeof options === "string" ? { mode: options } : options ?? {};
+    const mode = toMode(o.mode, "mode", 0o777);
+    const p = wirePath(path);
+    if (o.recursive !== true) {
+      await this.simple("mkdir", "mkdir", { path: p, mode }, [path], o);
+      return undefined;
+    }
+    let first: Buffer | undefined;
+    const parts = p.toString("latin1").split("/");
+    for (let i = 1; i <= parts.length; i++) {
+      const prefix = parts.slice(0, i).join("/");
+      if (prefix === "" || prefix === ".") continue;
+      if (!await this.exists(Buffer.from(prefix, "latin1"), o)) {
+        first = Buffer.from(prefix, "latin1");
+        break;
+      }
+    }
+    await this.simple("mkdir", "mkdir", { path: p, mode, parents: true, exist_ok: true }, [path], o);
+    if (first === undefined) return undefined;
+    return typeof path === "string" ? first.toString("utf8") : first;
+  }
+
+  async unlink(path: PathArg, options?: CallOptions): Promise<void> {
+    await this.simple("unlink", "unlink", { path: wirePath(path) }, [path], options);
+  }
+
+  async rmdir(path: PathArg, options?: CallOptions): Promise<void> {
+    await this.simple("rmdir", "rmdir", { path: wirePath(path) }, [path], options);
+  }
+
+  /** `rm -r -f` natively beneath the root; never follows a symlink. Errors as Node's: a
+   * missing path is ENOENT from `lstat`, a directory without `recursive` is a SystemError
+   * `ERR_FS_EISDIR`. */
+  async rm(path: PathArg, options?: ProgressOptions & { recursive?: boolean; force?: boolean }): Promise<void> {
+    try {
+      await this.long("rm", "rm", { path: wirePath(path), recursive: options?.recursive === true,
+        force: options?.force === true }, [path], options);
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      if (code === "ENOENT") throw systemError("ENOENT", "lstat", path);
+      if (code === "EISDIR" && options?.recursive !== true) {
+        const x = new Error(`Path is a directory: rm returned EISDIR (is a directory) ${String(path)}`) as Error &
+          Record<string, unknown>;
+        Object.assign(x, { code: "ERR_FS_EISDIR", errno: 21, syscall: "rm", path,
+          info: { code: "EISDIR", message: "is a directory", path, syscall: "rm", errno: 21 } });
+        x.name = "SystemError";
+        throw x;
+      }
+      throw e;
+    }
+  }
+
+  async rename(oldPath: PathArg, newPath: PathArg, options?: CallOptions): Promise<void> {
+    await this.simple("rename", "rename", { src: wirePath(oldPath, "oldPath"), dst: wirePath(newPath, "newPath") },
+                      [oldPath, newPath], options);
+  }
+
+  /** Rename; across mounts inside the root, copy then remove. `overwrite` false refuses an
+   * existing destination (EEXIST). */
+  async move(src: PathArg, dest: PathArg, options?: ProgressOptions & { overwrite?: boolean }): Promise<void> {
+    await this.long("move", "rename", { src: wirePath(src, "src"), dst: wirePath(dest, "dest"),
+      overwrite: options?.overwrite === true }, [src, dest], options);
+  }
+
+  /** Swap two names atomically (`renameat2(RENAME_EXCHANGE)`). */
+  async exchange(a: PathArg, b: PathArg, options?: CallOptions): Promise<void> {
+    await this.simple("exchange", "rename", { a: wirePath(a, "a"), b: wirePath(b, "b") }, [a, b], options);
+  }
+
+  /** `cp -r`: `force` (default true) replaces existing files; with `force: false`,
+   * `errorOnExist` makes an existing destination EEXIST, else the copy of an existing
+   * single file is skipped (a tree is then copied without replacing, EEXIST at the first
+   * existing file). `preserveTimestamps` also keeps times and owner (cp -p). */
+  async cp(src: PathArg, dest: PathArg, options?: ProgressOptions & { recursive?: boolean; force?: boolean;
+    errorOnExist?: boolean; preserveTimestamps?: boolean }): Promise<void> {
+    const force = options?.force ?? true;
+    if (!force && options?.errorOnExist !== true && options?.recursive !== true && await this.exists(dest, options)) {
+      return;
+    }
+    await this.long("cp", "cp", { src: wirePath(src, "src"), dst: wirePath(dest, "dest"),
+      recursive: options?.recursive === true, overwrite: force, preserve: options?.preserveTimestamps === true },
+    [src, dest], options);
+  }
+
+  /** `COPYFILE_EXCL` refuses an existing destination; `COPYFILE_FICLONE_FORCE` insists on a
+   * reflink; otherwise a reflink is tried first, then an in-kernel copy. */
+  async copyFile(src: PathArg, dest: PathArg, mode = 0, options?: ProgressOptions): Promise<void> {
+    if (typeof mode !== "number" || !Number.isInteger(mode) || mode < 0 || mode > 7) {
+      throw invalidArg("mode", "must be an integer >= 0 && <= 7", mode, true);
+    }
+    const { COPYFILE_EXCL, COPYFILE_FICLONE_FORCE } = fs.constants;
+    await this.long("copy_file", "copyfile", { src: wirePath(src, "src"), dst: wirePath(dest, "dest"),
+      overwrite: (mode & COPYFILE_EXCL) === 0, reflink: (mode & COPYFILE_FICLONE_FORCE) ? "always" : "auto" },
+    [src, dest], options);
+  }
+
+  async link(existingPath: PathArg, newPath: PathArg, options?: CallOptions): Promise<void> {
+    await this.simple("link", "link", { src: wirePath(existingPath, "existingPath"), dst: wirePath(newPath, "newPath") },
+                      [existingPath, newPath], options);
+  }
+
+  /** `type` is accepted and ignored (it matters on Windows only). */
+  async symlink(target: PathArg, path: PathArg, type?: string | null, options?: CallOptions): Promise<void> {
+    void type;
+    await this.simple("symlink", "symlink", { target: wirePath(target, "target"), path: wirePath(path) },
+                      [target, path], options);
+  }
+
+  async chmod(path: PathArg, mode: number | string, options?: CallOptions): Promise<void> {
+    await this.simple("chmod", "chmod", { path: wirePath(path), mode: toMode(mode, "mode") }, [path], options);
+  }
+
+  async chown(path: PathArg, uid: number, gid: number, options?: CallOptions): Promise<void> {
+    for (const [n, v] of [["uid", uid], ["gid", gid]] as const) {
+      if (typeof v !== "number" || !Number.isInteger(v) || v < -1 || v > 0xffffffff) {
+        throw invalidArg(n, "must be an integer >= -1 && <= 4294967295", v, true);
+      }
+    }
+    await this.simple("chown", "chown", { path: wirePath(path), uid, gid }, [path], options);
+  }
+
+  /** Times as Node takes them: a Date, seconds (a number) or a numeric string. */
+  async utimes(path: PathArg, atime: Date | number | string, mtime: Date | number | string,
+               options?: CallOptions): Promise<void> {
+    await this.simple("utime", "utime", { path: wirePath(path), ns: [toNs(atime, "atime"), toNs(mtime, "mtime")] },
+                      [path], options);
+  }
+
+  async truncate(path: PathArg, len = 0, options?: CallOptions): Promise<void> {
+    if (typeof len !== "number" || !Number.isInteger(len)) throw invalidArg("len", "of type number", len);
+    await this.simple("truncate", "open", { path: wirePath(path), length: Math.max(0, len) }, [path], options);
+  }
+
+  // ---- contents ----------------------------------------------------------------------------
+
+  /** A file handle over the fd the daemon opened beneath the root (`close()` it). */
+  async open(path: PathArg, flags?: string | number, mode?: number | string, options?: CallOptions
+  ): Promise<FileHandle> {
+    const m = openMode(flags);
+    const perms = toMode(mode, "mode", 0o666);
+    const { fds } = await this.call({ name: "open", args: { path: wirePath(path), mode: m, perms }, syscall: "open",
+      paths: [path], signal: options?.signal, timeout: options?.timeout });
+    if (fds.length !== 1) {
+      closeFds(fds);
+      throw systemError("EPROTO", "open", path, undefined, "the daemon sent no fd");
+    }
+    return new FileHandle(fds[0]!);
+  }
+
+  /** An atomic writer: the file appears at `path` whole when the handle is closed, or
+   * never (`discard()`); `exclusive` makes a name that exists by then EEXIST. */
+  async openAtomic(path: PathArg, options?: CallOptions & { mode?: number | string; exclusive?: boolean }
+  ): Promise<FileHandle> {
+    const perms = toMode(options?.mode, "mode", 0o666);
+    const { result, fds } = await this.call({ name: "open", args: { path: wirePath(path),
+      mode: options?.exclusive === true ? "xb" : "wb", perms, atomic: true }, syscall: "open", paths: [path],
+    signal: options?.signal, timeout: options?.timeout });
+    if (fds.length !== 1 || typeof result !== "number") {
+      closeFds(fds);
+      throw systemError("EPROTO", "open", path, undefined, "the daemon sent no atomic writer");
+    }
+    const handle = result;
+    return new FileHandle(fds[0]!, {
+      publish: async () => { await this.simple("writer_publish", "rename", { handle }, [path]); },
+      discard: async () => {
+        try {
+          await this.simple("writer_discard", "unlink", { handle }, [path]);
+        } catch {
+          // a broken connection discards the writer anyway
+        }
+      },
+    });
+  }
+
+  /** The whole file, of any size (read here through the fd the daemon opens). */
+  async readFile(path: PathArg, options?: CallOptions & { encoding?: BufferEncoding | null; flag?: string }
+    | BufferEncoding): Promise<string | Buffer> {
+    const o = optObj(options, "encoding");
+    let fh: FileHandle;
+    try {
+      fh = await this.open(path, o.flag ?? "r", undefined, o);
+    } catch (e) { // Node opens a directory and fails reading it
+      if ((e as { code?: string }).code === "EISDIR") throw systemError("EISDIR", "read");
+      throw e;
+    }
+    try {
+      const data = await readAll(fh.fd, o.signal);
+      return o.encoding ? data.toString(o.encoding) : data;
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** Atomic replace, of any size: up to BIG_WRITE bytes in the request, above that written
+   * here into an atomic writer's fd. An existing file keeps its mode; `flag: "a"` appends
+   * (not atomic), `"wx"` refuses an existing file. */
+  async writeFile(path: PathArg, data: string | NodeJS.ArrayBufferView, options?: CallOptions & {
+    encoding?: BufferEncoding | null; mode?: number | string; flag?: string;
+    progress?: (p: Progress) => void } | BufferEncoding): Promise<void> {
+    const o = optObj(options, "encoding");
+    const buf = toData(data, o.encoding ?? undefined);
+    const flag = o.flag ?? "w";
+    if (flag.startsWith("a")) return this.appendFile(path, buf, o);
+    const mode = toMode(o.mode, "mode", 0o666);
+    if (flag.includes("x") || buf.length > BIG_WRITE) {
+      const fh = await this.openAtomic(path, { ...o, mode, exclusive: flag.includes("x") });
+      try {
+        await writeAll(fh.fd, buf, o.signal, o.progress);
+      } catch (e) {
+        await fh.discard();
+        throw e;
+      }
+      await fh.close();
+      return;
+    }
+    await this.long("write_file", "open", { path: wirePath(path), data: buf, mode }, [path], o);
+  }
+
+  /** Appends (O_APPEND, created with `mode` if missing): not atomic, as Node's. */
+  async appendFile(path: PathArg, data: string | NodeJS.ArrayBufferView, options?: CallOptions & {
+    encoding?: BufferEncoding | null; mode?: number | string } | BufferEncoding): Promise<void> {
+    const o = optObj(options, "encoding");
+    const buf = toData(data, o.encoding ?? undefined);
+    const fh = await this.open(path, "a", o.mode, o);
+    try {
+      await writeAll(fh.fd, buf, o.signal);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** A Readable of the file's bytes `start`..`end` (inclusive, as Node's), read from the
+   * fd the daemon passes, not through the socket. */
+  createReadStream(path: PathArg, options?: { start?: number; end?: number; highWaterMark?: number;
+    encoding?: BufferEncoding; signal?: AbortSignal } | BufferEncoding): Readable {
+    const o = optObj(options, "encoding");
+    const start = o.start ?? 0;
+    const end = o.end ?? Infinity;
+    if (!Number.isInteger(start) || start < 0) throw invalidArg("start", "must be an integer >= 0", start, true);
+    if (end !== Infinity && (!Number.isInteger(end) || end < start)) {
+      throw invalidArg("end", `must be an integer >= ${start}`, end, true);
+    }
+    let fh: FileHandle | null = null;
+    let pos = start;
+    const hwm = o.highWaterMark ?? 64 * 1024;
+    const stream = new Readable({
+      highWaterMark: hwm, encoding: o.encoding, signal: o.signal,
+      construct: (cb) => { // "open" and "ready" as fs.ReadStream emits them
+        this.open(path, "r", undefined, { signal: o.signal }).then((h) => {
+          fh = h;
+          cb();
+          stream.emit("open", h.fd);
+          stream.emit("ready");
+        }, (e: Error) => cb(e));
+      },
+      read: (size) => {
+        const want = Math.min(Math.max(size, hwm), end === Infinity ? Infinity : end - pos + 1);
+        if (want <= 0) {
+          stream.push(null);
+          return;
+        }
+        const buf = Buffer.allocUnsafe(Math.min(want, 8 << 20));
+        fs.read(fh!.fd, buf, 0, buf.length, pos, (err, n) => {
+          if (err) {
+            stream.destroy(err);
+            return;
+          }
+          pos += n;
+          stream.push(n > 0 ? buf.subarray(0, n) : null);
+        });
+      },
+      destroy: (err, cb) => {
+        if (fh === null) return cb(err);
+        fh.close().then(() => cb(err), (e: Error) => cb(err ?? e));
+      },
+    });
+    return stream;
+  }
+
+  /** A Writable into an atomic writer: the file appears at `path` whole when the stream
+   * finishes, and not at all if it errors or is destroyed first. */
+  createWriteStream(path: PathArg, options?: { mode?: number | string; highWaterMark?: number; flags?: string;
+    signal?: AbortSignal }): Writable {
+    let fh: FileHandle | null = null;
+    let published = false;
+    const exclusive = options?.flags !== undefined && options.flags.includes("x");
+    const stream: Writable = new Writable({
+      highWaterMark: options?.highWaterMark ?? 64 * 1024, signal: options?.signal, decodeStrings: true,
+      construct: (cb) => {
+        this.openAtomic(path, { mode: options?.mode, exclusive, signal: options?.signal }).then((h) => {
+          fh = h;
+          cb();
+          stream.emit("open", h.fd);
+          stream.emit("ready");
+        }, (e: Error) => cb(e));
+      },
+      write: (chunk: Buffer, _enc, cb) => { writeAll(fh!.fd, chunk).then(() => cb(), (e: Error) => cb(e)); },
+      final: (cb) => {
+        fh!.close().then(() => { published = true; cb(); }, (e: Error) => cb(e));
+      },
+      destroy: (err, cb) => {
+        if (fh === null || published) return cb(err);
+        fh.discard().then(() => cb(err), () => cb(err));
+      },
+    });
+    return stream;
+  }
+}
+
+/** Connect to a daemon's socket. */
+export async function connect(socketPath: string, options?: ConnectOptions): Promise<Client> {
+  if (typeof socketPath !== "string") throw invalidArg("socketPath", "of type string", socketPath);
+  const t = options?.timeout;
+  if (t !== undefined && (typeof t !== "number" || !(t > 0))) throw invalidArg("timeout", "must be > 0", t, true);
+  return new Client(socketPath, t);
+}

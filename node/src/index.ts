@@ -1,0 +1,14 @@
+/**
+ * beneathd for Node.js: every file operation strictly beneath a project root, done by the
+ * project's beneathd daemon over its Unix socket.
+ *
+ *     import { connect, EscapeError } from "beneathd";
+ *     const fs = await connect("/run/beneathd/p1.sock");
+ *     await fs.writeFile("a/b.txt", "hello"); // atomic
+ */
+export { BIG_WRITE, Client, connect } from "./client.js";
+export type { CallOptions, ConnectOptions, Progress, ProgressOptions } from "./client.js";
+export { ConnectionLost, EscapeError } from "./errors.js";
+export type { PathArg, SystemError } from "./errors.js";
+export { FileHandle } from "./filehandle.js";
+export { BigIntStats, Dirent, Stats } from "./types.js";
