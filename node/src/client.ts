@@ -578,8 +578,26 @@ export class Client {
                       [target, path], options);
   }
 
+  /** Follows a final symlink, as Node's does (beneath the root: the daemon's own chmod
+   * refuses a link, whose mode Linux cannot change, so a link is resolved and retried). */
   async chmod(path: PathArg, mode: number | string, options?: CallOptions): Promise<void> {
-    await this.simple("chmod", "chmod", { path: wirePath(path), mode: toMode(mode, "mode") }, [path], options);
+    const p = wirePath(path);
+    const m = toMode(mode, "mode");
+    try {
+      await this.simple("chmod", "chmod", { path: p, mode: m }, [path], options);
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      if (code !== "ENOTSUP" && code !== "EOPNOTSUPP" && code !== "ELOOP") throw e;
+      await this.simple("chmod", "chmod", { path: await this.resolved(p, path, "chmod", options), mode: m },
+                        [path], options);
+    }
+  }
+
+  /** A path with its final links followed beneath the root (an escape is EscapeError). */
+  private async resolved(p: Buffer, path: PathArg, syscall: string, o?: CallOptions): Promise<Buffer> {
+    const r = await this.simple("realpath", syscall, { path: p }, [path], o);
+    const b = wireBytes(r);
+    return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
   }
 
   async chown(path: PathArg, uid: number, gid: number, options?: CallOptions): Promise<void> {
@@ -591,9 +609,19 @@ export class Client {
     await this.simple("chown", "chown", { path: wirePath(path), uid, gid }, [path], options);
   }
 
-  /** Times as Node takes them: a Date, seconds (a number) or a numeric string. */
+  /** Times as Node takes them: a Date, seconds (a number) or a numeric string. Follows a
+   * final symlink as Node's does (the daemon's utime sets the link's own times, so the
+   * path is resolved beneath the root first: one more round trip). */
   async utimes(path: PathArg, atime: Date | number | string, mtime: Date | number | string,
                options?: CallOptions): Promise<void> {
+    const ns = [toNs(atime, "atime"), toNs(mtime, "mtime")];
+    const p = await this.resolved(wirePath(path), path, "utime", options);
+    await this.simple("utime", "utime", { path: p, ns }, [path], options);
+  }
+
+  /** Sets a symlink's own times (Node's lutimes). */
+  async lutimes(path: PathArg, atime: Date | number | string, mtime: Date | number | string,
+                options?: CallOptions): Promise<void> {
     await this.simple("utime", "utime", { path: wirePath(path), ns: [toNs(atime, "atime"), toNs(mtime, "mtime")] },
                       [path], options);
   }
