@@ -31,6 +31,7 @@ export async function readAll(fd: number, signal?: AbortSignal): Promise<Buffer>
   const parts: Buffer[] = [];
   let total = 0;
   let size = st.isFile() && st.size > 0 ? st.size + 1 : 64 * 1024; // one more byte: see the end in one read
+  const known = st.isFile() && st.size > 0;
   for (;;) {
     if (signal?.aborted) throw abortError(signal);
     const buf = Buffer.allocUnsafe(Math.min(size, CHUNK));
@@ -38,7 +39,9 @@ export async function readAll(fd: number, signal?: AbortSignal): Promise<Buffer>
     if (bytesRead === 0) break;
     parts.push(bytesRead === buf.length ? buf : buf.subarray(0, bytesRead));
     total += bytesRead;
-    size = CHUNK;
+    // a regular file read short at or past its size is at its end (Node's readFile stops there too)
+    if (known && bytesRead < buf.length && total >= st.size) break;
+    size = known && total >= st.size ? 64 * 1024 : CHUNK;
   }
   return parts.length === 1 ? parts[0]! : Buffer.concat(parts, total);
 }
