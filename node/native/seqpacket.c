@@ -211,9 +211,14 @@ static napi_value js_connect(napi_env env, napi_callback_info info) {
     goto out;
   }
   /* Blocking on purpose: a Unix-socket connect completes (or fails) at once,
-   * while a nonblocking one gives EAGAIN on a full backlog, which we would have
-   * to poll and retry for no gain.  On EINTR the socket is still unconnected,
-   * so simply trying again is right for AF_UNIX. */
+   * except on a full backlog (a wedged daemon), where it waits for room: bounded by
+   * SO_SNDTIMEO, which the kernel's unix connect honours (then EAGAIN), so the event
+   * loop is never held more than 5 s.  On EINTR the socket is still unconnected, so
+   * simply trying again is right for AF_UNIX. */
+  {
+    struct timeval tv = {5, 0};
+    (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  }
   do r = connect(fd, (struct sockaddr *)&sa, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len));
   while (r < 0 && errno == EINTR);
   if (r < 0) {

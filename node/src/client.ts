@@ -10,7 +10,7 @@ import { Readable, Writable } from "node:stream";
 
 import { type Event } from "./connection.js";
 import { abortError, ConnectionLost, fromWire, invalidArg, systemError, type PathArg } from "./errors.js";
-import { FileHandle, readAll, writeAll } from "./filehandle.js";
+import { FileHandle } from "./filehandle.js";
 import { METHODS, type MethodName, type MethodSpec } from "./methods.js";
 import { closeFds, Transport } from "./transport.js";
 import { BigIntStats, Dirent, echo, type Encoding, Stats, toMode, toNs, toStats, wireBytes, wirePath } from "./types.js";
@@ -78,6 +78,14 @@ function encodeArgs(spec: MethodSpec, args: Record<string, unknown>): unknown[] 
   return out.slice(0, last + 1);
 }
 
+/** A walk's top without trailing slashes ("a/" is "a", "./" is "."): the daemon joins
+ * the names below it, and the client cuts them apart again by the top's length. */
+function trimTop(b: Buffer): Buffer {
+  let n = b.length;
+  while (n > 1 && b[n - 1] === 0x2f) n--;
+  return n === b.length ? b : b.subarray(0, n);
+}
+
 function toData(data: unknown, encoding: BufferEncoding | undefined, name = "data"): Buffer {
   if (typeof data === "string") return Buffer.from(data, encoding ?? "utf8");
   if (Buffer.isBuffer(data)) return data;
@@ -120,28 +128,47 @@ function openMode(flags: unknown): string {
 }
 
 export class Client {
-  private readonly transport: Transport;
+  /** the live connection, or null after a loss (the next call connects anew) */
+  private transport: Transport | null = null;
   private readonly pending = new Map<number, Pending>();
-  private lost: Error | null = null;
+  /** calls given up (aborted, timed out) whose reply may still come: an atomic writer
+   * opened by one is discarded in the daemon when it does */
+  private readonly abandoned = new Map<number, MethodName>();
   private closing = false;
 
-  /** Use `connect()`. */
+  /** Use `connect()`. Connects at once (a missing socket is ENOENT here). */
   constructor(readonly socketPath: string, private readonly defaultTimeout?: number) {
-    this.transport = new Transport(socketPath, (ev) => this.dispatch(ev), (why) => this.onLost(why));
+    this.live();
   }
 
   // ---- the call machinery ------------------------------------------------------------
 
-  private dispatch(ev: Event): void {
+  /** The connection, made anew after a loss: calls in flight at a loss fail (never
+   * re-sent: one might have been done), later calls go on a new connection. */
+  private live(): Transport {
+    if (this.transport === null) {
+      const t: Transport = new Transport(this.socketPath, (ev) => this.dispatch(t, ev), (why) => this.onLost(t, why));
+      this.transport = t;
+      this.pending.clear();
+      this.abandoned.clear();
+    }
+    return this.transport;
+  }
+
+  private dispatch(t: Transport, ev: Event): void {
+    if (t !== this.transport) {
+      closeFds(ev.fds);
+      return;
+    }
     if (ev.type === "refusal") {
       closeFds(ev.fds);
-      const e = fromWire(ev.error, "connect", []);
-      this.fail(e);
+      this.fail(t, fromWire(ev.error, "connect", []));
       return;
     }
     const p = this.pending.get(ev.msgid);
     if (p === undefined) { // given up (aborted, timed out): nobody takes its fds
       closeFds(ev.fds);
+      if (ev.type === "reply") this.late(ev.msgid, ev.error, ev.result);
       return;
     }
     if (ev.type === "partial") {
@@ -157,7 +184,7 @@ export class Client {
     }
     this.pending.delete(ev.msgid);
     p.done();
-    this.transport.hold(this.pending.size > 0);
+    t.hold(this.pending.size > 0);
     if (ev.error !== null && ev.error !== undefined) {
       closeFds(ev.fds);
       p.reject(fromWire(ev.error, p.syscall, p.paths));
@@ -166,15 +193,27 @@ export class Client {
     }
   }
 
-  private onLost(why: string): void {
-    this.fail(new ConnectionLost(this.socketPath, why));
+  /** The reply of a call given up: an atomic writer it opened is discarded. */
+  private late(msgid: number, error: unknown, result: unknown): void {
+    const name = this.abandoned.get(msgid);
+    this.abandoned.delete(msgid);
+    if (name === "open" && (error === null || error === undefined) && typeof result === "number") {
+      this.call({ name: "writer_discard", args: { handle: result }, syscall: "unlink", paths: [] })
+        .catch(() => undefined);
+    }
   }
 
-  private fail(e: Error): void {
-    this.lost ??= e;
-    this.transport.close();
+  private onLost(t: Transport, why: string): void {
+    this.fail(t, new ConnectionLost(this.socketPath, why));
+  }
+
+  private fail(t: Transport, e: Error): void {
+    if (t !== this.transport) return;
+    this.transport = null;
+    t.close();
     const all = [...this.pending.values()];
     this.pending.clear();
+    this.abandoned.clear();
     for (const p of all) {
       p.done();
       p.reject(e);
@@ -185,9 +224,13 @@ export class Client {
   private giveUp(msgid: number, p: Pending, e: Error): void {
     if (this.pending.get(msgid) !== p) return;
     this.pending.delete(msgid);
+    this.abandoned.set(msgid, p.spec.name as MethodName);
     p.done();
-    this.transport.hold(this.pending.size > 0);
-    this.transport.send(this.transport.conn.cancel(msgid));
+    const t = this.transport;
+    if (t !== null) {
+      t.hold(this.pending.size > 0);
+      t.send(t.conn.cancel(msgid));
+    }
     p.reject(e);
   }
 
@@ -196,24 +239,33 @@ export class Client {
     return this.start(c).promise;
   }
 
-  /** Send a call; its msgid (-1 if it was refused before being sent) and its outcome. */
-  private start(c: Call & CallOptions): { msgid: number; promise: Promise<{ result: unknown; fds: number[] }> } {
+  /** Send a call; its msgid (-1 if it was refused before being sent), the connection it
+   * went on, and its outcome. */
+  private start(c: Call & CallOptions): { msgid: number; transport: Transport | null;
+    promise: Promise<{ result: unknown; fds: number[] }> } {
     const spec: MethodSpec = METHODS[c.name];
     let msgid = -1;
+    let transport: Transport | null = null;
     const promise = new Promise<{ result: unknown; fds: number[] }>((resolve, reject) => {
-      if (this.lost !== null) return reject(this.lost);
       if (this.closing) return reject(new ConnectionLost(this.socketPath, "the client was closed"));
       const signal = c.signal;
       if (signal?.aborted) return reject(abortError(signal));
+      let t: Transport;
+      try {
+        t = this.live();
+      } catch (e) {
+        return reject(e as Error);
+      }
       const timeout = c.timeout ?? this.defaultTimeout;
       let datagrams: Buffer[];
-      const id = this.transport.conn.msgid((i) => this.pending.has(i));
+      const id = t.conn.msgid((i) => this.pending.has(i) || this.abandoned.has(i));
       try {
-        datagrams = this.transport.conn.request(id, spec.name, encodeArgs(spec, c.args), c.options);
+        datagrams = t.conn.request(id, spec.name, encodeArgs(spec, c.args), c.options);
       } catch (e) {
         return reject(e as Error);
       }
       msgid = id;
+      transport = t;
       let timer: NodeJS.Timeout | undefined;
       const onAbort = (): void => this.giveUp(id, p, abortError(signal!));
       const p: Pending = {
@@ -229,10 +281,10 @@ export class Client {
         timer = setTimeout(() => this.giveUp(id, p, systemError("ETIMEDOUT", c.syscall, c.paths[0], c.paths[1],
           `no answer within ${timeout} ms (cancelled in the daemon)`)), timeout);
       }
-      this.transport.hold(true);
-      this.transport.send(datagrams);
+      t.hold(true);
+      t.send(datagrams);
     });
-    return { msgid, promise };
+    return { msgid, transport, promise };
   }
 
   private async simple(name: MethodName, syscall: string, args: Record<string, unknown>, paths: PathArg[],
@@ -264,7 +316,7 @@ export class Client {
   /** Close the connection; calls in flight reject with ConnectionLost. */
   async close(): Promise<void> {
     this.closing = true;
-    this.fail(new ConnectionLost(this.socketPath, "the client was closed"));
+    if (this.transport !== null) this.fail(this.transport, new ConnectionLost(this.socketPath, "the client was closed"));
   }
 
   // ---- metadata ------------------------------------------------------------------------
@@ -327,7 +379,7 @@ export class Client {
     const asBuf = isBuf(path) || o.encoding === "buffer";
     const conv = (b: Uint8Array): string | Buffer => echo(b, asBuf, o.encoding);
     const p = wirePath(path);
-    if (o.recursive === true) return this.readdirRecursive(path, p, o.withFileTypes === true, conv, o);
+    if (o.recursive === true) return this.readdirRecursive(path, trimTop(p), o.withFileTypes === true, conv, o);
     if (o.withFileTypes !== true) {
       const r = await this.simple("listdir", "scandir", { path: p }, [path], o);
       if (!Array.isArray(r)) throw new TypeError("beneathd: malformed readdir reply");
@@ -402,7 +454,7 @@ export class Client {
         k = k.slice(0, i);
       }
     };
-    for await (const [dp, dn, fn] of this.walkRaw(wirePath(top, "top"), topDown, options?.followSymlinks === true,
+    for await (const [dp, dn, fn] of this.walkRaw(trimTop(wirePath(top, "top")), topDown, options?.followSymlinks === true,
                                                   options ?? {}, top)) {
       const k = key(dp);
       if (pruned.size > 0 && under(k)) continue;
@@ -429,7 +481,7 @@ export class Client {
     let wake: (() => void) | null = null;
     let finished = false;
     let failure: Error | null = null;
-    const { msgid, promise } = this.start({ name: "walk", args: { top, top_down: topDown, follow_symlinks: follow },
+    const { msgid, transport, promise } = this.start({ name: "walk", args: { top, top_down: topDown, follow_symlinks: follow },
       syscall: "scandir", paths: [shown ?? top], signal: o.signal, timeout: o.timeout,
       onPartial: (kind, data) => {
         if (kind !== "walk") return;
@@ -449,7 +501,9 @@ export class Client {
           continue;
         }
         const page = pages.shift()!;
-        if (!finished) this.transport.send(this.transport.conn.more(msgid)); // one page of credit back
+        if (!finished && transport !== null && transport === this.transport) {
+          transport.send(transport.conn.more(msgid)); // one page of credit back
+        }
         for (const t of page) {
           if (!Array.isArray(t) || t.length !== 3 || !(t[0] instanceof Uint8Array) || !Array.isArray(t[1])
               || !Array.isArray(t[2])) throw new TypeError("beneathd: malformed walk tuple");
@@ -686,8 +740,7 @@ export class Client {
       throw e;
     }
     try {
-      const data = await readAll(fh.fd, o.signal);
-      return o.encoding ? data.toString(o.encoding) : data;
+      return await fh.readFile({ encoding: o.encoding ?? null, signal: o.signal });
     } finally {
       await fh.close();
     }
@@ -707,7 +760,7 @@ export class Client {
     if (flag.includes("x") || buf.length > BIG_WRITE) {
       const fh = await this.openAtomic(path, { ...o, mode, exclusive: flag.includes("x") });
       try {
-        await writeAll(fh.fd, buf, o.signal, o.progress);
+        await fh.writeFile(buf, { signal: o.signal, progress: o.progress });
       } catch (e) {
         await fh.discard();
         throw e;
@@ -725,7 +778,7 @@ export class Client {
     const buf = toData(data, o.encoding ?? undefined);
     const fh = await this.open(path, "a", o.mode, o);
     try {
-      await writeAll(fh.fd, buf, o.signal);
+      await fh.writeFile(buf, { signal: o.signal });
     } finally {
       await fh.close();
     }
@@ -762,14 +815,10 @@ export class Client {
           return;
         }
         const buf = Buffer.allocUnsafe(Math.min(want, 8 << 20));
-        fs.read(fh!.fd, buf, 0, buf.length, pos, (err, n) => {
-          if (err) {
-            stream.destroy(err);
-            return;
-          }
+        fh!.read(buf, 0, buf.length, pos).then(({ bytesRead: n }) => { // counted: destroy waits for it
           pos += n;
           stream.push(n > 0 ? buf.subarray(0, n) : null);
-        });
+        }, (err: Error) => stream.destroy(err));
       },
       destroy: (err, cb) => {
         if (fh === null) return cb(err);
@@ -785,7 +834,12 @@ export class Client {
     signal?: AbortSignal }): Writable {
     let fh: FileHandle | null = null;
     let published = false;
-    const exclusive = options?.flags !== undefined && options.flags.includes("x");
+    const flags = options?.flags ?? "w";
+    if (flags !== "w" && flags !== "wx" && flags !== "xw") { // the stream is an atomic writer: only a whole new file
+      throw invalidArg("options.flags", "must be 'w' or 'wx' (the stream publishes a whole file; use open() to append "
+        + "or write in place)", flags, true);
+    }
+    const exclusive = flags !== "w";
     const stream: Writable = new Writable({
       highWaterMark: options?.highWaterMark ?? 64 * 1024, signal: options?.signal, decodeStrings: true,
       construct: (cb) => {
@@ -796,7 +850,7 @@ export class Client {
           stream.emit("ready");
         }, (e: Error) => cb(e));
       },
-      write: (chunk: Buffer, _enc, cb) => { writeAll(fh!.fd, chunk).then(() => cb(), (e: Error) => cb(e)); },
+      write: (chunk: Buffer, _enc, cb) => { fh!.writeFile(chunk).then(() => cb(), (e: Error) => cb(e)); },
       final: (cb) => {
         fh!.close().then(() => { published = true; cb(); }, (e: Error) => cb(e));
       },

@@ -72,12 +72,35 @@ export interface AtomicOps {
 export class FileHandle {
   private closed = false;
   private closing: Promise<void> | null = null;
+  /** operations on the fd not finished yet: close() waits for them (as Node's FileHandle
+   * does), so the number is never closed under a read or write, nor reused by another fd */
+  private inflight = 0;
+  private idle: (() => void)[] = [];
+  /** aborted by discard(): a long write in flight stops at its next chunk */
+  private readonly stop = new AbortController();
 
   constructor(private readonly _fd: number, private readonly atomic?: AtomicOps) {}
 
-  /** The fd (usable with `node:fs` calls) until `close()`. */
+  /** The fd (usable with `node:fs` calls) until `close()`. Do not close it yourself
+   * (a stream made with `fs.createReadStream({fd})` needs `autoClose: false`): the
+   * handle closes it, once. */
   get fd(): number {
     return this.closed ? -1 : this._fd;
+  }
+
+  /** Run an operation on the fd, counted in flight; refused once closing began. */
+  async use<T>(op: (fd: number) => Promise<T>): Promise<T> {
+    const fd = this.live();
+    this.inflight++;
+    try {
+      return await op(fd);
+    } finally {
+      if (--this.inflight === 0) for (const wake of this.idle.splice(0)) wake();
+    }
+  }
+
+  private settled(): Promise<void> {
+    return this.inflight === 0 ? Promise.resolve() : new Promise((r) => { this.idle.push(r); });
   }
 
   async read(buffer?: NodeJS.ArrayBufferView | { buffer?: NodeJS.ArrayBufferView; offset?: number; length?: number;
@@ -96,7 +119,7 @@ export class FileHandle {
     }
     const off = offset ?? 0;
     const len = length ?? buf.byteLength - off;
-    const { bytesRead } = await read(this.live(), buf as Buffer, off, len, position ?? null);
+    const { bytesRead } = await this.use((fd) => read(fd, buf as Buffer, off, len, position ?? null));
     return { bytesRead, buffer: buf };
   }
 
@@ -104,42 +127,44 @@ export class FileHandle {
               position?: number | null): Promise<{ bytesWritten: number; buffer: string | NodeJS.ArrayBufferView }> {
     if (typeof data === "string") {
       const b = Buffer.from(data, typeof length === "string" ? length as BufferEncoding : "utf8");
-      const n = await write(this.live(), b, 0, b.length, typeof offset === "number" ? offset : null);
+      const n = await this.use((fd) => write(fd, b, 0, b.length, typeof offset === "number" ? offset : null));
       return { bytesWritten: n, buffer: data };
     }
     if (!ArrayBuffer.isView(data)) throw invalidArg("buffer", "an instance of Buffer, TypedArray, or DataView", data);
     const u8 = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     const off = offset ?? 0;
     const len = typeof length === "number" ? length : u8.length - off;
-    const n = await write(this.live(), u8, off, len, position ?? null);
+    const n = await this.use((fd) => write(fd, u8, off, len, position ?? null));
     return { bytesWritten: n, buffer: data };
   }
 
   async readFile(options?: { encoding?: BufferEncoding | null; signal?: AbortSignal } | BufferEncoding
   ): Promise<string | Buffer> {
     const o = typeof options === "string" ? { encoding: options } : options ?? {};
-    const b = await readAll(this.live(), o.signal);
+    const b = await this.use((fd) => readAll(fd, o.signal));
     return o.encoding ? b.toString(o.encoding) : b;
   }
 
-  async writeFile(data: string | NodeJS.ArrayBufferView, options?: { encoding?: BufferEncoding } | BufferEncoding
+  async writeFile(data: string | NodeJS.ArrayBufferView, options?: { encoding?: BufferEncoding;
+    signal?: AbortSignal; progress?: (p: { entries: number; bytes: number }) => void } | BufferEncoding
   ): Promise<void> {
-    const enc = typeof options === "string" ? options : options?.encoding;
-    const b = typeof data === "string" ? Buffer.from(data, enc ?? "utf8")
+    const o = typeof options === "string" ? { encoding: options } : options ?? {};
+    const b = typeof data === "string" ? Buffer.from(data, o.encoding ?? "utf8")
       : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-    await writeAll(this.live(), b);
+    const signal = o.signal ? AbortSignal.any([o.signal, this.stop.signal]) : this.stop.signal;
+    await this.use((fd) => writeAll(fd, b, signal, o.progress));
   }
 
   async stat(options?: { bigint?: boolean }): Promise<Stats | BigIntStats> {
-    return await fstat(this.live(), { bigint: options?.bigint === true }) as unknown as Stats | BigIntStats;
+    return await this.use((fd) => fstat(fd, { bigint: options?.bigint === true })) as unknown as Stats | BigIntStats;
   }
 
   async truncate(len = 0): Promise<void> {
-    await ftruncate(this.live(), len);
+    await this.use((fd) => ftruncate(fd, len));
   }
 
   async sync(): Promise<void> {
-    await fsync(this.live());
+    await this.use((fd) => fsync(fd));
   }
 
   /** Reads from the fd (from `start`, to `end` inclusive); does not close the handle
@@ -147,20 +172,43 @@ export class FileHandle {
   createReadStream(options?: { start?: number; end?: number; highWaterMark?: number; encoding?: BufferEncoding;
     autoClose?: boolean }): Readable {
     const fd = this.live();
-    const auto = options?.autoClose ?? true;
+    const release = this.hold();
     const s = fs.createReadStream("", { fd, start: options?.start, end: options?.end, autoClose: false,
       highWaterMark: options?.highWaterMark, encoding: options?.encoding });
-    if (auto) s.once("close", () => { void this.close().catch(() => undefined); });
+    s.once("close", () => {
+      release();
+      if (options?.autoClose ?? true) void this.close().catch(() => undefined);
+    });
     return s;
   }
 
   createWriteStream(options?: { start?: number; highWaterMark?: number; autoClose?: boolean }): Writable {
     const fd = this.live();
-    const auto = options?.autoClose ?? true;
+    const release = this.hold();
     const s = fs.createWriteStream("", { fd, start: options?.start, autoClose: false,
       highWaterMark: options?.highWaterMark });
-    if (auto) s.once("finish", () => { void this.close().catch(() => undefined); });
+    let failed = false;
+    s.once("error", () => { failed = true; });
+    s.once("close", () => {
+      release();
+      // as Node's: closed at the end, also when it failed; an atomic writer's failed
+      // stream publishes nothing
+      if (options?.autoClose ?? true) {
+        void (failed && this.atomic ? this.discard() : this.close()).catch(() => undefined);
+      }
+    });
     return s;
+  }
+
+  /** Count a stream on the fd as in flight until it closes (close() waits for it). */
+  private hold(): () => void {
+    this.inflight++;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      if (--this.inflight === 0) for (const wake of this.idle.splice(0)) wake();
+    };
   }
 
   /** Close the fd (once; later calls wait for the first). An atomic writer publishes first:
@@ -168,6 +216,7 @@ export class FileHandle {
    * nothing is published. */
   close(): Promise<void> {
     this.closing ??= (async () => {
+      await this.settled();
       try {
         if (this.atomic !== undefined) await this.atomic.publish();
       } finally {
@@ -178,9 +227,12 @@ export class FileHandle {
     return this.closing;
   }
 
-  /** An atomic writer only: publish nothing, and close. */
+  /** An atomic writer only: publish nothing, and close (after what is in flight). */
   discard(): Promise<void> {
     this.closing ??= (async () => {
+      this.stopping = true;
+      this.stop.abort();
+      await this.settled();
       this.closed = true;
       try {
         await this.atomic?.discard();
@@ -191,8 +243,11 @@ export class FileHandle {
     return this.closing;
   }
 
+  /** set by discard(): new operations are refused at once */
+  private stopping = false;
+
   private live(): number {
-    if (this.closed) {
+    if (this.closed || this.stopping) {
       const e = new Error("file closed") as Error & { code: string };
       e.code = "EBADF";
       throw e;

@@ -92,6 +92,7 @@ export class Transport {
     if (this.closed) return;
     this.closed = true;
     this.queue = [];
+    closeFds(this.conn.takeFds()); // those of a message cut short
     this.poller.close();
     try {
       addon.close(this.fd);

@@ -25,14 +25,17 @@ export function chownTree(path) {
   execFileSync("chown", ["-R", `${u}:${g}`, path]);
 }
 
+/** `startDaemon("--flag", ...)`, or `startDaemon({ socket, root }, ...)` to serve an
+ * existing root on a given socket path (a daemon started again in another's place). */
 export async function startDaemon(...extra) {
+  const where = typeof extra[0] === "object" ? extra.shift() : {};
   const base = mkdtempSync(join(process.env.BENEATHD_TMP ?? tmpdir(), "beneathd-node-"));
-  const root = join(base, "root");
+  const root = where.root ?? join(base, "root");
   const plain = join(base, "plain");
   const outside = join(base, "outside");
-  for (const d of [root, plain, outside]) mkdirSync(d);
+  for (const d of [root, plain, outside]) if (!existsSync(d)) mkdirSync(d);
   chownTree(root);
-  const socket = join(base, "sock");
+  const socket = where.socket ?? join(base, "sock");
   const args = ["-m", "beneathd.daemon", "--root", root, "--socket", socket, "--no-journal", ...extra];
   if (ROOT_USER) args.push("--user", "nobody", "--allow-uid", "0");
   const proc = spawn(PYTHON, args, { stdio: ["ignore", "ignore", "pipe"], cwd: TOP });
