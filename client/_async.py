@@ -20,7 +20,7 @@ from ..protocol.connection import ClientConnection, Partial, Reply, close_fds
 from ..protocol.types import _PROGRESS_INTERVAL, FileProxy, Progress, read_counted, write_counted
 from . import _common as _c  # (its names as _c.X: the blocking client imports them plainly)
 from ._generated import AsyncMethods, PathArg
-from ._sync import _ANC_SPACE, _BUFSIZE, _CLOEXEC
+from ._sync import _ANC_SPACE, _CLOEXEC, recv_buffer
 
 __all__ = ["AsyncClient"]
 
@@ -48,6 +48,7 @@ class AsyncClient(AsyncMethods):
         self._path = os.fspath(socket_path)
         self._limits = Limits.for_responses(max_message)
         self._reading = False
+        self._rbuf = recv_buffer()  # used by the one task reading (_reading)
         self._nwait = 0  # tasks waiting on _wake
         self._wake = trio.Event()
         #: one sender at a time for requests of several frames (they must not interleave)
@@ -214,15 +215,17 @@ class AsyncClient(AsyncMethods):
 
     async def _read_message(self, sock: _stdsocket.socket, conn: ClientConnection) -> Any:
         receive = conn.receive
+        view = self._rbuf
+        bufs = [view]
         try:
             while True:
                 try:
-                    data, anc, flags, _ = sock.recvmsg(_BUFSIZE, _ANC_SPACE, _CLOEXEC)
+                    n, anc, flags, _ = sock.recvmsg_into(bufs, _ANC_SPACE, _CLOEXEC)
                 except BlockingIOError:
                     self._yielded = True
                     await _wait_readable(sock)
                     continue
-                event = receive(data, anc, flags)
+                event = receive(view[:n].tobytes(), anc, flags)  # copied out before any await
                 if event is not None:
                     return event
         except trio.ClosedResourceError:

@@ -350,6 +350,30 @@ static napi_value js_send(napi_env env, napi_callback_info info) {
   return ret;
 }
 
+/* One scratch buffer per thread (the main thread, or a Worker's), grown to the largest
+ * size asked and kept: a fresh malloc of a frame's 200 KiB per call is above glibc's mmap
+ * threshold, so every receive paid an mmap and an munmap. */
+static __thread char *scratch;
+static __thread size_t scratch_cap;
+
+static char *scratch_for(size_t size) {
+  if (size > scratch_cap) {
+    char *b = realloc(scratch, size);
+    if (!b) return NULL;
+    scratch = b;
+    scratch_cap = size;
+  }
+  return scratch;
+}
+
+/* An env's teardown runs on its own thread: a Worker's scratch goes with it. */
+static void free_scratch(void *arg) {
+  (void)arg;
+  free(scratch);
+  scratch = NULL;
+  scratch_cap = 0;
+}
+
 static napi_value js_recv(napi_env env, napi_callback_info info) {
   ARGS(env, info, 2, argv, NULL);
   int fd, err;
@@ -371,10 +395,10 @@ static napi_value js_recv(napi_env env, napi_callback_info info) {
   if (!get_fd(env, argv[0], "fd", &fd)) return NULL;
   if (!get_int(env, argv[1], "size", 1, MAX_RECV, &size)) return NULL;
 
-  /* A scratch buffer per call, then one copy of what actually arrived, so the
-   * returned Buffer is exactly the datagram and no memory is pinned between
-   * calls.  The copy is cheap next to the syscall for the daemon's replies. */
-  if (!(buf = malloc((size_t)size))) return throw_sys_error(env, ENOMEM, "recvmsg", NULL, 0);
+  /* The thread's scratch buffer, then one copy of what actually arrived, so the
+   * returned Buffer is exactly the datagram.  The copy is cheap next to the
+   * syscall for the daemon's replies. */
+  if (!(buf = scratch_for((size_t)size))) return throw_sys_error(env, ENOMEM, "recvmsg", NULL, 0);
   iov.iov_base = buf;
   iov.iov_len = (size_t)size;
   memset(&m, 0, sizeof m);
@@ -388,7 +412,6 @@ static napi_value js_recv(napi_env env, napi_callback_info info) {
   while (n < 0 && errno == EINTR);
   if (n < 0) {
     err = errno;
-    free(buf);
     if (err == EAGAIN || err == EWOULDBLOCK) {
       CHECK(env, napi_get_null(env, &ret));
       return ret;
@@ -420,13 +443,11 @@ static napi_value js_recv(napi_env env, napi_callback_info info) {
       napi_create_int32(env, m.msg_flags & ~MSG_CMSG_CLOEXEC, &v) != napi_ok ||
       napi_set_named_property(env, ret, "flags", v) != napi_ok)
     goto fail;
-  free(buf);
   return ret;
 
 fail:
   /* Nobody will ever see these numbers, so they are ours to close. */
   for (size_t i = 0; i < nfds; i++) close(fds[i]);
-  free(buf);
   throw_napi_failure(env);
   return NULL;
 }
@@ -665,6 +686,10 @@ static napi_value poller_close(napi_env env, napi_callback_info info) {
 
 static napi_value init(napi_env env, napi_value exports) {
   napi_value cls, consts, v;
+  if (napi_add_env_cleanup_hook(env, free_scratch, NULL) != napi_ok) {
+    throw_napi_failure(env);
+    return NULL;
+  }
   napi_property_descriptor methods[] = {
       {"start", NULL, poller_start, NULL, NULL, NULL, napi_default_method, NULL},
       {"ref", NULL, poller_ref, NULL, NULL, NULL, napi_default_method, NULL},

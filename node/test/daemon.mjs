@@ -39,6 +39,9 @@ export async function startDaemon(...extra) {
   const args = ["-m", "beneathd.daemon", "--root", root, "--socket", socket, "--no-journal", ...extra];
   if (ROOT_USER) args.push("--user", "nobody", "--allow-uid", "0");
   const proc = spawn(PYTHON, args, { stdio: ["ignore", "ignore", "pipe"], cwd: TOP });
+  // a test process that ends without its after() (a failure, a timeout) takes its daemon along
+  const reap = () => { if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL"); };
+  process.once("exit", reap);
   let stderr = "";
   proc.stderr.on("data", (b) => { stderr += b; });
   const deadline = Date.now() + 30_000;
@@ -51,6 +54,7 @@ export async function startDaemon(...extra) {
     base, root, plain, outside, socket, proc,
     get stderr() { return stderr; },
     async stop() {
+      process.removeListener("exit", reap);
       if (proc.exitCode === null && proc.signalCode === null) {
         proc.kill("SIGTERM");
         await new Promise((r) => proc.once("exit", r));
