@@ -55,17 +55,22 @@ def cancel_once(sock_path: str, msgid: int, method: str, params: list[object]) -
             done = m[3]
             if isinstance(done, list) and (done[0] > 0 or done[1] > 0):
                 break
-        t0 = time.perf_counter()
-        _send(s, [2, "cancel", [msgid]])
-        while True:
-            m = _recv(s)
-            if m[0] == 1:
-                break
-        took = time.perf_counter() - t0
-        err = m[2]
-        if not (isinstance(err, dict) and err.get("errno") == errno.ECANCELED):
-            raise SystemExit(f"{method}: expected ECANCELED, got {m}")
-        return took, int(done[0]) + int(done[1])
+        return _timed_cancel(s, msgid, method), int(done[0]) + int(done[1])
+
+
+def _timed_cancel(s: socket.socket, msgid: int, method: str) -> float:
+    """Send the cancel notification; seconds until the final response, which must be ECANCELED."""
+    t0 = time.perf_counter()
+    _send(s, [2, "cancel", [msgid]])
+    while True:
+        m = _recv(s)
+        if m[0] == 1:
+            break
+    took = time.perf_counter() - t0
+    err = m[2]
+    if not (isinstance(err, dict) and err.get("errno") == errno.ECANCELED):
+        raise SystemExit(f"{method}: expected ECANCELED, got {m[:3]}")
+    return took
 
 
 def cancel_walk_once(sock_path: str, msgid: int, pages: int) -> tuple[float, int]:
@@ -85,17 +90,7 @@ def cancel_walk_once(sock_path: str, msgid: int, pages: int) -> tuple[float, int
                 seen += 1
                 got += len(m[3])  # type: ignore[arg-type]
                 _send(s, [2, "more", [msgid]])
-        t0 = time.perf_counter()
-        _send(s, [2, "cancel", [msgid]])
-        while True:
-            m = _recv(s)
-            if m[0] == 1:
-                break
-        took = time.perf_counter() - t0
-        err = m[2]
-        if not (isinstance(err, dict) and err.get("errno") == errno.ECANCELED):
-            raise SystemExit(f"walk: expected ECANCELED, got {m[:3]}")
-        return took, got
+        return _timed_cancel(s, msgid, "walk"), got
 
 
 def main() -> int:

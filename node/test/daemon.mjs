@@ -2,7 +2,8 @@
 // in a private temporary directory (as `nobody` when the tests run as root, as the daemon
 // must not run as root), and a plain directory beside it for comparing with node:fs.
 import { spawn, execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, mkdirSync, rmSync, chownSync } from "node:fs";
+import { after, before } from "node:test";
+import { existsSync, mkdtempSync, mkdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -36,6 +37,7 @@ export async function startDaemon(...extra) {
   for (const d of [root, plain, outside]) if (!existsSync(d)) mkdirSync(d);
   chownTree(root);
   const socket = where.socket ?? join(base, "sock");
+  const staleIno = existsSync(socket) ? statSync(socket).ino : -1;
   const args = ["-m", "beneathd.daemon", "--root", root, "--socket", socket, "--no-journal", ...extra];
   if (ROOT_USER) args.push("--user", "nobody", "--allow-uid", "0");
   const proc = spawn(PYTHON, args, { stdio: ["ignore", "ignore", "pipe"], cwd: TOP });
@@ -45,7 +47,9 @@ export async function startDaemon(...extra) {
   let stderr = "";
   proc.stderr.on("data", (b) => { stderr += b; });
   const deadline = Date.now() + 30_000;
-  while (!existsSync(socket)) {
+  // ready when a socket file is there that this daemon bound (not one a dead daemon left)
+  const bound = () => existsSync(socket) && statSync(socket).ino !== staleIno;
+  while (!bound()) {
     if (proc.exitCode !== null) throw new Error(`the daemon exited (${proc.exitCode}): ${stderr}`);
     if (Date.now() > deadline) throw new Error(`the daemon did not bind ${socket}: ${stderr}`);
     await new Promise((r) => setTimeout(r, 20));
@@ -62,4 +66,20 @@ export async function startDaemon(...extra) {
       rmSync(base, { recursive: true, force: true });
     },
   };
+}
+
+/** A daemon and a connected client for a test file, made in before() and handed to
+ * `set(daemon, client)`, closed and stopped in after(). */
+export function useDaemon(connect, set, ...extra) {
+  let d;
+  let c;
+  before(async () => {
+    d = await startDaemon(...extra);
+    c = await connect(d.socket);
+    set(d, c);
+  });
+  after(async () => {
+    await c?.close();
+    await d?.stop();
+  });
 }

@@ -2,7 +2,7 @@
 // writeFile, truncate and utimes in a loop through the swapped name (the design of
 // tests/race_harness.py): the client must never act outside, and the same harness must
 // catch a naive client that checks the path with realpath and then acts on it.
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import * as fs from "node:fs";
@@ -10,7 +10,7 @@ import * as fsp from "node:fs/promises";
 import { join } from "node:path";
 
 import { connect } from "../dist/index.js";
-import { chownTree, PYTHON, startDaemon } from "./daemon.mjs";
+import { chownTree, PYTHON, useDaemon } from "./daemon.mjs";
 
 const SECONDS = Number(process.env.BENEATHD_RACE_SECONDS ?? 1.5);
 const NAIVE_SECONDS = Number(process.env.BENEATHD_RACE_NAIVE_SECONDS ?? 20);
@@ -18,16 +18,7 @@ const NAMES = ["victim", "r", "x", "src"];
 
 let d;
 let c;
-
-before(async () => {
-  d = await startDaemon();
-  c = await connect(d.socket);
-});
-
-after(async () => {
-  await c?.close();
-  await d?.stop();
-});
+useDaemon(connect, (daemon, client) => { d = daemon; c = client; });
 
 /** root/a/b (a directory) beside root/a/b_link -> ../../outside, both holding the same
  * names; outside holds the sentinel copies. */
