@@ -21,8 +21,8 @@ from typing import Any, Callable, Iterator
 from ..protocol.codec import MAX_FRAME, MAX_MESSAGE, Limits
 from ..protocol.connection import ClientConnection, Partial, Reply, close_fds
 from ..protocol.types import AtomicFile, Progress, read_counted, walk_counted, write_counted
+from . import _common
 from ._common import (
-    BIG_WRITE,
     SPECS,
     ConnectionLost,
     Spec,
@@ -357,7 +357,7 @@ class Client(SyncMethods):
                    progress: Callable[[Progress], Any] | None = None, timeout: float | None = None) -> None:
         """Atomic replace, of any size: up to BIG_WRITE bytes in the request itself, above
         that written here into an atomic writer's fd (published whole, or not at all)."""
-        if isinstance(data, (bytes, bytearray, memoryview)) and len(data) > BIG_WRITE:
+        if isinstance(data, (bytes, bytearray, memoryview)) and len(data) > _common.BIG_WRITE:
             with self.open(path, "wb", buffering=0, perms=mode, atomic=True, timeout=timeout) as f:
                 write_counted(f, data, progress)
             return

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import msgpack
+import pytest
 import trio
 
 from backends import server_thread
@@ -202,11 +203,14 @@ def test_open_inline_passes_one_fd(tmp_path: Path) -> None:
         assert len(os.listdir("/proc/self/fd")) <= before
 
 
-def test_async_request_cancelled_half_sent_breaks_the_connection(tmp_path: Path) -> None:
+def test_async_request_cancelled_half_sent_breaks_the_connection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A request of several frames cancelled between two of them must not leave half a
     message on the socket for the next request to run into: the connection is dropped
     (and the next call reconnects). The listener here accepts and never reads, so the
     socket buffer fills after a few frames."""
+    import beneathd.client._common as common
+
+    monkeypatch.setattr(common, "BIG_WRITE", 1 << 30)  # a request of many frames
     path = str(tmp_path / "s")
     lst = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     lst.bind(path)
@@ -218,7 +222,7 @@ def test_async_request_cancelled_half_sent_breaks_the_connection(tmp_path: Path)
         await fs.connect()
         accepted.append(lst.accept()[0])
         with trio.move_on_after(0.5) as cs:
-            await fs.write_file("big", b"x" * (15 * MAX_FRAME))  # frames, not an atomic writer (<4 MiB)
+            await fs.write_file("big", b"x" * (15 * MAX_FRAME))  # frames, not an atomic writer (BIG_WRITE raised)
         assert cs.cancelled_caught
         assert isinstance(fs._broken, ConnectionError) and "half-sent" in str(fs._broken)
         assert fs._sock is None

@@ -17,9 +17,10 @@ import { BigIntStats, Dirent, echo, type Encoding, Stats, toMode, toNs, toStats,
 
 /** Above this, `writeFile` writes into an atomic writer's fd instead of sending the bytes
  * in the request: two more round trips, but no copy through msgpack, frames and the
- * daemon (bench_node, 1 MiB: 2.7x of fs.promises.writeFile in the request, 1.0-1.2x
- * through the fd; below ~128 KiB the request is the faster). */
-export const BIG_WRITE = 128 << 10;
+ * daemon, which runs a write above 64 KiB in a worker thread (the table's long limit;
+ * bench_node, 1 MiB: 2.7x of fs.promises.writeFile in the request, 1.0-1.2x through the
+ * fd). The Python clients use the same limit. */
+export const BIG_WRITE = 64 << 10;
 
 export interface Progress {
   /** entries copied or removed so far (the top-level one included) */
