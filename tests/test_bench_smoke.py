@@ -19,6 +19,7 @@ TOP = Path(__file__).resolve().parents[1]
     ["bench.bench_walk", "--dirs", "3", "--files", "5", "--repeats", "1"],
     ["bench.bench_payload", "--mib", "8", "--repeats", "1"],
     ["bench.bench_editor", "--quick", "--n", "5", "--repeats", "1"],
+    ["bench.bench_listing", "--entries", "50", "--repeats", "1"],
     ["bench.bench_node", "--quick", "--mib", "8", "--repeats", "1", "--n", "50", "--seconds", "0.1"],
 ], ids=lambda a: a[0])
 def test_bench_script_runs(argv: list[str]) -> None:
