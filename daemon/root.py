@@ -381,6 +381,8 @@ class Root:
         fd = self._opendir(path)
         entries: list[DirEntry] = []
         links: list[int] = []
+        sep: Any = b"/" if as_bytes else "/"
+        prefix = p if not p or p.endswith(sep) else p + sep  # os.path.join(p, name), once
         try:
             with os.scandir(fd) as it:
                 for e in it:
@@ -389,7 +391,7 @@ class Root:
                     except FileNotFoundError:
                         continue
                     name: Any = os.fsencode(e.name) if as_bytes else e.name
-                    full = os.path.join(p, name)
+                    full = prefix + name
                     kind = kind_of_mode(st.st_mode)
                     lt: Any = None
                     if kind == "symlink":

@@ -65,26 +65,28 @@ def stat_from_list(seq: Any) -> os.stat_result:
 
 
 def stat_to_list(st: os.stat_result) -> list[int]:
-    """The wire form of a stat result: 13 ints in :data:`STAT_FIELDS` order."""
+    """The wire form of a stat result: 13 ints in :data:`STAT_FIELDS` order (a listing
+    makes one per entry: plain attribute reads, Linux always has the last three)."""
     return [
         st.st_mode, st.st_ino, st.st_dev, st.st_nlink, st.st_uid, st.st_gid, st.st_size,
-        st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns,
-        getattr(st, "st_blksize", 0), getattr(st, "st_blocks", 0), getattr(st, "st_rdev", 0),
+        st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns, st.st_blksize, st.st_blocks, st.st_rdev,
     ]
+
+
+_KINDS = {
+    _stat.S_IFREG: "file",
+    _stat.S_IFDIR: "dir",
+    _stat.S_IFLNK: "symlink",
+    _stat.S_IFIFO: "fifo",
+    _stat.S_IFSOCK: "socket",
+    _stat.S_IFCHR: "char",
+    _stat.S_IFBLK: "block",
+}
 
 
 def kind_of_mode(mode: int) -> str:
     """``"file"``, ``"dir"``, ``"symlink"``, ``"fifo"``, ``"socket"``, ``"char"``, ``"block"`` or ``"other"``."""
-    fmt = _stat.S_IFMT(mode)
-    return {
-        _stat.S_IFREG: "file",
-        _stat.S_IFDIR: "dir",
-        _stat.S_IFLNK: "symlink",
-        _stat.S_IFIFO: "fifo",
-        _stat.S_IFSOCK: "socket",
-        _stat.S_IFCHR: "char",
-        _stat.S_IFBLK: "block",
-    }.get(fmt, "other")
+    return _KINDS.get(mode & 0o170000, "other")
 
 
 class DirEntry:
