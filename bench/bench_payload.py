@@ -36,16 +36,12 @@ def _hwm_kib(pid: int) -> int:
     return 0
 
 
-def _fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def _settled(pid: int, idle: int) -> None:
+def _settled(d: DaemonProc, idle: int) -> None:
     """Wait (untimed) until the daemon has closed the replaced file it held (its fd count is
     back to idle: daemon/release.py frees a replaced big file after the reply), then write
     back dirty pages, so that the freeing does not land in the next contender's time."""
     deadline = time.monotonic() + 60
-    while _fds(pid) > idle and time.monotonic() < deadline:
+    while d.fd_count() > idle and time.monotonic() < deadline:
         time.sleep(0.01)
     drop_dirty()
 
@@ -68,10 +64,10 @@ def main() -> int:
         with Client(d.socket) as c:
             c.write_file("warm", b"x")
             hwm0 = _hwm_kib(d.proc.pid)
-            pid, idle = d.proc.pid, _fds(d.proc.pid)
+            idle = d.fd_count()
 
             def settled() -> None:
-                _settled(pid, idle)
+                _settled(d, idle)
 
             def w_ours(n: int) -> None:
                 c.write_file("big", data)

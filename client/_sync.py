@@ -349,9 +349,7 @@ class Client(SyncMethods):
         """The whole contents of a regular file, of any size: read here through the fd the
         daemon opens (no message limit, no copy through the socket)."""
         with self.open(path, "rb", buffering=0, timeout=timeout) as f:
-            if progress is None:
-                return f.readall()  # type: ignore[attr-defined,no-any-return]
-            return read_counted(f, progress)
+            return read_counted(f, progress)  # (a plain readall without progress)
 
     def write_file(self, path: PathArg, data: bytes | bytearray | memoryview, *, mode: int = 0o666,
                    progress: Callable[[Progress], Any] | None = None, timeout: float | None = None) -> None:

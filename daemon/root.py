@@ -713,10 +713,6 @@ def _join(parent: Any, name: Any) -> Any:
     return name if parent in (".", b".") else os.path.join(parent, name)
 
 
-def _names_ptr() -> Any:
-    return ffi.new("bn_names *")
-
-
 def _split_str(b: bytes) -> list[str]:
     """NUL-ended names decoded as os.fsdecode would, in one call for the lot (a NUL ends
     every name, and no UTF-8 sequence spans one, so decoding the lot equals decoding each)."""
@@ -753,7 +749,7 @@ class _Walk:
 
     def _list(self, fd: int, path: Any) -> tuple[list[Any], list[Any]]:
         if not self.follow:  # the common case: two strings split, no object per entry
-            names = _names_ptr()
+            names = ffi.new("bn_names *")
             _check(lib.bn_list_names(fd, names), path)
             try:
                 raw = ffi.buffer(names.buf, names.len)[:] if names.len else b""

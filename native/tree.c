@@ -134,21 +134,27 @@ static void bn_walk_free(bn_walk *w)
     free(w->dents);
 }
 
-static int bn_arena_put(bn_walk *w, const char *s, size_t n)
+/* Append n bytes to a malloc'd buffer *b of *len used, *cap allocated (doubling). */
+static int bn_buf_put(char **b, size_t *len, size_t *cap, const char *s, size_t n)
 {
-    if (w->alen + n > w->acap) {
-        size_t c = w->acap;
-        while (w->alen + n > c)
+    if (*len + n > *cap) {
+        size_t c = *cap ? *cap : 4096;
+        while (*len + n > c)
             c *= 2;
-        char *a = realloc(w->arena, c);
+        char *a = realloc(*b, c);
         if (!a)
             return -ENOMEM;
-        w->arena = a;
-        w->acap = c;
+        *b = a;
+        *cap = c;
     }
-    memcpy(w->arena + w->alen, s, n);
-    w->alen += n;
+    memcpy(*b + *len, s, n);
+    *len += n;
     return 0;
+}
+
+static int bn_arena_put(bn_walk *w, const char *s, size_t n)
+{
+    return bn_buf_put(&w->arena, &w->alen, &w->acap, s, n);
 }
 
 /* The frame's listing, read whole into the arena's end ("." and ".." left out). */
@@ -850,23 +856,6 @@ out:
 }
 
 /* ---- bn_list_names: one directory's names, split for walk ---- */
-
-static int bn_buf_put(char **b, size_t *len, size_t *cap, const char *s, size_t n)
-{
-    if (*len + n > *cap) {
-        size_t c = *cap ? *cap : 4096;
-        while (*len + n > c)
-            c *= 2;
-        char *a = realloc(*b, c);
-        if (!a)
-            return -ENOMEM;
-        *b = a;
-        *cap = c;
-    }
-    memcpy(*b + *len, s, n);
-    *len += n;
-    return 0;
-}
 
 int bn_list_names(int fd, bn_names *out)
 {
