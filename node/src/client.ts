@@ -386,14 +386,19 @@ export class Client {
       if (!Array.isArray(r)) throw new TypeError("beneathd: malformed readdir reply");
       return r.map((n) => conv(wireBytes(n)));
     }
-    const { result, fds } = await this.call({ name: "scandir", args: { path: p }, syscall: "scandir", paths: [path],
+    return this.dirents(p, typeof path === "string" ? path : Buffer.from(p), path, conv, o);
+  }
+
+  /** One directory's entries as Dirents (a scandir with the link texts) under `parentPath`. */
+  private async dirents(dir: Buffer, parentPath: string | Buffer, path: PathArg,
+                        conv: (b: Uint8Array) => string | Buffer, o: CallOptions): Promise<Dirent[]> {
+    const { result, fds } = await this.call({ name: "scandir", args: { path: dir }, syscall: "scandir", paths: [path],
       signal: o.signal, timeout: o.timeout, options: { link_target: true } });
     closeFds(fds);
     if (!Array.isArray(result)) throw new TypeError("beneathd: malformed readdir reply");
-    const parent = typeof path === "string" ? path : Buffer.from(p);
     return result.map((e: unknown) => {
       const [name, kind, , st, , target] = e as [Uint8Array, string, unknown, unknown, unknown, Uint8Array | null];
-      return new Dirent(conv(name), parent, kind, target instanceof Uint8Array ? conv(target) : null,
+      return new Dirent(conv(name), parentPath, kind, target instanceof Uint8Array ? conv(target) : null,
                         Array.isArray(st) ? toStats(st) as Stats : null);
     });
   }
@@ -418,15 +423,7 @@ export class Client {
       }
       // Dirents need each entry's type: one scandir of this directory (walk lists names only)
       const here = isTop ? p : Buffer.concat([p, Buffer.from("/"), under]);
-      const parentPath = conv(isTop ? p : here);
-      const { result, fds } = await this.call({ name: "scandir", args: { path: here }, syscall: "scandir",
-        paths: [path], signal: o.signal, timeout: o.timeout, options: { link_target: true } });
-      closeFds(fds);
-      for (const e of result as unknown[]) {
-        const [name, kind, , st, , target] = e as [Uint8Array, string, unknown, unknown, unknown, Uint8Array | null];
-        dirents.push(new Dirent(conv(name), parentPath, kind, target instanceof Uint8Array ? conv(target) : null,
-                                Array.isArray(st) ? toStats(st) as Stats : null));
-      }
+      dirents.push(...await this.dirents(here, conv(here), path, conv, o));
     }
     return types ? dirents : names;
   }
@@ -534,16 +531,12 @@ export class Client {
       await this.simple("mkdir", "mkdir", { path: p, mode }, [path], o);
       return undefined;
     }
-    let first: Buffer | undefined;
+    // the first missing ancestor, for the return value: every prefix asked at once (pipelined)
     const parts = p.toString("latin1").split("/");
-    for (let i = 1; i <= parts.length; i++) {
-      const prefix = parts.slice(0, i).join("/");
-      if (prefix === "" || prefix === ".") continue;
-      if (!await this.exists(Buffer.from(prefix, "latin1"), o)) {
-        first = Buffer.from(prefix, "latin1");
-        break;
-      }
-    }
+    const prefixes = parts.map((_, i) => parts.slice(0, i + 1).join("/")).filter((x) => x !== "" && x !== ".")
+      .map((x) => Buffer.from(x, "latin1"));
+    const there = await Promise.all(prefixes.map((x) => this.exists(x, o)));
+    const first = prefixes[there.indexOf(false)];
     await this.simple("mkdir", "mkdir", { path: p, mode, parents: true, exist_ok: true }, [path], o);
     if (first === undefined) return undefined;
     return typeof path === "string" ? first.toString("utf8") : first;

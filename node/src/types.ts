@@ -5,7 +5,7 @@
  */
 import { constants } from "node:fs";
 
-import { invalidArg, type PathArg } from "./errors.js";
+import { invalidArg } from "./errors.js";
 
 const { S_IFMT, S_IFREG, S_IFDIR, S_IFLNK, S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK } = constants;
 
@@ -181,8 +181,4 @@ export function toMode(m: unknown, name: string, dflt?: number): number {
     throw invalidArg(name, "must be a 32-bit unsigned integer or an octal string", m, true);
   }
   throw invalidArg(name, "of type number or string", m);
-}
-
-export function isBufferPath(p: PathArg): boolean {
-  return typeof p !== "string";
 }
