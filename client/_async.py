@@ -6,23 +6,25 @@ reading reads replies for everyone and hands them out by msgid.
 
 from __future__ import annotations
 
+import errno
 import io
 import math
 import os
 import threading
 import socket as _stdsocket
+from collections import deque
 from typing import Any, AsyncIterator, Callable
 
 import trio
 
 from ..protocol.codec import MAX_MESSAGE, Limits
 from ..protocol.connection import ClientConnection, Partial, Reply, close_fds
-from ..protocol.types import _PROGRESS_INTERVAL, FileProxy, Progress, read_counted, write_counted
+from ..protocol.types import _PROGRESS_INTERVAL, FileProxy, Progress, WatchEvent, read_counted, write_counted
 from . import _common as _c  # (its names as _c.X: the blocking client imports them plainly)
 from ._generated import AsyncMethods, PathArg
 from ._sync import _ANC_SPACE, _CLOEXEC, recv_buffer
 
-__all__ = ["AsyncClient"]
+__all__ = ["AsyncClient", "AsyncWatch"]
 
 _wait_readable = trio.lowlevel.wait_readable
 _wait_writable = trio.lowlevel.wait_writable
@@ -239,12 +241,13 @@ class AsyncClient(AsyncMethods):
                 return ev  # type: ignore[return-value]
             close_fds(ev.fds)
 
-    async def _next(self, conn: ClientConnection, msgid: int) -> Reply | Partial:
+    async def _next(self, conn: ClientConnection, msgid: int, keep: bool = False) -> Reply | Partial:
         """The next message for ``msgid``; whichever waiter finds nobody reading reads.
 
         A checkpoint, as every trio call: when the final reply was there without waiting,
         it still lets other tasks run (and honours a cancellation) before returning.
-        Cancelled, the call is forgotten and the daemon asked to stop it."""
+        Cancelled, the call is forgotten and the daemon asked to stop it (but with ``keep``:
+        a watch's ``next(timeout)``, which goes on)."""
         yielded = False
         try:
             while True:
@@ -291,8 +294,12 @@ class AsyncClient(AsyncMethods):
                         close_fds(ev.fds)
                         raise
                 return ev  # type: ignore[return-value]
+        except trio.Cancelled:
+            if not keep:
+                self._send_cancel(conn, msgid)  # cancelled: a reply that comes later is dropped
+            raise
         except BaseException:
-            self._send_cancel(conn, msgid)  # cancelled: a reply that comes later is dropped
+            self._send_cancel(conn, msgid)
             raise
 
     async def _call(self, spec: _c.Spec, vals: tuple[Any, ...], wire: list[Any], timeout: float | None = None) -> Any:
@@ -369,6 +376,10 @@ class AsyncClient(AsyncMethods):
         finally:
             if not done:
                 self._send_cancel(conn, msgid)
+
+    def _watch(self, spec: _c.Spec, vals: tuple[Any, ...], wire: list[Any], timeout: float | None = None
+               ) -> AsyncWatch:
+        return AsyncWatch(self, spec, vals, wire, timeout)
 
     async def _send_more(self, conn: ClientConnection, msgid: int) -> None:
         """Give a stream back one page of credit (waits for room: credit must not be _c.lost)."""
@@ -513,3 +524,93 @@ class AsyncAtomicFile(FileProxy):
 
     def __repr__(self) -> str:
         return f"<beneathd.AsyncAtomicFile {self.name!r}{' done' if self._done else ''}>"
+
+
+class AsyncWatch:
+    """``AsyncClient.watch``: ``async with fs.watch(...) as w: async for ev in w``.
+
+    Entering the block waits until the daemon has the watch in place; leaving it (or
+    ``aclose()``) ends it. ``await w.next(timeout)`` raises ``TimeoutError`` when nothing
+    came in time; a task cancelled while it waits leaves the watch going."""
+
+    def __init__(self, client: AsyncClient, spec: _c.Spec, vals: tuple[Any, ...], wire: list[Any],
+                 timeout: float | None) -> None:
+        self._client, self._spec, self._vals, self._wire = client, spec, vals, wire
+        self._timeout = None if timeout is None else _c.check_timeout(timeout)
+        self._as_bytes = isinstance(os.fspath(vals[0]), bytes)
+        self._conn: ClientConnection | None = None
+        self._msgid = 0
+        self._events: deque[WatchEvent] = deque()
+        self._done = False
+        self._error: OSError | None = None
+
+    async def start(self) -> AsyncWatch:
+        """Send the watch and wait until it is in place (``__aenter__`` does it)."""
+        if self._conn is not None:
+            return self
+        self._conn, self._msgid = await self._client._send(self._spec.name, self._wire)
+        try:
+            with trio.fail_after(math.inf if self._timeout is None else self._timeout):
+                await self._page()
+            if self._error is not None:
+                raise self._error  # it could not be set up
+        except trio.TooSlowError:
+            self.close()
+            raise _c.timed_out(self._spec, self._timeout or 0.0) from None
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    async def _page(self) -> None:
+        assert self._conn is not None
+        ev = await self._client._next(self._conn, self._msgid, keep=True)
+        if ev.__class__ is Reply:
+            self._done = True
+            self._error = _c.watch_ended(self._spec, self._vals, ev)  # type: ignore[arg-type]
+            return
+        close_fds(ev.fds)
+        if ev.kind == "watch":  # type: ignore[union-attr]
+            await self._client._send_more(self._conn, self._msgid)
+            self._events.extend(_c.watch_events(self._spec, ev.data, self._as_bytes))  # type: ignore[union-attr]
+
+    async def next(self, timeout: float | None = None) -> WatchEvent:
+        """The next event (``StopAsyncIteration`` once the watch has ended)."""
+        await self.start()
+        with trio.move_on_after(math.inf if timeout is None else _c.check_timeout(timeout)):
+            while not self._events:
+                if self._done:
+                    err, self._error = self._error, None
+                    if err is not None:
+                        raise err
+                    raise StopAsyncIteration
+                await self._page()
+            return self._events.popleft()
+        raise TimeoutError(errno.ETIMEDOUT, f"no watch event within {timeout:g} s")
+
+    def __aiter__(self) -> AsyncWatch:
+        return self
+
+    async def __anext__(self) -> WatchEvent:
+        return await self.next()
+
+    def close(self) -> None:
+        """End the watch (the cancel goes out without waiting)."""
+        if not self._done and self._conn is not None:
+            self._client._send_cancel(self._conn, self._msgid)
+        self._done = True
+        self._events.clear()
+
+    async def aclose(self) -> None:
+        self.close()
+        await trio.lowlevel.checkpoint()
+
+    @property
+    def closed(self) -> bool:
+        return self._done
+
+    async def __aenter__(self) -> AsyncWatch:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

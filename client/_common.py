@@ -23,7 +23,7 @@ from ..protocol.codec import _bad_result, decode_result, exception_from_reply, s
 from ..protocol.connection import ClientConnection, Reply, close_fds
 from ..protocol.methods import METHODS, Method, call_mutates
 from ..protocol.modes import open_flags
-from ..protocol.types import Progress
+from ..protocol.types import WATCH_KINDS, Progress, WatchEvent
 
 __all__ = ["Spec", "SPECS", "wrap_fd", "finish", "ConnectionLost", "lost"]
 
@@ -262,6 +262,38 @@ class WalkPages:
                 return False
             p = parent
         return False
+
+
+_WATCH_KINDS = frozenset(WATCH_KINDS)
+
+
+def watch_events(spec: Spec, data: Any, as_bytes: bool) -> list[WatchEvent]:
+    """A ``watch`` page's events, paths in the caller's type (a malformed page: EPROTO)."""
+    if data.__class__ is not list:
+        raise _bad_result(spec.m)
+    out = []
+    for item in data:
+        try:
+            kind, path, is_dir, cookie = item
+            if kind not in _WATCH_KINDS or path.__class__ is not bytes or is_dir.__class__ is not bool \
+                    or cookie.__class__ is not int:
+                raise TypeError
+        except (TypeError, ValueError):
+            raise _bad_result(spec.m) from None
+        out.append(WatchEvent(kind, path if as_bytes else path.decode(_FSENC, _FSERR), is_dir, cookie))
+    return out
+
+
+def watch_ended(spec: Spec, vals: tuple[Any, ...], reply: Reply) -> OSError | None:
+    """What the final reply of a watch says: None (its top went: the end), or its error."""
+    close_fds(reply.fds)
+    if reply.error is None:
+        return None
+    try:
+        spec.result(reply.error, None, vals)
+    except OSError as e:
+        return e
+    return None
 
 
 class ConnectionLost(ConnectionError):

@@ -61,6 +61,7 @@ RESULT_TYPES = {
     "fd": "IO[Any]",
     "usage": "tuple[int, int]",
     "walk": "Iterator[tuple[Any, list[Any], list[Any]]]",
+    "watch": "Watch",
 }
 
 
@@ -135,10 +136,13 @@ def _method(m: Method, is_async: bool) -> list[str]:
     to trio's park/unpark) so that the encoding is written out twice, not three times."""
     if m.streams:  # a plain def returning an iterator (async: ``async for ... in fs.walk()``)
         ret = RESULT_TYPES[m.result].replace("Iterator", "AsyncIterator") if is_async else RESULT_TYPES[m.result]
+        if m.result == "watch":
+            ret = "AsyncWatch" if is_async else "Watch"
         args = ", ".join(f"{p.name}={p.name}" if p.kwonly else p.name for p in m.params)
+        shell = "_watch" if m.result == "watch" else "_stream"
         return [f"    def {m.name}({_signature(m, True, True, timeout=True)}) -> {ret}:",
                 f'        """{m.doc or m.name}."""',
-                f"        return self._stream(_S_{m.name}, *_encode_{m.name}({args}), timeout)"]
+                f"        return self._{shell.lstrip('_')}(_S_{m.name}, *_encode_{m.name}({args}), timeout)"]
     out = [f"    {'async def' if is_async else 'def'} {m.name}({_signature(m, True, True, timeout=True)})"
            f" -> {RESULT_TYPES[m.result]}:",
            f'        """{m.doc or m.name}."""']
@@ -171,6 +175,10 @@ def render() -> str:
         "from ..protocol.types import DirEntry, Progress",
         "from ._common import _FSENC, _FSERR, SPECS, Spec, _data, _fs, _int, _ns, _open_check",
         "",
+        "if TYPE_CHECKING:",
+        "    from ._async import AsyncWatch",
+        "    from ._sync import Watch",
+        "",
         '__all__ = ["SyncMethods", "AsyncMethods", "ENCODERS", "PathArg"]',
         "",
         "#: what a path argument may be: ``str`` and ``bytes`` results echo its type",
@@ -186,6 +194,8 @@ def render() -> str:
         o += ["    if TYPE_CHECKING:", f"        {'async ' if is_async else ''}def _call(self, spec: Spec, "
               f"vals: tuple[Any, ...], wire: list[Any], timeout: float | None = None) -> {ret}: ...",
               "        def _stream(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any], "
+              "timeout: float | None = None) -> Any: ...",
+              "        def _watch(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any], "
               "timeout: float | None = None) -> Any: ..."]
         for m in API.values():
             o.append("")

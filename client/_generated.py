@@ -14,6 +14,10 @@ from typing import IO, TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator
 from ..protocol.types import DirEntry, Progress
 from ._common import _FSENC, _FSERR, SPECS, Spec, _data, _fs, _int, _ns, _open_check
 
+if TYPE_CHECKING:
+    from ._async import AsyncWatch
+    from ._sync import Watch
+
 __all__ = ["SyncMethods", "AsyncMethods", "ENCODERS", "PathArg"]
 
 #: what a path argument may be: ``str`` and ``bytes`` results echo its type
@@ -27,6 +31,7 @@ _S_listdir = SPECS['listdir']
 _S_scandir = SPECS['scandir']
 _S_du = SPECS['du']
 _S_walk = SPECS['walk']
+_S_watch = SPECS['watch']
 _S_readlink = SPECS['readlink']
 _S_realpath = SPECS['realpath']
 _S_mkdir = SPECS['mkdir']
@@ -58,6 +63,7 @@ class SyncMethods:
     if TYPE_CHECKING:
         def _call(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any], timeout: float | None = None) -> Any: ...
         def _stream(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any], timeout: float | None = None) -> Any: ...
+        def _watch(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any], timeout: float | None = None) -> Any: ...
 
     def stat(self, path: PathArg, *, follow_symlinks: bool = True, timeout: float | None = None) -> os.stat_result:
         """os.stat beneath the root."""
@@ -153,6 +159,10 @@ class SyncMethods:
     def walk(self, top: PathArg = '.', *, top_down: bool = True, follow_symlinks: bool = False, progress: Callable[[Progress], Any] | None = None, timeout: float | None = None) -> Iterator[tuple[Any, list[Any], list[Any]]]:
         """pathlib.Path.walk beneath the root, streamed."""
         return self._stream(_S_walk, *_encode_walk(top, top_down=top_down, follow_symlinks=follow_symlinks, progress=progress), timeout)
+
+    def watch(self, path: PathArg = '.', *, recursive: bool = True, max_queue: int = 4096, timeout: float | None = None) -> Watch:
+        """change events beneath path, streamed until closed."""
+        return self._watch(_S_watch, *_encode_watch(path, recursive=recursive, max_queue=max_queue), timeout)
 
     def readlink(self, path: PathArg, *, timeout: float | None = None) -> Any:
         """os.readlink."""
@@ -570,6 +580,7 @@ class AsyncMethods:
     if TYPE_CHECKING:
         async def _call(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any], timeout: float | None = None) -> Any: ...
         def _stream(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any], timeout: float | None = None) -> Any: ...
+        def _watch(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any], timeout: float | None = None) -> Any: ...
 
     async def stat(self, path: PathArg, *, follow_symlinks: bool = True, timeout: float | None = None) -> os.stat_result:
         """os.stat beneath the root."""
@@ -598,6 +609,10 @@ class AsyncMethods:
     def walk(self, top: PathArg = '.', *, top_down: bool = True, follow_symlinks: bool = False, progress: Callable[[Progress], Any] | None = None, timeout: float | None = None) -> AsyncIterator[tuple[Any, list[Any], list[Any]]]:
         """pathlib.Path.walk beneath the root, streamed."""
         return self._stream(_S_walk, *_encode_walk(top, top_down=top_down, follow_symlinks=follow_symlinks, progress=progress), timeout)
+
+    def watch(self, path: PathArg = '.', *, recursive: bool = True, max_queue: int = 4096, timeout: float | None = None) -> AsyncWatch:
+        """change events beneath path, streamed until closed."""
+        return self._watch(_S_watch, *_encode_watch(path, recursive=recursive, max_queue=max_queue), timeout)
 
     async def readlink(self, path: PathArg, *, timeout: float | None = None) -> Any:
         """os.readlink."""
@@ -787,6 +802,22 @@ def _encode_walk(top: PathArg = '.', *, top_down: bool = True, follow_symlinks: 
     w1 = top_down if top_down.__class__ is bool else bool(top_down)
     w2 = follow_symlinks if follow_symlinks.__class__ is bool else bool(follow_symlinks)
     return (top, top_down, follow_symlinks, progress, ), [w0, w1, w2]
+
+def _encode_watch(path: PathArg = '.', *, recursive: bool = True, max_queue: int = 4096) -> tuple[tuple[Any, ...], list[Any]]:
+    if path.__class__ is str:
+        w0 = path.encode(_FSENC, _FSERR)  # type: ignore[union-attr]
+        if '\x00' in path:  # type: ignore[operator]
+            raise ValueError('embedded null byte')
+    elif path.__class__ is bytes:
+        w0 = path
+        if b'\x00' in path:  # type: ignore[operator]
+            raise ValueError('embedded null byte')
+    else:
+        path = _fspath(path)
+        w0 = _fs(path)
+    w1 = recursive if recursive.__class__ is bool else bool(recursive)
+    w2 = max_queue if max_queue.__class__ is int else _int(max_queue)
+    return (path, recursive, max_queue, ), [w0, w1, w2]
 
 def _encode_readlink(path: PathArg) -> tuple[tuple[Any, ...], list[Any]]:
     if path.__class__ is str:
@@ -1184,6 +1215,7 @@ ENCODERS: dict[str, Callable[..., tuple[tuple[Any, ...], list[Any]]]] = {
     'scandir': _encode_scandir,
     'du': _encode_du,
     'walk': _encode_walk,
+    'watch': _encode_watch,
     'readlink': _encode_readlink,
     'realpath': _encode_realpath,
     'mkdir': _encode_mkdir,

@@ -10,17 +10,19 @@ them by msgid, and the waiters check under one condition).
 from __future__ import annotations
 
 import array
+import errno
 import io
 import os
 import select
 import socket
 import threading
 import time
+from collections import deque
 from typing import Any, Callable, Iterator
 
 from ..protocol.codec import MAX_FRAME, MAX_MESSAGE, Limits
 from ..protocol.connection import ClientConnection, Partial, Reply, close_fds
-from ..protocol.types import AtomicFile, Progress, read_counted, walk_counted, write_counted
+from ..protocol.types import AtomicFile, Progress, WatchEvent, read_counted, walk_counted, write_counted
 from . import _common
 from ._common import (
     SPECS,
@@ -33,10 +35,12 @@ from ._common import (
     lost,
     progress_of,
     timed_out,
+    watch_ended,
+    watch_events,
 )
 from ._generated import ENCODERS, PathArg, SyncMethods
 
-__all__ = ["Client", "Pending"]
+__all__ = ["Client", "Pending", "Watch"]
 
 _ANC_SPACE = socket.CMSG_SPACE(16 * array.array("i").itemsize)
 #: every fd received is close-on-exec from the moment it arrives: a backend that starts a
@@ -227,9 +231,11 @@ class Client(SyncMethods):
                 return ev  # type: ignore[return-value]
             close_fds(ev.fds)
 
-    def _next(self, conn: ClientConnection, msgid: int, deadline: float | None = None) -> Reply | Partial:
+    def _next(self, conn: ClientConnection, msgid: int, deadline: float | None = None,
+              keep: bool = False) -> Reply | Partial:
         """The next message for ``msgid``: filed already, or read by this thread if nobody
-        reads.  Past ``deadline`` raises ``_Deadline``; the call is forgotten on any error."""
+        reads.  Past ``deadline`` raises ``_Deadline``; the call is forgotten on any error
+        (but for ``_Deadline`` with ``keep``: a watch's ``next(timeout)``)."""
         cond = self._cond
         with self._lock:
             try:
@@ -274,6 +280,10 @@ class Client(SyncMethods):
                     failed = conn.deliver(ev)  # another caller's, or about the connection
                     if failed is not None and self._conn is conn:
                         self._break_locked(failed)
+            except _Deadline:
+                if not keep:
+                    conn.forget(msgid)
+                raise
             except BaseException:
                 conn.forget(msgid)
                 raise
@@ -394,6 +404,20 @@ class Client(SyncMethods):
             if not done:
                 self._send_cancel(conn, msgid)
 
+    def _watch(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any], timeout: float | None = None) -> Watch:
+        """A watch, returned once the daemon has it in place (its first, empty page)."""
+        deadline = None if timeout is None else time.monotonic() + check_timeout(timeout)
+        conn, msgid = self._send(spec.name, wire)
+        w = Watch(self, spec, vals, conn, msgid)
+        try:
+            w._page(deadline, timeout)
+            if w._error is not None:
+                raise w._error  # it could not be set up
+        except BaseException:
+            w.close()
+            raise
+        return w
+
     def _send_more(self, conn: ClientConnection, msgid: int) -> None:
         """Give a stream back one page of credit (a blocking send: credit must not be lost)."""
         with self._lock:
@@ -411,3 +435,74 @@ class Client(SyncMethods):
         vals, wire = ENCODERS[name](*args, **kwargs)
         conn, msgid = self._send(name, wire, spec.options)
         return Pending(self, spec, vals, conn, msgid)
+
+
+class Watch:
+    """``Client.watch``: a blocking iterator of ``WatchEvent`` (and a context manager).
+
+    ``next(timeout)`` raises ``TimeoutError`` when nothing came in time (the watch goes
+    on); iteration ends when the watch does (its top deleted or moved; an error that ended
+    it, such as the watch limit, is raised once first). ``close()`` tells the daemon to
+    remove its kernel watches."""
+
+    def __init__(self, client: Client, spec: Spec, vals: tuple[Any, ...], conn: ClientConnection, msgid: int) -> None:
+        self._client, self._spec, self._vals = client, spec, vals
+        self._conn, self._msgid = conn, msgid
+        self._as_bytes = isinstance(os.fspath(vals[0]), bytes)
+        self._events: deque[WatchEvent] = deque()
+        self._done = False
+        self._error: OSError | None = None
+
+    def _page(self, deadline: float | None, timeout: float | None) -> None:
+        """Wait for the next message of the watch and take it in."""
+        try:
+            ev = self._client._next(self._conn, self._msgid, deadline, keep=True)
+        except _Deadline:
+            raise TimeoutError(errno.ETIMEDOUT, f"no watch event within {timeout:g} s") from None
+        if ev.__class__ is Reply:
+            self._done = True
+            self._error = watch_ended(self._spec, self._vals, ev)  # type: ignore[arg-type]
+            return
+        close_fds(ev.fds)
+        if ev.kind == "watch":  # type: ignore[union-attr]
+            self._client._send_more(self._conn, self._msgid)
+            self._events.extend(watch_events(self._spec, ev.data, self._as_bytes))  # type: ignore[union-attr]
+
+    def next(self, timeout: float | None = None) -> WatchEvent:
+        deadline = None if timeout is None else time.monotonic() + check_timeout(timeout)
+        while not self._events:
+            if self._done:
+                err, self._error = self._error, None
+                if err is not None:
+                    raise err
+                raise StopIteration
+            self._page(deadline, timeout)
+        return self._events.popleft()
+
+    def __iter__(self) -> Watch:
+        return self
+
+    def __next__(self) -> WatchEvent:
+        return self.next()
+
+    def close(self) -> None:
+        if not self._done:
+            self._done = True
+            self._client._send_cancel(self._conn, self._msgid)
+        self._events.clear()
+
+    @property
+    def closed(self) -> bool:
+        return self._done
+
+    def __enter__(self) -> Watch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass

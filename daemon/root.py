@@ -30,6 +30,7 @@ from ..protocol.modes import open_flags
 from ..protocol.types import _PROGRESS_INTERVAL, AtomicFile, DirEntry, Progress, kind_of_mode, read_counted, stat_to_list, walk_counted
 from .journal import Journal
 from .release import release as _release
+from .watch import Watch, WatchBudget
 
 __all__ = ["Root", "OpenAt2Unavailable", "Job", "Progress"]
 
@@ -440,6 +441,14 @@ class Root:
         if progress is not None and not callable(progress):
             raise TypeError(f"progress must be callable or None, not {type(progress).__name__}")
         return walk_counted(_Walk(self, top, top_down, bool(follow_symlinks)).run(), progress)
+
+    def watch(self, path: AnyStr | os.PathLike[AnyStr] = ".", *, recursive: bool = True,  # type: ignore[assignment]
+              max_queue: int = 4096, budget: WatchBudget | None = None, job: Job | None = None) -> Watch:
+        """Change events beneath ``path`` (DESIGN.md "Watch"; ``daemon/watch.py``): an
+        iterator of ``WatchEvent`` with ``fileno()``, ``next(timeout)`` and ``close()``. A
+        file's path watches that name in its directory (an editor's save by rename is seen).
+        ``budget`` (the daemon's caps) and ``job`` (cancels the setup) are the server's."""
+        return Watch(self, path, recursive, max_queue, budget, job)
 
     def readlink(self, path: AnyStr | os.PathLike[AnyStr]) -> AnyStr:
         """``os.readlink`` beneath the root."""

@@ -41,6 +41,7 @@ from ..protocol.connection import (
 from ..protocol.methods import API
 from .auth import PeerCred, Policy, peer_cred
 from .root import PROGRESS_INTERVAL, Job
+from .watch import WatchBudget
 
 __all__ = ["ServerConfig", "Server", "serve"]
 
@@ -56,6 +57,8 @@ STREAM_CREDIT = 4
 #: first page holds one tuple (the caller starts at once), each next one twice as many
 PAGE_TUPLES = 512
 PAGE_BYTES = 256 * 1024
+#: a watch page holds at most this many events
+WATCH_PAGE = 512
 
 
 class _Stream:
@@ -124,6 +127,10 @@ class ServerConfig:
     max_faults: int = 16
     #: atomic writers (open(..., atomic=True)) a connection may hold unpublished at once
     max_writers: int = 64
+    #: directories watched at once (every watch's tree, and the directories above each
+    #: top), in the whole daemon and per connection (``--max-watches``); more: ENOSPC
+    max_watches: int = 65536
+    max_watches_per_connection: int = 16384
     log: Callable[[str], None] = _stderr_log
 
 
@@ -149,6 +156,8 @@ class _Conn:
         self.writers: dict[int, Any] = {}
         #: msgid -> the pacing of each streamed call
         self.streams: dict[int, _Stream] = {}
+        #: directories this connection's watches hold (made at its first watch)
+        self.watch_budget: WatchBudget | None = None
         self.cancel: trio.CancelScope | None = None
         self.dead = False
         # Read timeouts (idle, partial message) are kept by a watchdog task, not by a
@@ -184,6 +193,8 @@ class Server:
         self.last_activity = time.monotonic()
         self.served = 0
         self._next_writer = 1
+        #: directories all watches of the daemon hold
+        self.watch_budget = WatchBudget(self.cfg.max_watches, "this daemon (--max-watches)")
         #: method name -> the bound Root method (requests carry every parameter by name)
         self._ops: dict[str, Callable[..., Any]] = {
             name: getattr(root, name) for name, m in API.items() if not m.returns_fd}
@@ -390,7 +401,9 @@ class Server:
                         conn.jobs[req.msgid] = Job()
                     if m.streams:
                         conn.streams[req.msgid] = _Stream()
-                    nursery.start_soon(self._stream_request if m.streams else self._request, conn, req)
+                    serve = self._request if not m.streams else (
+                        self._watch_request if m.result == "watch" else self._stream_request)
+                    nursery.start_soon(serve, conn, req)
                 elif req.progress:
                     await self._inline_with_progress(conn, req)
                 else:
@@ -562,6 +575,74 @@ class Server:
             conn.jobs.pop(req.msgid, None)
             conn.streams.pop(req.msgid, None)
             self._long_done(conn, req.size)
+
+    async def _watch_request(self, conn: _Conn, req: Request) -> None:
+        """A watch, in its own task: set up in a worker thread (a big tree takes a while),
+        then read on the loop whenever inotify is readable (the tree must be followed even
+        while the client does not read; what waits for it is bounded by ``max_queue``),
+        sending events in pages as the client's credit allows. The first page is empty:
+        the watch is in place. Ends with the connection or the client's cancel."""
+        job = conn.jobs[req.msgid]
+        st = conn.streams[req.msgid]
+        proto = conn.proto
+        w: Any = None
+        final: bytes | None = None
+        try:
+            if conn.watch_budget is None:
+                conn.watch_budget = WatchBudget(self.cfg.max_watches_per_connection,
+                                                "one connection (--max-watches-per-connection)", self.watch_budget)
+            budget = conn.watch_budget
+            try:
+                w = await trio.to_thread.run_sync(
+                    lambda: self.root.watch(**req.args, budget=budget, job=job), limiter=self.limiter)
+            except Exception as e:
+                if not isinstance(e, (OSError, ValueError, TypeError)):
+                    self.cfg.log(f"beneathd: watch: internal error: {type(e).__name__}: {e}")
+                final = proto.error(req, e)
+                return
+            st.credit -= 1
+            await self._send(conn, proto.partial(req.msgid, "watch", []))
+
+            async def reader() -> None:
+                fd = w.fileno()
+                while not w.ended:
+                    await trio.lowlevel.wait_readable(fd)
+                    for _ in range(_BURST):
+                        if not w.read():
+                            break
+                    st.poke()
+                    await trio.lowlevel.checkpoint()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(reader)
+                while not job.cancelled and not conn.dead:
+                    if w.waiting and st.credit > 0:
+                        st.credit -= 1
+                        page = [list(ev) for ev in w.take(WATCH_PAGE)]
+                        await self._send(conn, proto.partial(req.msgid, "watch", page))
+                    elif w.ended and not w.waiting:
+                        break
+                    else:
+                        await st.changed.wait()
+                nursery.cancel_scope.cancel()
+            if job.cancelled:
+                final = proto.error(req, OSError(errno.ECANCELED, "cancelled"))
+            elif w.error is not None:
+                final = proto.error(req, w.error)
+            else:
+                final = proto.reply(req, None)
+        finally:
+            if w is not None:
+                fd = w.fileno()
+                if fd >= 0:
+                    trio.lowlevel.notify_closing(fd)
+                w.close()
+            conn.jobs.pop(req.msgid, None)
+            conn.streams.pop(req.msgid, None)
+            self._long_done(conn, req.size)
+            if final is not None and not conn.dead:
+                with trio.CancelScope(shield=True):
+                    await self._send(conn, final)
 
     async def _request(self, conn: _Conn, req: Request) -> None:
         """A long request, in its own task: the work runs in a worker thread."""

@@ -149,6 +149,38 @@ typedef struct bn_names {
 int bn_list_names(int fd, bn_names *out);
 void bn_names_free(bn_names *n);
 
+/* Watch (tree.c): inotify on directories opened beneath the root, through their own fds.
+   bn_watch_tree opens `dir` beneath the root without following any link ("" for the root;
+   with dev and ino nonzero it must still be that directory, else -BN_ECHANGED), then its
+   child directory `name` if not NULL, and watches it (its fd's /proc/self/fd/N: the kernel
+   follows our own fd, never a path); with BN_WT_RECURSIVE every directory below it too,
+   each watched before it is listed, none through a link. Each watched directory is an
+   entry of out (wd >= 0, parent: the index of its parent's entry, -1 for the first); with
+   BN_WT_REPORT every other name found is one too (wd -1), for the events a new directory's
+   contents would have had. At most max_dirs watches (then -ENOSPC, out holding those
+   placed). Returns out->n, or -errno; bn_wlist_free(out) in either case. */
+#define BN_WT_RECURSIVE 1
+#define BN_WT_REPORT 2
+typedef struct bn_wentry {
+    int32_t wd;
+    int32_t parent;
+    uint32_t name;      /* offset of its NUL-terminated name in names */
+    uint32_t is_dir;
+    uint64_t dev;
+    uint64_t ino;
+} bn_wentry;
+typedef struct bn_wlist {
+    bn_wentry *e;
+    size_t n, cap;
+    char *names;
+    size_t len, ncap;
+} bn_wlist;
+int bn_inotify_init(void);
+int bn_inotify_rm(int ifd, int wd);
+int bn_watch_tree(const bn_root *rt, int ifd, const char *dir, uint64_t dev, uint64_t ino, const char *name,
+                  uint32_t mask, int flags, size_t max_dirs, bn_job *job, bn_wlist *out);
+void bn_wlist_free(bn_wlist *l);
+
 /* Test hook: with bn_set_hook(1), the native code calls bn_py_hook(stage) between its steps
    (stage 1: parent resolved, before acting on the leaf; 2: in a tree walk, after fstatat and
    before opening the entry; 3: atomic replace, before the link/rename). Off by default.

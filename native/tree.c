@@ -40,6 +40,7 @@
 #include "internal.h"
 
 #include <dirent.h>
+#include <sys/inotify.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -66,6 +67,7 @@ typedef struct {
     size_t pos;           /* next name to visit */
     int err;              /* cp: the first failure inside this directory */
     int tries;            /* rm: refills and swaps seen */
+    long rec;             /* watch: this directory's entry in the bn_wlist */
     bn_meta meta;         /* cp: the source directory's */
 } bn_frame;
 
@@ -917,4 +919,179 @@ void bn_names_free(bn_names *n)
 {
     free(n->buf);
     n->buf = NULL;
+}
+
+/* ---- watch: inotify on directories opened beneath the root ---------------------------- */
+
+int bn_inotify_init(void)
+{
+    int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
+int bn_inotify_rm(int ifd, int wd)
+{
+    return inotify_rm_watch(ifd, wd) < 0 ? -errno : 0;
+}
+
+/* The kernel watches the inode the fd holds: "/proc/self/fd/N" is followed to it by the
+   kernel itself (a magic link of our own), never by a path a project user could change. */
+static int bn_watch_fd(int ifd, int fd, uint32_t mask)
+{
+    char p[48];
+    snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
+    int wd = inotify_add_watch(ifd, p, mask | IN_ONLYDIR);
+    return wd < 0 ? -errno : wd;
+}
+
+static int bn_wlist_put(bn_wlist *l, int wd, long parent, const char *name, int is_dir, const struct stat *st)
+{
+    if (l->n == l->cap) {
+        size_t c = l->cap ? l->cap * 2 : 64;
+        bn_wentry *e = realloc(l->e, c * sizeof *e);
+        if (!e)
+            return -ENOMEM;
+        l->e = e;
+        l->cap = c;
+    }
+    bn_wentry *e = &l->e[l->n];
+    e->wd = wd;
+    e->parent = (int32_t)parent;
+    e->is_dir = is_dir;
+    e->name = (uint32_t)l->len;
+    e->dev = st ? (uint64_t)st->st_dev : 0;
+    e->ino = st ? (uint64_t)st->st_ino : 0;
+    int r = bn_buf_put(&l->names, &l->len, &l->ncap, name, strlen(name) + 1);
+    if (r == 0)
+        l->n++;
+    return r;
+}
+
+void bn_wlist_free(bn_wlist *l)
+{
+    free(l->e);
+    free(l->names);
+    l->e = NULL;
+    l->names = NULL;
+    l->n = l->cap = l->len = l->ncap = 0;
+}
+
+int bn_watch_tree(const bn_root *rt, int ifd, const char *dir, uint64_t dev, uint64_t ino, const char *name,
+                  uint32_t mask, int flags, size_t max_dirs, bn_job *job, bn_wlist *out)
+{
+    memset(out, 0, sizeof *out);
+    struct stat st;
+    /* dir is a path of real directories (no link in it: RESOLVE_NO_SYMLINKS), beneath the root */
+    int dfd = bn_open_child_dir(rt->fd, *dir ? dir : ".");
+    if (dfd < 0)
+        return dfd;
+    if (fstat(dfd, &st) < 0) {
+        int e = -errno;
+        close(dfd);
+        return e;
+    }
+    if (ino && ((uint64_t)st.st_dev != dev || (uint64_t)st.st_ino != ino)) {
+        close(dfd);
+        return -BN_ECHANGED;   /* not the directory the caller watches there any more */
+    }
+    int top = dfd;
+    if (name) {
+        top = bn_open_child_dir(dfd, name);
+        close(dfd);
+        if (top < 0)
+            return top;
+        if (fstat(top, &st) < 0) {
+            int e = -errno;
+            close(top);
+            return e;
+        }
+    }
+    int report = flags & BN_WT_REPORT;
+    if (max_dirs == 0) {
+        close(top);
+        return -ENOSPC;
+    }
+    int wd = bn_watch_fd(ifd, top, mask);
+    int r = wd < 0 ? wd : bn_wlist_put(out, wd, -1, "", 1, &st);
+    if (r < 0) {
+        close(top);
+        return r;
+    }
+    size_t dirs = 1;
+    bn_walk w;
+    r = bn_walk_init(&w, 1, "", rt);
+    if (r < 0) {
+        close(top);
+        return r;
+    }
+    w.job = job;
+    int fds[1] = {top};
+    r = bn_push(&w, fds, 0, NULL, &st);   /* lists it: after its watch landed */
+    if (r == 0)
+        w.f[0].rec = 0;
+    while (r >= 0 && w.n > 0) {
+        if (bn_cancelled(job)) {
+            r = -ECANCELED;
+            break;
+        }
+        bn_frame *f = &w.f[w.n - 1];
+        if (f->pos >= f->end) {
+            bn_pop(&w);
+            continue;
+        }
+        size_t nm = f->pos;
+        long parent = f->rec;
+        f->pos += strlen(w.arena + nm) + 1;
+        if (!(flags & BN_WT_RECURSIVE) && !report)
+            continue;
+        r = bn_ensure(&w, w.n - 1);
+        if (r < 0)
+            break;
+        int pfd = w.f[w.n - 1].fd[0];
+        const char *n = w.arena + nm;
+        if (fstatat(pfd, n, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            if (errno == ENOENT)
+                continue;   /* gone meanwhile: its delete event follows */
+            r = -errno;
+            break;
+        }
+        int is_dir = S_ISDIR(st.st_mode);
+        if (!is_dir || !(flags & BN_WT_RECURSIVE)) {
+            if (report)
+                r = bn_wlist_put(out, -1, parent, n, is_dir, &st);
+            continue;
+        }
+        fds[0] = bn_open_child_dir(pfd, n);
+        if (fds[0] == -ENOENT || fds[0] == -ENOTDIR || fds[0] == -ELOOP)
+            continue;   /* removed or swapped for something else meanwhile: its events follow */
+        if (fds[0] < 0) {
+            r = fds[0];
+            break;
+        }
+        if (fstat(fds[0], &st) < 0 || dirs >= max_dirs) {
+            r = dirs >= max_dirs ? -ENOSPC : -errno;
+            close(fds[0]);
+            break;
+        }
+        wd = bn_watch_fd(ifd, fds[0], mask);
+        if (wd < 0) {
+            r = wd;
+            close(fds[0]);
+            break;
+        }
+        dirs++;
+        long rec = (long)out->n;
+        r = bn_wlist_put(out, wd, parent, n, 1, &st);
+        if (r < 0) {
+            close(fds[0]);
+            break;
+        }
+        r = bn_push(&w, fds, nm, NULL, &st);
+        if (r == 0)
+            w.f[w.n - 1].rec = rec;
+        else if (r == -ENOENT || r == -ENOTDIR)
+            r = 0;   /* went away between its watch and its listing */
+    }
+    bn_walk_free(&w);
+    return r < 0 ? r : (int)out->n;
 }

@@ -564,6 +564,7 @@ _RESULT_ENCODERS: dict[str, Any] = {
     "bytes": bytes,
     "usage": list,
     "walk": _none,  # the tuples went in pages
+    "watch": _none,  # the events went in pages
 }
 
 
@@ -601,7 +602,7 @@ def decode_result(method: Method, wire: Any, like: Any = ".") -> Any:
     kind = method.result
     as_str = isinstance(os.fspath(like), str) if like is not None else True
     try:
-        if kind in ("none", "fd", "walk"):
+        if kind in ("none", "fd", "walk", "watch"):
             return None
         if kind == "bool":
             if type(wire) is not bool:

@@ -36,9 +36,10 @@ PARAM_TYPES = frozenset({"path", "text", "data", "int", "bool", "str", "optstr",
 
 #: Result kinds: none, bool, stat, names, entries, path, text, bytes, fd, usage
 #: (usage: a pair of ints, (bytes_on_disk, entries)), walk (a stream: the tuples come in
-#: "walk" pages before a nil final result)
+#: "walk" pages before a nil final result), watch (a stream of "watch" pages of events,
+#: the first one empty once the watch is in place, until the client cancels it)
 RESULT_TYPES = frozenset({"none", "bool", "stat", "names", "entries", "path", "text", "bytes", "fd", "usage",
-                          "walk"})
+                          "walk", "watch"})
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ class Method:
     @property
     def streams(self) -> bool:
         """Its results come as intermediate pages (version 2), paced by the client's credit."""
-        return self.result == "walk"
+        return self.result in ("walk", "watch")
 
     @property
     def reports_progress(self) -> bool:
@@ -122,6 +123,8 @@ _TABLE = [
     Method("walk", (_p("top", "path", "."), _k("top_down", "bool", True), _k("follow_symlinks", "bool", False),
                     PROGRESS),
            "walk", False, long=True, doc="pathlib.Path.walk beneath the root, streamed"),
+    Method("watch", (_p("path", "path", "."), _k("recursive", "bool", True), _k("max_queue", "int", 4096)),
+           "watch", False, long=True, doc="change events beneath path, streamed until closed"),
     Method("readlink", (PATH,), "text", False, doc="os.readlink"),
     Method("realpath", (PATH,), "path", False, doc="canonical path relative to the root"),
     Method(

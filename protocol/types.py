@@ -14,6 +14,8 @@ from typing import Any, NamedTuple
 
 __all__ = [
     "Progress",
+    "WatchEvent",
+    "WATCH_KINDS",
     "AtomicFile",
     "read_counted",
     "walk_counted",
@@ -37,6 +39,22 @@ class Progress(NamedTuple):
 
     entries: int
     bytes: int
+
+
+class WatchEvent(NamedTuple):
+    """One change beneath a watch's top (DESIGN.md "Watch"): ``path`` relative to the root in
+    the caller's str/bytes type; ``cookie`` pairs a ``moved_from`` with its ``moved_to``
+    (0 for the other kinds); an ``overflow`` event (path: the watch's top) says events were
+    dropped and the caller should list again."""
+
+    kind: str
+    path: Any
+    is_dir: bool
+    cookie: int
+
+
+#: the kinds of WatchEvent, as the wire names them
+WATCH_KINDS = ("created", "modified", "attrib", "deleted", "moved_from", "moved_to", "overflow")
 
 
 #: The order of the wire form of a stat result.

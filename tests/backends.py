@@ -141,6 +141,8 @@ class AsyncAdapter:
         if name not in METHODS:
             raise AttributeError(name)
         fn = getattr(self._state["client"], name)
+        if name == "watch":
+            return lambda *a, **k: SyncWatch(self._run(fn(*a, **k).start), self._run)
         if METHODS[name].streams:
             return functools.partial(self._iterate, fn)
 
@@ -174,6 +176,37 @@ class AsyncAdapter:
             self._thread.join(10)
 
     def __enter__(self) -> "AsyncAdapter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SyncWatch:
+    """An AsyncClient watch used from a thread: ``next`` and ``close`` run on its loop."""
+
+    def __init__(self, aw: Any, run: Callable[[Any], Any]) -> None:
+        self._aw = aw
+        self._run = run
+
+    def next(self, timeout: float | None = None) -> Any:
+        import functools
+
+        try:
+            return self._run(functools.partial(self._aw.next, timeout))
+        except StopAsyncIteration:
+            raise StopIteration from None
+
+    def __iter__(self) -> "SyncWatch":
+        return self
+
+    def __next__(self) -> Any:
+        return self.next()
+
+    def close(self) -> None:
+        self._run(self._aw.aclose)
+
+    def __enter__(self) -> "SyncWatch":
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -197,6 +197,8 @@ OPS: dict[str, tuple[str, Callable[[Any, Any], Any]]] = {
     "readlink": ("nofollow", lambda fs, p: fs.readlink(p)),
     "du": ("nofollow", lambda fs, p: fs.du(p)),
     "walk": ("follow", lambda fs, p: list(fs.walk(p))),
+    "watch": ("follow", lambda fs, p: fs.watch(p).close()),
+    "watch_flat": ("follow", lambda fs, p: fs.watch(p, recursive=False).close()),
     "realpath": ("follow", lambda fs, p: fs.realpath(p)),
     "mkdir": ("exists", lambda fs, p: fs.mkdir(p)),
     "mkdir_parents": ("exists_or_escape", lambda fs, p: fs.mkdir(p, parents=True, exist_ok=True)),
@@ -244,7 +246,7 @@ OPS: dict[str, tuple[str, Callable[[Any, Any], Any]]] = {
 
 
 T_STRICT = {"stat", "stat_nofollow", "lstat", "exists", "listdir", "scandir", "realpath", "readlink", "du", "walk",
-            "cp_src", "mkdir_parents_below"}
+            "watch", "watch_flat", "cp_src", "mkdir_parents_below"}
 
 
 def expected(op: str, kind: str, cls: str) -> set[str]:

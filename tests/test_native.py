@@ -42,9 +42,12 @@ def test_root_signature_matches_table(name: str) -> None:
     method = METHODS[name]
     sig = inspect.signature(getattr(Root, name))
     params = list(sig.parameters.values())[1:]  # drop self
-    if method.reports_progress:  # Root's own handle on a long call (not a client argument)
+    if method.reports_progress or method.result == "watch":  # Root's own handle on a long call
         job = params.pop()
         assert job.name == "job" and job.kind == inspect.Parameter.KEYWORD_ONLY and job.default is None
+    if method.result == "watch":  # the daemon's caps (not a client argument)
+        budget = params.pop()
+        assert budget.name == "budget" and budget.kind == inspect.Parameter.KEYWORD_ONLY
     assert [p.name for p in params] == [p.name for p in method.params]
     for got, want in zip(params, method.params):
         kind = inspect.Parameter.KEYWORD_ONLY if want.kwonly else inspect.Parameter.POSITIONAL_OR_KEYWORD
