@@ -571,8 +571,9 @@ class AsyncWatch:
             return
         close_fds(ev.fds)
         if ev.kind == "watch":  # type: ignore[union-attr]
-            await self._client._send_more(self._conn, self._msgid)
             self._events.extend(_c.watch_events(self._spec, ev.data, self._as_bytes))  # type: ignore[union-attr]
+            with trio.CancelScope(shield=True):  # a next(timeout) running out must not lose the credit
+                await self._client._send_more(self._conn, self._msgid)
 
     async def next(self, timeout: float | None = None) -> WatchEvent:
         """The next event (``StopAsyncIteration`` once the watch has ended)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import inspect
 import io
+import operator
 import os
 import sys
 from typing import Any
@@ -65,7 +66,7 @@ def _ns(name: str, v: Any) -> Any:
 
 def _int(v: Any) -> int:
     if isinstance(v, bool) or not isinstance(v, int):
-        v = v.__index__()  # TypeError for non-integers, like os
+        v = operator.index(v)  # TypeError for non-integers, like os
     return int(v)
 
 

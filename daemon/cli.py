@@ -83,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--walk-limit", type=int, metavar="LEVELS",
                    help="deepest level cp -r / rm -r / move descend (default: 4096 under Landlock, where "
                         "each level costs time proportional to its depth; else 1048576)")
+    p.add_argument("--max-watches", type=int, default=65536, metavar="N",
+                   help="directories all watches of this daemon may hold at once (default 65536; more: ENOSPC)")
+    p.add_argument("--max-watches-per-connection", type=int, default=16384, metavar="N",
+                   help="directories the watches of one connection may hold (default 16384)")
     p.add_argument("--no-landlock", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--max-connections", type=int, default=128, help=argparse.SUPPRESS)
     p.add_argument("--max-inflight", type=int, default=64, help=argparse.SUPPRESS)
@@ -194,6 +198,8 @@ def _main(args: argparse.Namespace) -> int:
             idle_timeout=args.idle_timeout,
             send_timeout=args.send_timeout,
             worker_threads=args.workers,
+            max_watches=args.max_watches,
+            max_watches_per_connection=args.max_watches_per_connection,
         )
         if reaper is not None:
             # only now does the socket file appear: whoever finds it can connect, and finds

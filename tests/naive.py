@@ -22,7 +22,7 @@ from typing import IO, Any
 from beneathd.protocol import EscapeError
 from beneathd.protocol.types import AtomicFile
 
-__all__ = ["NaiveRoot"]
+__all__ = ["NaiveRoot", "NaiveWatch"]
 
 
 class NaiveRoot:
@@ -234,3 +234,72 @@ def _rmtree_by_path(top: str) -> None:
             else:
                 os.rmdir(p)
     os.rmdir(top)
+
+
+class NaiveWatch:
+    """The obvious recursive watch: ``inotify_add_watch`` by path, each new directory's
+    path checked with ``os.path.realpath`` first. DO NOT USE: between the check and the
+    kernel's own path walk in ``inotify_add_watch`` the directory can be swapped for a link
+    out, and the watch lands outside (tests/test_watch.py's race catches it)."""
+
+    _MASK = 0x2 | 0x4 | 0x40 | 0x80 | 0x100 | 0x200
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        import ctypes
+        import ctypes.util
+
+        self._libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        self.root = os.path.realpath(os.fspath(root))
+        self.fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.paths: dict[int, str] = {}
+        self.pending: list[Any] = []
+        for dp, _, _ in os.walk(self.root):
+            self._add(dp)
+
+    def _add(self, path: str) -> None:
+        try:
+            real = os.path.realpath(path)
+        except OSError:
+            return  # changed under realpath's own walk
+        if real != self.root and not real.startswith(self.root + os.sep):
+            return  # the check
+        wd = self._libc.inotify_add_watch(self.fd, os.fsencode(path), self._MASK)  # the second walk
+        if wd >= 0:
+            self.paths[wd] = os.path.relpath(path, self.root)
+
+    def next(self, timeout: float | None = None) -> Any:
+        import select
+        import struct
+
+        from beneathd.protocol.types import WatchEvent
+
+        while not self.pending:
+            p = select.poll()
+            p.register(self.fd, select.POLLIN)
+            if not p.poll(None if timeout is None else timeout * 1000):
+                raise TimeoutError(errno.ETIMEDOUT, "no event")
+            data = os.read(self.fd, 65536)
+            off = 0
+            while off < len(data):
+                wd, mask, cookie, ln = struct.unpack_from("iIII", data, off)
+                name = os.fsdecode(data[off + 16:off + 16 + ln].rstrip(b"\0"))
+                off += 16 + ln
+                if wd not in self.paths or not name:
+                    continue
+                rel = os.path.normpath(os.path.join(self.paths[wd], name))
+                is_dir = bool(mask & 0x40000000)
+                if is_dir and mask & (0x100 | 0x80):
+                    self._add(os.path.join(self.root, rel))
+                self.pending.append(WatchEvent("created", rel, is_dir, cookie))
+        return self.pending.pop(0)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> NaiveWatch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

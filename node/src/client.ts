@@ -14,6 +14,7 @@ import { FileHandle } from "./filehandle.js";
 import { METHODS, type MethodName, type MethodSpec } from "./methods.js";
 import { closeFds, Transport } from "./transport.js";
 import { BigIntStats, Dirent, echo, type Encoding, Stats, toMode, toNs, toStats, wireBytes, wirePath } from "./types.js";
+import { checkWatchOptions, Watcher, type WatchOptions } from "./watch.js";
 
 /** Above this, `writeFile` writes into an atomic writer's fd instead of sending the bytes
  * in the request: two more round trips, but no copy through msgpack, frames and the
@@ -64,6 +65,8 @@ interface Call {
   paths: (PathArg | undefined)[];
   options?: Record<string, unknown>;
   onPartial?: (kind: string, data: unknown) => void;
+  /** no timeout (a stream that runs until it is closed: `watch` times its setup itself) */
+  untimed?: boolean;
 }
 
 const isBuf = (p: PathArg): boolean => typeof p !== "string";
@@ -257,7 +260,7 @@ export class Client {
       } catch (e) {
         return reject(e as Error);
       }
-      const timeout = c.timeout ?? this.defaultTimeout;
+      const timeout = c.untimed === true ? undefined : c.timeout ?? this.defaultTimeout;
       let datagrams: Buffer[];
       const id = t.conn.msgid((i) => this.pending.has(i) || this.abandoned.has(i));
       try {
@@ -516,6 +519,36 @@ export class Client {
         if (p !== undefined) this.giveUp(msgid, p, abortError(AbortSignal.abort()));
       }
     }
+  }
+
+  /**
+   * Watch `path` (a directory, with the whole tree below it by default, or a file): an
+   * async iterator of `{eventType, filename, kind, path, isDir, cookie}`, shaped like
+   * `fs.promises.watch`. The request goes out now; `await w.ready` resolves once the
+   * daemon has the watch in place (what changes from then on is seen) and rejects with a
+   * setup error (ENOENT, EscapeError, ENOSPC), which the first `next()` also rejects with.
+   * Leaving the loop, `w.close()` or the `signal` (an AbortError, as Node's) ends it in the
+   * daemon. `timeout` bounds the setup only. The iteration ends by itself when the
+   * watched path is deleted or moved away (after that event), or rejects with the error
+   * that stopped it (ENOSPC: the watch limit, reached as the tree grew).
+   */
+  watch(path: PathArg = ".", options?: WatchOptions | BufferEncoding): Watcher {
+    const o = optObj<WatchOptions>(options, "encoding");
+    checkWatchOptions(o);
+    const p = wirePath(path);
+    const w = new Watcher(path, p, isBuf(path) || o.encoding === "buffer", o.encoding, o.signal,
+                          o.timeout ?? this.defaultTimeout);
+    if (w.closed) return w; // the signal was aborted already: nothing is sent
+    const { msgid, transport, promise } = this.start({ name: "watch",
+      args: { path: p, recursive: o.recursive ?? true, max_queue: o.maxQueue }, syscall: "watch", paths: [path],
+      untimed: true, onPartial: (kind, data) => w.page(kind, data) });
+    const pend = msgid >= 0 ? this.pending.get(msgid) : undefined;
+    const ours = (): boolean => pend !== undefined && this.pending.get(msgid) === pend && transport === this.transport;
+    w.attach({
+      more: () => { if (ours()) transport!.send(transport!.conn.more(msgid)); },
+      cancel: () => { if (ours()) this.giveUp(msgid, pend!, abortError(AbortSignal.abort())); },
+    }, promise.then(({ fds }) => closeFds(fds)));
+    return w;
   }
 
   // ---- namespace changes ------------------------------------------------------------------

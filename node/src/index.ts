@@ -12,3 +12,5 @@ export { ConnectionLost, EscapeError } from "./errors.js";
 export type { PathArg, SystemError } from "./errors.js";
 export { FileHandle } from "./filehandle.js";
 export { BigIntStats, Dirent, Stats } from "./types.js";
+export { Watcher } from "./watch.js";
+export type { WatchEvent, WatchKind, WatchOptions } from "./watch.js";
