@@ -476,7 +476,13 @@ class Watch:
                 if err is not None:
                     raise err
                 raise StopIteration
-            self._page(deadline, timeout)
+            if deadline is not None:
+                self._page(deadline, timeout)
+                continue
+            try:  # waited for in polls, not in a recv the client's socket timeout would break
+                self._page(time.monotonic() + 60.0, 60.0)
+            except TimeoutError:
+                pass
         return self._events.popleft()
 
     def __iter__(self) -> Watch:

@@ -30,6 +30,7 @@ EXAMPLES = """examples:
   echo hello | beneathd-ctl -S /run/beneathd/p1.sock put greeting.txt   # atomic
   beneathd-ctl -S /run/beneathd/p1.sock get big.tar ./big.tar
   beneathd-ctl -S /run/beneathd/p1.sock rm -rf build
+  beneathd-ctl -S /run/beneathd/p1.sock --json watch src     # one JSON line per event, until ^C
 
 exit status: 0 success, 1 an operation failed (each failure is reported), 2 bad usage.
 """
@@ -42,6 +43,8 @@ class Out:
         self.json = as_json
         self.items: list[Any] = []
         self.errors: list[dict[str, Any]] = []
+        #: results went out as JSON lines already (watch): no document at the end
+        self.json_lines = False
 
     def text(self, line: str) -> None:
         if not self.json:
@@ -65,7 +68,7 @@ class Out:
             self.errors.append(err)
 
     def finish(self, rc: int) -> int:
-        if self.json:
+        if self.json and not self.json_lines:
             json.dump({"ok": rc == 0, "results": self.items, "errors": self.errors}, sys.stdout, indent=None,
                       default=str)
             print()
@@ -222,6 +225,30 @@ def _tree(c: Client, a: argparse.Namespace, out: Out) -> int:
                     print(n if dirpath == "." else os.path.join(dirpath, n))
 
     return _each(out, a.paths or ["."], "cannot walk", one)
+
+
+def _watch(c: Client, a: argparse.Namespace, out: Out) -> int:
+    """Events as they come, one line each (``--json``: one JSON object per line), until
+    interrupted or the watched path goes away."""
+    try:
+        w = c.watch(a.path, recursive=not a.flat, timeout=a.timeout)
+    except OSError as e:
+        out.error(f"cannot watch '{a.path}': {_why(e)}", e, a.path)
+        return 1
+    out.json_lines = out.json  # an endless stream: no one document at the end
+    with w:
+        try:
+            for ev in w:
+                if out.json:
+                    print(json.dumps({"kind": ev.kind, "path": ev.path, "is_dir": ev.is_dir, "cookie": ev.cookie}),
+                          flush=True)
+                else:
+                    extra = f" (cookie {ev.cookie})" if ev.cookie else ""
+                    print(f"{ev.kind}\t{ev.path}{'/' if ev.is_dir else ''}{extra}", flush=True)
+        except OSError as e:
+            out.error(f"watch of '{a.path}' ended: {_why(e)}", e, a.path)
+            return 1
+    return 0
 
 
 def _mkdir(c: Client, a: argparse.Namespace, out: Out) -> int:
@@ -466,6 +493,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = cmd("tree", _tree, "walk trees, printing every path (find-like; streamed)", aliases=("walk",))
     s.add_argument("-L", dest="follow", action="store_true", help="follow links to directories in the tree")
     s.add_argument("paths", nargs="*")
+    s = cmd("watch", _watch, "print change events beneath a path as they come (one line each)")
+    s.add_argument("--flat", action="store_true", help="only the directory's own entries, not the tree below")
+    s.add_argument("path", nargs="?", default=".")
     s = cmd("mkdir", _mkdir, "make directories")
     s.add_argument("-p", dest="parents", action="store_true", help="make parents as needed, no error if existing")
     s.add_argument("-m", dest="mode", default=None, help="octal mode (less the daemon's umask)")

@@ -131,6 +131,9 @@ class ServerConfig:
     #: top), in the whole daemon and per connection (``--max-watches``); more: ENOSPC
     max_watches: int = 65536
     max_watches_per_connection: int = 16384
+    #: watches one connection may have running (each is an inotify instance, of which a
+    #: user has fs.inotify.max_user_instances, 128 by default)
+    max_watch_streams: int = 32
     log: Callable[[str], None] = _stderr_log
 
 
@@ -156,6 +159,8 @@ class _Conn:
         self.writers: dict[int, Any] = {}
         #: msgid -> the pacing of each streamed call
         self.streams: dict[int, _Stream] = {}
+        #: watches running (in ``inflight`` too: a watching connection is not idle)
+        self.watching = 0
         #: directories this connection's watches hold (made at its first watch)
         self.watch_budget: WatchBudget | None = None
         self.cancel: trio.CancelScope | None = None
@@ -348,9 +353,11 @@ class Server:
         monotonic = time.monotonic
         budget = _BURST
         while not conn.dead:
-            if conn.inflight >= max_inflight or conn.inflight_bytes > max_bytes:
-                # backpressure: let long requests finish before reading more
-                while not conn.dead and (conn.inflight >= max_inflight or conn.inflight_bytes > max_bytes):
+            if conn.inflight - conn.watching >= max_inflight or conn.inflight_bytes > max_bytes:
+                # backpressure: let long requests finish before reading more (watches run
+                # until cancelled, and their cancels must be read: they do not count here)
+                while not conn.dead and (conn.inflight - conn.watching >= max_inflight
+                                         or conn.inflight_bytes > max_bytes):
                     conn.bytes_changed = trio.Event()
                     await conn.bytes_changed.wait()
                 budget = _BURST
@@ -587,7 +594,12 @@ class Server:
         proto = conn.proto
         w: Any = None
         final: bytes | None = None
+        conn.watching += 1
         try:
+            if conn.watching > self.cfg.max_watch_streams:
+                final = proto.error(req, OSError(errno.EMFILE, "too many watches on this connection (the limit is "
+                                                               f"{self.cfg.max_watch_streams})"))
+                return
             if conn.watch_budget is None:
                 conn.watch_budget = WatchBudget(self.cfg.max_watches_per_connection,
                                                 "one connection (--max-watches-per-connection)", self.watch_budget)
@@ -607,11 +619,9 @@ class Server:
                 fd = w.fileno()
                 while not w.ended:
                     await trio.lowlevel.wait_readable(fd)
-                    for _ in range(_BURST):
-                        if not w.read():
-                            break
-                    st.poke()
-                    await trio.lowlevel.checkpoint()
+                    while w.read():  # 256 KiB of events at a time, then the others' turn
+                        st.poke()
+                        await trio.lowlevel.checkpoint()
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(reader)
@@ -632,6 +642,7 @@ class Server:
             else:
                 final = proto.reply(req, None)
         finally:
+            conn.watching -= 1
             if w is not None:
                 fd = w.fileno()
                 if fd >= 0:

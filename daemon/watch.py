@@ -76,6 +76,14 @@ _READ = 256 * 1024
 _GONE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP, lib.BN_ECHANGED})
 
 
+def _sysctl(name: str) -> str:
+    try:
+        with open(f"/proc/sys/fs/inotify/{name}") as f:
+            return f.read().strip()
+    except OSError:
+        return "?"
+
+
 class WatchBudget:
     """Watched directories a daemon or a connection may hold (``--max-watches``): taking
     more raises ``OSError(ENOSPC)``, as inotify does, naming the limit. Shared by the
@@ -191,7 +199,12 @@ class Watch:
         if not _stat.S_ISDIR(st.st_mode):
             parent, _, leaf = self._real.rpartition(b"/")
             self._leaf, self._real, self.recursive = leaf, parent, False
-        self._fd = _check(lib.bn_inotify_init(), path)
+        fd = lib.bn_inotify_init()
+        if fd == -errno.EMFILE:
+            raise OSError(errno.EMFILE, "cannot make an inotify instance: the per-user limit "
+                                        f"(fs.inotify.max_user_instances = {_sysctl('max_user_instances')}) "
+                                        "or the open-file limit is reached")
+        self._fd = _check(fd, path)
         try:
             self._setup()
         except BaseException:
@@ -230,9 +243,12 @@ class Watch:
         finally:
             lib.bn_wlist_free(out)
         placed = [e[0] for e in entries if e[0] >= 0]
-        if r == -errno.ENOSPC and self._budget is not None:
+        if r == -errno.ENOSPC:
             self._rm(placed)
-            raise self._budget.full()
+            if self._budget is not None and len(placed) >= room:
+                raise self._budget.full()
+            raise OSError(errno.ENOSPC, "the kernel's inotify watch limit is reached "
+                                        f"(fs.inotify.max_user_watches = {_sysctl('max_user_watches')})")
         if r < 0:
             self._rm(placed)
             if r == -errno.ECANCELED:

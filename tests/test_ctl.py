@@ -38,7 +38,7 @@ def test_help_has_examples_and_every_command() -> None:
     r = subprocess.run([sys.executable, "-m", "beneathd.client.ctl", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "examples:" in r.stdout and "exit status" in r.stdout
     for name in ("ls", "stat", "du", "tree", "mkdir", "rm", "cp", "mv", "ln", "chmod", "chown", "touch", "truncate",
-                 "cat", "put", "get"):
+                 "cat", "put", "get", "watch"):
         assert name in r.stdout, name
     r = subprocess.run([sys.executable, "-m", "beneathd.client.ctl", "-S", "x", "du", "--help"],
                        capture_output=True, text=True)
@@ -151,3 +151,42 @@ def test_progress_bar_on_a_terminal(sock: str, root_dir: Path) -> None:
     quiet = ctl(sock, "cp", "-r", "tree", "copy2")
     assert quiet.returncode == 0 and quiet.stderr == b""
     del pty
+
+
+def test_watch_prints_events_as_they_come(sock: str, root_dir: Path) -> None:
+    """``watch`` streams one line per event (``--json``: one JSON object per line) until
+    interrupted; it starts printing once the daemon has the watch in place."""
+    import select
+    import signal
+    import time
+
+    os.mkdir(root_dir / "src")
+    for args in ((), ("--json",)):
+        p = subprocess.Popen([sys.executable, "-m", "beneathd.client.ctl", "-S", sock, *args, "watch", "src"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            assert p.stdout is not None
+            lines: list[bytes] = []
+            deadline = time.monotonic() + 30
+            i = 0
+            while not any(b"marker" in ln for ln in lines):  # (until the process's watch is in place)
+                assert time.monotonic() < deadline, lines
+                (root_dir / "src" / f"marker{i}").write_bytes(b"")
+                i += 1
+                if select.select([p.stdout], [], [], 0.2)[0]:
+                    lines.append(p.stdout.readline())
+            new = f"new{len(args)}.txt"
+            (root_dir / "src" / new).write_bytes(b"x")
+            while not any(new.encode() in ln for ln in lines):
+                assert time.monotonic() < deadline, lines
+                lines.append(p.stdout.readline())
+            line = next(ln for ln in lines if new.encode() in ln)
+            if args:
+                assert json.loads(line) == {"kind": "created", "path": f"src/{new}", "is_dir": False, "cookie": 0}
+            else:
+                assert line == f"created\tsrc/{new}\n".encode()
+        finally:
+            p.send_signal(signal.SIGINT)
+            p.wait(10)
+    r = ctl(sock, "watch", "nope")
+    assert r.returncode == 1 and b"cannot watch 'nope'" in r.stderr

@@ -16,7 +16,7 @@
  * (the sandbox root). Symlinks are then resolved by the daemon, physically, beneath the root:
  * one leading out is refused with `EXDEV` (an `EscapeError`), nothing done.
  *
- * What beneathd cannot provide (tool runners, watching, rootfs/scratch mounts, patch writes)
+ * What beneathd cannot provide (tool runners, the sync-fs watch service, rootfs/scratch mounts, patch writes)
  * rejects with an Error whose `code` is "ENOSYS" and whose message says why (see SANDBOX.md).
  */
 import { constants as fsConstants, futimes } from "node:fs";
@@ -25,6 +25,7 @@ import { posix } from "node:path";
 import type { Client } from "./client.js";
 import { connect, type ConnectOptions } from "./client.js";
 import type { Dirent, Stats } from "./types.js";
+import type { WatchEvent, Watcher } from "./watch.js";
 
 // ---- CoCalc's shapes (`@cocalc/conat/files/listing`, `@cocalc/conat/files/fs`) ------------
 
@@ -72,6 +73,141 @@ export interface WriteFileDeltaOptions {
   baseContents?: string;
   saveLast?: boolean;
   minLength?: number;
+}
+
+/** CoCalc's `WatchOptions` (`@cocalc/conat/files/watch`). `maxQueue`, `overflow`, `signal`,
+ * `closeOnUnlink` and `stats` are honoured; `patch`, `unique`, `stabilityThreshold` and
+ * `pollInterval` are accepted and have no effect (see SANDBOX.md "Watching"). */
+export interface WatchOptions {
+  maxQueue?: number;
+  overflow?: "ignore" | "throw";
+  signal?: AbortSignal;
+  closeOnUnlink?: boolean;
+  stats?: boolean;
+  patch?: boolean;
+  unique?: boolean;
+  stabilityThreshold?: number;
+  pollInterval?: number;
+}
+
+/** CoCalc's `ChangeEvent`: chokidar's event names; `filename` relative to the watched
+ * path, `""` for the path itself; `stats` (an lstat) with the `stats` option, on `add`,
+ * `addDir` and `change`. */
+export interface ChangeEvent {
+  event: "add" | "addDir" | "change" | "unlink" | "unlinkDir";
+  filename: string;
+  stats?: Stats;
+}
+
+/** The daemon holds at most this many events for one watch (its `max_queue` limit). */
+const DAEMON_MAX_QUEUE = 65536;
+
+/** CoCalc's `WatchIterator` (an `EventIterator` of `ChangeEvent`s) over a daemon watch of
+ * one directory's entries (chokidar's `depth: 0`) or one file: `for await`, `next()`,
+ * `end()` (also `close()`, `stop()`), `ended`. */
+export class SandboxWatch implements AsyncIterableIterator<ChangeEvent> {
+  #ended = false;
+  #chain: Promise<unknown> = Promise.resolve();
+  readonly #onAbort = (): void => this.end();
+
+  /** @internal Made by `SandboxedFilesystem.watch`. */
+  constructor(private readonly w: Watcher, private readonly rel: string, private readonly options: WatchOptions,
+              private readonly client: Client) {
+    options.signal?.addEventListener("abort", this.#onAbort, { once: true });
+  }
+
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /** Ends the watch (in the daemon too); a waiting `next()` gets `done`. */
+  end = (): void => {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.options.signal?.removeEventListener("abort", this.#onAbort);
+    this.w.close();
+  };
+
+  close = this.end;
+  stop = this.end;
+
+  /** One call at a time, in order (a `stats` lstat in between must not reorder events). */
+  next(): Promise<IteratorResult<ChangeEvent>> {
+    const r = this.#chain.then(() => this.step());
+    this.#chain = r.catch(() => undefined);
+    return r;
+  }
+
+  private async step(): Promise<IteratorResult<ChangeEvent>> {
+    for (;;) {
+      if (this.#ended) return { done: true, value: undefined };
+      let r: IteratorResult<WatchEvent>;
+      try {
+        r = await this.w.next();
+      } catch (e) {
+        this.end();
+        throw e;
+      }
+      if (r.done) {
+        this.end();
+        return { done: true, value: undefined };
+      }
+      const ev = r.value;
+      if (ev.kind === "overflow") { // the daemon dropped events (more than maxQueue waited)
+        if (this.options.overflow === "throw") {
+          this.end();
+          throw new Error("maxQueue overflow");
+        }
+        continue; // "ignore": dropped, as CoCalc's EventIterator drops them
+      }
+      const top = ev.path === this.rel;
+      const x = this.change(ev, top);
+      if (x === null) continue;
+      if (this.options.stats === true && x.event !== "unlink" && x.event !== "unlinkDir") {
+        try {
+          x.stats = (await this.client.lstat(ev.path)) as Stats;
+        } catch {
+          // gone again by now: the event without its stats (chokidar's would have none either)
+        }
+      }
+      if (this.options.closeOnUnlink === true && top && (x.event === "unlink" || x.event === "unlinkDir")) {
+        this.end(); // this last event is still handed out
+      }
+      return { done: false, value: x };
+    }
+  }
+
+  /** The daemon's kind as chokidar names it; null for what chokidar does not report (a
+   * directory's own changes). A watched file replaced whole at its name (an atomic save,
+   * as beneathd's writeFile does) is a "change", as chokidar's `atomic` option reports it. */
+  private change(ev: WatchEvent, top: boolean): ChangeEvent | null {
+    const filename = top ? "" : ev.filename as string;
+    switch (ev.kind) {
+      case "created":
+        return { event: ev.isDir ? "addDir" : "add", filename };
+      case "moved_to":
+        return { event: ev.isDir ? "addDir" : top ? "change" : "add", filename };
+      case "deleted":
+      case "moved_from":
+        return { event: ev.isDir ? "unlinkDir" : "unlink", filename };
+      default: // modified, attrib
+        return ev.isDir ? null : { event: "change", filename };
+    }
+  }
+
+  return(): Promise<IteratorResult<ChangeEvent>> {
+    this.end();
+    return Promise.resolve({ done: true, value: undefined });
+  }
+
+  throw(err?: unknown): Promise<IteratorResult<ChangeEvent>> {
+    this.end();
+    return Promise.reject(err);
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
 }
 
 /** CoCalc's constructor options. `readonly`, the link policy and `unsafeMode` (which, as in
@@ -502,15 +638,36 @@ export class SandboxedFilesystem {
 
   // ---- what beneathd does not provide -----------------------------------------------------
 
-  /** Needs a watcher in the daemon (not implemented yet); an inotify watch here could be
-   * moved out of the root by a rename and would then report on files outside it. */
-  watch = async (path: string, _options?: unknown): Promise<never> => {
-    throw unsupported("watch", "the daemon has no watch method yet", path);
+  // ---- watching --------------------------------------------------------------------------
+
+  /** CoCalc's watch: resolves once the daemon has the watch in place, with an iterator of
+   * `{event, filename, stats?}` for the entries of a directory (not below, as CoCalc's
+   * `depth: 0`) or for one file. The daemon watches through fds it opened beneath the
+   * root, so a directory renamed out of the root reports nothing from outside. A missing
+   * path rejects (ENOENT), a link leading out rejects with EXDEV. */
+  watch = async (path: string, options: WatchOptions = {}): Promise<SandboxWatch> => {
+    const rel = this.rel(path, "watch");
+    const maxQueue = Math.min(Math.max(Math.trunc(options.maxQueue ?? 2048), 1), DAEMON_MAX_QUEUE);
+    const w = this.client.watch(rel, { recursive: false, maxQueue });
+    const it = new SandboxWatch(w, rel, options, this.client);
+    if (options.signal?.aborted) {
+      it.end();
+      return it;
+    }
+    try {
+      await w.ready;
+    } catch (e) {
+      it.end();
+      if (options.signal?.aborted) return it; // aborted while it was set up: ended, as CoCalc's
+      throw e;
+    }
+    return it;
   };
 
-  /** CoCalc's sync-fs heartbeat feeds its own watcher service. */
+  /** CoCalc's sync-fs heartbeat feeds its own watcher service (a process-wide registry of
+   * shared watches), which is not part of this facade; `watch()` is. */
   syncFsWatch = async (path: string, _active?: boolean, _info?: unknown): Promise<never> => {
-    throw unsupported("syncFsWatch", "it feeds CoCalc's sync-fs watcher, and the daemon has no watch yet", path);
+    throw unsupported("syncFsWatch", "it feeds CoCalc's sync-fs watcher service; use watch()", path);
   };
 
   /** The tool runners spawn host binaries on host paths, which is what beneathd exists to

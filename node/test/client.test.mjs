@@ -187,7 +187,8 @@ describe("escapes", () => {
     const bad = ["/etc/passwd", "../outside/sentinel", "esc/out/sentinel", "esc/out/", "esc/up/outside/sentinel",
                  "/proc/self/root/etc/passwd", "esc/abs/passwd", "esc/out/dir/new", "esc/../../outside/sentinel"];
     const strictT = new Set(["stat", "lstat", "access", "readdir", "readdir types", "readdir recursive", "readlink",
-                             "realpath", "du", "walk", "cp from", "readFile", "open r", "createReadStream"]);
+                             "realpath", "du", "walk", "watch", "cp from", "readFile", "open r",
+                             "createReadStream"]);
     const methods = [
       ["stat", (p) => c.stat(p)], ["lstat", (p) => c.lstat(p)], ["access", (p) => c.access(p)],
       ["readdir", (p) => c.readdir(p)], ["readdir types", (p) => c.readdir(p, { withFileTypes: true })],
@@ -206,6 +207,7 @@ describe("escapes", () => {
       ["writeFile big", (p) => c.writeFile(p, Buffer.alloc(5 << 20))], ["appendFile", (p) => c.appendFile(p, "x")],
       ["open r", (p) => c.open(p)], ["open w", (p) => c.open(p, "w")], ["openAtomic", (p) => c.openAtomic(p)],
       ["du", (p) => c.du(p)], ["walk", async (p) => { for await (const _ of c.walk(p)) void _; }],
+      ["watch", async (p) => { const w = c.watch(p); try { await w.ready; } finally { w.close(); } }],
       ["createReadStream", (p) => pipeline(c.createReadStream(p), async function* (s) { for await (const _ of s) yield _; })],
       ["createWriteStream", (p) => pipeline(Readable.from([Buffer.from("x")]), c.createWriteStream(p))],
     ];

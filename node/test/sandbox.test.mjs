@@ -3,7 +3,8 @@
 //
 // Everything is created through the facade (so the daemon's user owns it) except the
 // escape fixtures, which the test process makes itself: a symlink in the root pointing at
-// the `outside` directory, and a sentinel file there. No assertion depends on timing.
+// the `outside` directory, and a sentinel file there (and the 3000 empty files that make a
+// watch overflow, written here at once). No assertion depends on timing.
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -353,6 +354,8 @@ describe("paths", () => {
       symlinkIn: () => sfs.symlink("ok.txt", "esc/l"),
       chmod: () => sfs.chmod("esc/sentinel.txt", 0o777),
       utimes: () => sfs.utimes("esc/sentinel.txt", 1, 1),
+      watch: () => sfs.watch("esc"),
+      watchFile: () => sfs.watch("/esc/sentinel.txt"),
     };
     for (const [name, f] of Object.entries(attempts)) {
       await assert.rejects(f(), (e) => {
@@ -371,6 +374,88 @@ describe("paths", () => {
     assert.equal(fs.existsSync(path.join(d.root, "esc")), false);
     assert.deepEqual(snapshot(), before);
     assert.equal(fs.readFileSync(path.join(d.outside, "sentinel.txt"), "utf8"), "keep");
+  });
+});
+
+describe("watch", () => {
+  /** Events of `w` until `done(events)` (10 s at most, then a failure naming what came). */
+  async function collect(w, done) {
+    const events = [];
+    const deadline = Date.now() + 10_000;
+    while (!done(events)) {
+      let timer;
+      const r = await Promise.race([w.next(), new Promise((res) => {
+        timer = setTimeout(res, Math.max(deadline - Date.now(), 0), "late");
+      })]);
+      clearTimeout(timer);
+      if (r === "late" || r.done) assert.fail(`${r === "late" ? "late" : "ended"}: ${JSON.stringify(events)}`);
+      events.push(r.value);
+    }
+    return events;
+  }
+  const has = (event, filename) => (evs) => evs.some((e) => e.event === event && e.filename === filename);
+
+  test("CoCalc's events for a directory's entries (depth 0), with stats", async () => {
+    await dir("wat");
+    await sfs.mkdir("wat/sub");
+    const w = await sfs.watch("/wat", { stats: true });
+    await sfs.writeFile("wat/a.txt", "a");
+    const added = await collect(w, has("add", "a.txt"));
+    const a = added.find((e) => e.event === "add" && e.filename === "a.txt");
+    assert.ok(a.stats instanceof Stats && a.stats.isFile() && a.stats.size === 1);
+    await sfs.mkdir("wat/d");
+    const dirs = await collect(w, has("addDir", "d"));
+    assert.equal(dirs.at(-1).stats.isDirectory(), true);
+    await sfs.writeFile("wat/sub/deep.txt", "below"); // not reported: depth 0
+    await sfs.appendFile("wat/a.txt", "more");
+    const changed = await collect(w, has("change", "a.txt"));
+    assert.equal(changed.at(-1).stats.size, 5);
+    await sfs.unlink("wat/a.txt");
+    await sfs.rmdir("wat/d");
+    const gone = await collect(w, (evs) => has("unlink", "a.txt")(evs) && has("unlinkDir", "d")(evs));
+    assert.equal(gone.find((e) => e.event === "unlink").stats, undefined);
+    const all = [...added, ...dirs, ...changed, ...gone];
+    assert.ok(!all.some((e) => e.filename.includes("/")), JSON.stringify(all));
+    assert.ok(all.every((e) => ["add", "addDir", "change", "unlink", "unlinkDir"].includes(e.event)));
+    w.close();
+    assert.equal(w.ended, true);
+    assert.deepEqual(await w.next(), { done: true, value: undefined });
+  });
+
+  test("a file: an atomic save is a change of \"\"; closeOnUnlink ends after the unlink", async () => {
+    await dir("watf");
+    await sfs.writeFile("watf/f.txt", "1");
+    const w = await sfs.watch("watf/f.txt", { closeOnUnlink: true });
+    const plain = await sfs.watch("watf/f.txt"); // without closeOnUnlink: the name is followed
+    await sfs.writeFile("watf/f.txt", "2");
+    await collect(w, has("change", ""));
+    await sfs.unlink("watf/f.txt");
+    await collect(w, has("unlink", ""));
+    assert.deepEqual(await w.next(), { done: true, value: undefined });
+    assert.equal(w.ended, true);
+    await collect(plain, has("unlink", ""));
+    await sfs.writeFile("watf/f.txt", "3");
+    await collect(plain, (evs) => evs.some((e) => (e.event === "add" || e.event === "change") && e.filename === ""));
+    plain.end();
+  });
+
+  test("signal ends the iteration (done, as CoCalc's); overflow 'throw'; setup errors reject", async () => {
+    await dir("wats");
+    const ac = new AbortController();
+    const w = await sfs.watch("wats", { signal: ac.signal });
+    const waiting = w.next();
+    ac.abort();
+    assert.deepEqual(await waiting, { done: true, value: undefined });
+    assert.equal(w.ended, true);
+    const pre = await sfs.watch("wats", { signal: AbortSignal.abort() });
+    assert.deepEqual(await pre.next(), { done: true, value: undefined });
+    // more than the daemon's queue of 1 while nobody reads (and more than the pages it sends ahead)
+    const o = await sfs.watch("wats", { maxQueue: 1, overflow: "throw" });
+    for (let i = 0; i < 3000; i++) fs.writeFileSync(path.join(d.root, "wats", `f${i}`), "");
+    await assert.rejects(collect(o, () => false), /maxQueue overflow/);
+    assert.equal(o.ended, true);
+    await assert.rejects(sfs.watch("wats/nope"), code("ENOENT"));
+    assert.equal((await sfs.stat("wats")).isDirectory(), true); // the connection serves on
   });
 });
 
@@ -404,7 +489,7 @@ describe("policy, unsupported methods, construction", () => {
 
   test("what beneathd cannot provide rejects with ENOSYS", async () => {
     for (const f of [
-      () => sfs.watch("."), () => sfs.syncFsWatch("pol.txt"), () => sfs.find("."), () => sfs.fd("."),
+      () => sfs.syncFsWatch("pol.txt"), () => sfs.find("."), () => sfs.fd("."),
       () => sfs.ripgrep(".", "x"), () => sfs.dust("."), () => sfs.ouch(["list", "a.zip"]), () => sfs.rustic(["snapshots"]),
     ]) {
       await assert.rejects(f(), (e) => {

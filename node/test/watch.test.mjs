@@ -9,7 +9,7 @@ import * as fs from "node:fs";
 import * as fsp from "node:fs/promises";
 import { join } from "node:path";
 
-import { connect, EscapeError, Watcher } from "../dist/index.js";
+import { connect, EscapeError, MAX_WATCHES, Watcher } from "../dist/index.js";
 import { chownTree, startDaemon, useDaemon } from "./daemon.mjs";
 
 let d;
@@ -274,14 +274,25 @@ describe("leaving a watch", () => {
     await assert.rejects(mid.ready, { name: "AbortError" });
   });
 
-  it("many watches on one connection, each closed; calls in between go on", async () => {
+  it("up to MAX_WATCHES watches on one connection (EMFILE beyond); calls in between go on", async () => {
     dir("wm");
-    const ws = Array.from({ length: 20 }, () => c.watch("wm"));
+    const ws = Array.from({ length: MAX_WATCHES }, () => c.watch("wm"));
     await Promise.all(ws.map((w) => w.ready));
+    const over = c.watch("wm");
+    await assert.rejects(over.ready, (e) => e.code === "EMFILE" && e.syscall === "watch" && /limit is 32/.test(e.message));
+    await assert.rejects(over.next(), { code: "EMFILE" });
     fs.writeFileSync(join(d.root, "wm/f"), "");
     await Promise.all(ws.map((w) => collect(w, has("created", "f"))));
     assert.deepEqual(await c.readdir("wm"), ["f"]);
+    ws.pop().close(); // room for one again, at once
+    const again = c.watch("wm");
+    await again.ready;
+    again.close();
     for (const w of ws) w.close();
+    await Promise.all(Array.from({ length: MAX_WATCHES }, () => c.watch("wm")).map(async (w) => {
+      await w.ready;
+      w.close();
+    }));
   });
 });
 
