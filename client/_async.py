@@ -377,6 +377,13 @@ class AsyncClient(AsyncMethods):
             if not done:
                 self._send_cancel(conn, msgid)
 
+    async def _batch(self, calls: Any, stop_on_error: bool, timeout: float | None) -> list[Any]:
+        plan = _c.BatchPlan(calls, stop_on_error)
+        if not plan.wire:
+            return plan.slots
+        return plan.results(await self._call(_c.SPECS["batch"], plan.vals, [plan.wire, bool(stop_on_error)],
+                                             timeout))
+
     def _watch(self, spec: _c.Spec, vals: tuple[Any, ...], wire: list[Any], timeout: float | None = None
                ) -> AsyncWatch:
         return AsyncWatch(self, spec, vals, wire, timeout)

@@ -20,6 +20,7 @@ import os
 import sys
 from typing import Any
 
+from ..protocol.batch import batch_calls
 from ..protocol.codec import _bad_result, decode_result, exception_from_reply, stat_from_wire
 from ..protocol.connection import ClientConnection, Reply, close_fds
 from ..protocol.methods import METHODS, Method, call_mutates
@@ -295,6 +296,57 @@ def watch_ended(spec: Spec, vals: tuple[Any, ...], reply: Reply) -> OSError | No
     except OSError as e:
         return e
     return None
+
+
+class _Batched:
+    """One call of a batch as the read-only rule sees it (``call_mutates``)."""
+
+    __slots__ = ("method", "args", "at", "spec", "vals")
+
+    def __init__(self, at: int, spec: Spec, vals: tuple[Any, ...]) -> None:
+        self.at, self.spec, self.vals = at, spec, vals
+        self.method = spec.m
+        self.args = spec.values(vals)
+
+
+class BatchPlan:
+    """A batch as both clients send it: each call encoded by its own method's encoder
+    (a call that cannot be encoded gets its exception in its slot and is not sent; with
+    ``stop_on_error`` nothing after it is), and each reply slot decoded by its call's spec."""
+
+    def __init__(self, calls: Any, stop_on_error: bool) -> None:
+        from ._generated import ENCODERS  # (it imports this module)
+
+        plan = batch_calls(calls)
+        self.slots: list[Any] = [None] * len(plan)
+        self.sent: list[_Batched] = []
+        self.wire: list[list[Any]] = []
+        for i, (name, args, kwargs) in enumerate(plan):
+            try:
+                vals, w = ENCODERS[name](*args, **kwargs)
+            except Exception as e:  # returned in its slot, as Root returns what a call raises
+                self.slots[i] = e
+                if stop_on_error:
+                    break
+                continue
+            self.sent.append(_Batched(i, SPECS[name], vals))
+            self.wire.append([name, w])
+        #: the batch method's values, for the read-only rule and the resend rule
+        self.vals = (self.sent, bool(stop_on_error))
+
+    def results(self, raw: Any) -> list[Any]:
+        if raw.__class__ is not list or len(raw) != len(self.sent):
+            raise _bad_result(METHODS["batch"])
+        for c, slot in zip(self.sent, raw):
+            if slot is None:
+                continue  # not run (stop_on_error)
+            if slot.__class__ is not list or len(slot) != 2:
+                raise _bad_result(METHODS["batch"])
+            try:
+                self.slots[c.at] = c.spec.result(slot[0], slot[1], c.vals)
+            except Exception as e:
+                self.slots[c.at] = e
+        return self.slots
 
 
 class ConnectionLost(ConnectionError):

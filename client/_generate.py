@@ -47,6 +47,7 @@ ARG_TYPES = {
     "ns": "tuple[int, int] | None",
     "openmode": "str",
     "progress": "Callable[[Progress], Any] | None",
+    "calls": "Iterable[Any]",
 }
 #: result kind -> the annotation of what the method returns
 RESULT_TYPES = {
@@ -62,6 +63,7 @@ RESULT_TYPES = {
     "usage": "tuple[int, int]",
     "walk": "Iterator[tuple[Any, list[Any], list[Any]]]",
     "watch": "Watch",
+    "batch": "list[Any]",
 }
 
 
@@ -134,6 +136,11 @@ def _method(m: Method, is_async: bool) -> list[str]:
     """A client method. The blocking one inlines the encoding (its round trip is ~30 us, so
     a call saved counts); the async one calls the method's encoder (one call is noise next
     to trio's park/unpark) so that the encoding is written out twice, not three times."""
+    if m.result == "batch":  # each call encoded and each slot decoded by the client's _batch
+        return [f"    {'async def' if is_async else 'def'} {m.name}({_signature(m, True, True, timeout=True)})"
+                f" -> {RESULT_TYPES[m.result]}:",
+                f'        """{m.doc or m.name} (DESIGN.md "Batch")."""',
+                f"        return {'await ' if is_async else ''}self._batch(calls, stop_on_error, timeout)"]
     if m.streams:  # a plain def returning an iterator (async: ``async for ... in fs.walk()``)
         ret = RESULT_TYPES[m.result].replace("Iterator", "AsyncIterator") if is_async else RESULT_TYPES[m.result]
         if m.result == "watch":
@@ -170,7 +177,7 @@ def render() -> str:
         "from __future__ import annotations",
         "",
         "import os",
-        "from typing import IO, TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator",
+        "from typing import IO, TYPE_CHECKING, Any, AsyncIterator, Callable, Iterable, Iterator",
         "",
         "from ..protocol.types import DirEntry, Progress",
         "from ._common import _FSENC, _FSERR, SPECS, Spec, _data, _fs, _int, _ns, _open_check",
@@ -196,12 +203,16 @@ def render() -> str:
               "        def _stream(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any], "
               "timeout: float | None = None) -> Any: ...",
               "        def _watch(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any], "
-              "timeout: float | None = None) -> Any: ..."]
+              "timeout: float | None = None) -> Any: ...",
+              f"        {'async ' if is_async else ''}def _batch(self, calls: Iterable[Any], stop_on_error: bool, "
+              "timeout: float | None) -> list[Any]: ..."]
         for m in API.values():
             o.append("")
             o += _method(m, is_async)
     o += ["", "", "# -- the argument handling alone, for Client.submit (pipelining) " + "-" * 30, ""]
     for m in API.values():
+        if m.result == "batch":
+            continue
         lines, wire = _encode(m)
         o.append("")
         o.append(f"def _encode_{m.name}({_signature(m, False, True)}) -> tuple[tuple[Any, ...], list[Any]]:")
@@ -209,7 +220,7 @@ def render() -> str:
         o.append(f"    return {_vals(m)}, {wire}")
     o += ["", "", "#: name -> encode(*args, **kwargs) -> (the caller's values, the wire params)",
           "ENCODERS: dict[str, Callable[..., tuple[tuple[Any, ...], list[Any]]]] = {"]
-    o += [f"    {m.name!r}: _encode_{m.name}," for m in API.values()]
+    o += [f"    {m.name!r}: _encode_{m.name}," for m in API.values() if m.result != "batch"]
     o += ["}", ""]
     return "\n".join(o)
 

@@ -9,7 +9,7 @@ values and the wire parameters to the client's ``_call``.
 from __future__ import annotations
 
 import os
-from typing import IO, TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator
+from typing import IO, TYPE_CHECKING, Any, AsyncIterator, Callable, Iterable, Iterator
 
 from ..protocol.types import DirEntry, Progress
 from ._common import _FSENC, _FSERR, SPECS, Spec, _data, _fs, _int, _ns, _open_check
@@ -53,6 +53,7 @@ _S_mkfifo = SPECS['mkfifo']
 _S_read_file = SPECS['read_file']
 _S_write_file = SPECS['write_file']
 _S_open = SPECS['open']
+_S_batch = SPECS['batch']
 
 
 class SyncMethods:
@@ -64,6 +65,7 @@ class SyncMethods:
         def _call(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any], timeout: float | None = None) -> Any: ...
         def _stream(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any], timeout: float | None = None) -> Any: ...
         def _watch(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any], timeout: float | None = None) -> Any: ...
+        def _batch(self, calls: Iterable[Any], stop_on_error: bool, timeout: float | None) -> list[Any]: ...
 
     def stat(self, path: PathArg, *, follow_symlinks: bool = True, timeout: float | None = None) -> os.stat_result:
         """os.stat beneath the root."""
@@ -571,6 +573,10 @@ class SyncMethods:
         w3 = atomic if atomic.__class__ is bool else bool(atomic)
         return self._call(_S_open, (path, mode, buffering, encoding, perms, atomic, ), [w0, w1, w2, w3], timeout)
 
+    def batch(self, calls: Iterable[Any], *, stop_on_error: bool = False, timeout: float | None = None) -> list[Any]:
+        """many calls in one round trip, run in order; each slot a result or the exception (DESIGN.md "Batch")."""
+        return self._batch(calls, stop_on_error, timeout)
+
 
 class AsyncMethods:
     """``AsyncClient``'s methods (awaited)."""
@@ -581,6 +587,7 @@ class AsyncMethods:
         async def _call(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any], timeout: float | None = None) -> Any: ...
         def _stream(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any], timeout: float | None = None) -> Any: ...
         def _watch(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any], timeout: float | None = None) -> Any: ...
+        async def _batch(self, calls: Iterable[Any], stop_on_error: bool, timeout: float | None) -> list[Any]: ...
 
     async def stat(self, path: PathArg, *, follow_symlinks: bool = True, timeout: float | None = None) -> os.stat_result:
         """os.stat beneath the root."""
@@ -697,6 +704,10 @@ class AsyncMethods:
     async def open(self, path: PathArg, mode: str = 'r', *, buffering: int = -1, encoding: str | None = None, perms: int = 0o666, atomic: bool = False, timeout: float | None = None) -> IO[Any]:
         """a file object over an fd opened beneath the root."""
         return await self._call(_S_open, *_encode_open(path, mode, buffering=buffering, encoding=encoding, perms=perms, atomic=atomic), timeout)
+
+    async def batch(self, calls: Iterable[Any], *, stop_on_error: bool = False, timeout: float | None = None) -> list[Any]:
+        """many calls in one round trip, run in order; each slot a result or the exception (DESIGN.md "Batch")."""
+        return await self._batch(calls, stop_on_error, timeout)
 
 
 # -- the argument handling alone, for Client.submit (pipelining) ------------------------------

@@ -404,6 +404,14 @@ class Client(SyncMethods):
             if not done:
                 self._send_cancel(conn, msgid)
 
+    def _batch(self, calls: Any, stop_on_error: bool, timeout: float | None) -> list[Any]:
+        """One request for all the calls (sent again after a broken connection only if none
+        of them can change anything)."""
+        plan = _common.BatchPlan(calls, stop_on_error)
+        if not plan.wire:
+            return plan.slots
+        return plan.results(self._call(SPECS["batch"], plan.vals, [plan.wire, bool(stop_on_error)], timeout))
+
     def _watch(self, spec: Spec, vals: tuple[Any, ...], wire: list[Any], timeout: float | None = None) -> Watch:
         """A watch, returned once the daemon has it in place (its first, empty page)."""
         deadline = None if timeout is None else time.monotonic() + check_timeout(timeout)

@@ -31,6 +31,8 @@ EXAMPLES = """examples:
   beneathd-ctl -S /run/beneathd/p1.sock get big.tar ./big.tar
   beneathd-ctl -S /run/beneathd/p1.sock rm -rf build
   beneathd-ctl -S /run/beneathd/p1.sock --json watch src     # one JSON line per event, until ^C
+  echo '[["mkdir", "d", {"parents": true}], ["write_file", "d/a", "hi"], ["stat", "d/a"]]' \\
+    | beneathd-ctl -S /run/beneathd/p1.sock batch -         # one round trip
 
 exit status: 0 success, 1 an operation failed (each failure is reported), 2 bad usage.
 """
@@ -249,6 +251,58 @@ def _watch(c: Client, a: argparse.Namespace, out: Out) -> int:
             out.error(f"watch of '{a.path}' ended: {_why(e)}", e, a.path)
             return 1
     return 0
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, os.stat_result):
+        return {k: getattr(v, k) for k in dir(v) if k.startswith("st_") and not k.endswith("time")}
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if hasattr(v, "name") and hasattr(v, "is_dir"):  # a DirEntry
+        return {"name": _jsonable(v.name), "dir": v.is_dir(follow_symlinks=False),
+                "link": v.is_symlink(), "link_target": _jsonable(getattr(v, "link_target", None))}
+    return v
+
+
+def _batch(c: Client, a: argparse.Namespace, out: Out) -> int:
+    """Run the calls of a JSON file (``-``: stdin) in one round trip: a list of
+    ``[method, arg, ..., {keyword: value}]``; a ``data`` argument given as a string is
+    its UTF-8 bytes."""
+    from ..protocol.methods import API
+
+    try:
+        text = sys.stdin.read() if a.file == "-" else open(a.file, encoding="utf-8").read()
+        calls = json.loads(text)
+    except (OSError, ValueError) as e:
+        out.error(f"cannot read the batch '{a.file}': {e}")
+        return 1
+    if not isinstance(calls, list) or not all(isinstance(x, list) and x and isinstance(x[0], str) for x in calls):
+        out.error("a batch file holds a JSON list of [method, arg, ..., {keyword: value}]")
+        return 1
+    for call in calls:  # data parameters travel as bytes
+        m = API.get(call[0])
+        if m is not None:
+            for i, p in enumerate(q for q in m.params if q.wire):
+                if p.type == "data" and i + 1 < len(call) and isinstance(call[i + 1], str):
+                    call[i + 1] = call[i + 1].encode()
+    try:
+        results = c.batch([tuple(x) for x in calls], stop_on_error=a.stop_on_error, timeout=a.timeout)
+    except (OSError, TypeError, ValueError) as e:
+        out.error(f"batch refused: {e}", e if isinstance(e, OSError) else None)
+        return 1
+    rc = 0
+    for call, r in zip(calls, results):
+        if rc and a.stop_on_error:
+            out.item({"method": call[0], "not_run": True}, f"{call[0]}\tnot run")
+            continue
+        if isinstance(r, Exception):
+            rc = 1
+            out.error(f"{call[0]}: {_why(r) if isinstance(r, OSError) else r}", r if isinstance(r, OSError) else None)
+            continue
+        out.item({"method": call[0], "result": _jsonable(r)}, f"{call[0]}\t{json.dumps(_jsonable(r))}")
+    return rc
 
 
 def _mkdir(c: Client, a: argparse.Namespace, out: Out) -> int:
@@ -496,6 +550,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = cmd("watch", _watch, "print change events beneath a path as they come (one line each)")
     s.add_argument("--flat", action="store_true", help="only the directory's own entries, not the tree below")
     s.add_argument("path", nargs="?", default=".")
+    s = cmd("batch", _batch, "run the calls of a JSON file in one round trip (a line per result)")
+    s.add_argument("--stop-on-error", action="store_true", help="do not run the calls after the first failure")
+    s.add_argument("file", help='a JSON list of [method, arg, ..., {keyword: value}] ("-": stdin)')
     s = cmd("mkdir", _mkdir, "make directories")
     s.add_argument("-p", dest="parents", action="store_true", help="make parents as needed, no error if existing")
     s.add_argument("-m", dest="mode", default=None, help="octal mode (less the daemon's umask)")

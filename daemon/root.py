@@ -25,6 +25,7 @@ from typing import IO, Any, AnyStr, Callable, Iterator
 
 from beneathd._native import ffi, lib
 
+from ..protocol.batch import batch_calls
 from ..protocol.errors import EscapeError, make_error
 from ..protocol.modes import open_flags
 from ..protocol.types import _PROGRESS_INTERVAL, AtomicFile, DirEntry, Progress, kind_of_mode, read_counted, stat_to_list, walk_counted
@@ -449,6 +450,24 @@ class Root:
         file's path watches that name in its directory (an editor's save by rename is seen).
         ``budget`` (the daemon's caps) and ``job`` (cancels the setup) are the server's."""
         return Watch(self, path, recursive, max_queue, budget, job)
+
+    def batch(self, calls: Any, *, stop_on_error: bool = False) -> list[Any]:
+        """Run ``calls`` (``(method_name, *args[, kwargs])`` tuples) in order: a list of
+        each call's result, or the exception it raised (returned, not raised); with
+        ``stop_on_error`` the calls after the first failure are not run (``None``).
+        ``open``, ``watch``, ``walk`` and ``batch`` cannot be batched (``ValueError``)."""
+        out: list[Any] = []
+        failed = False
+        for name, args, kwargs in batch_calls(calls):
+            if failed:
+                out.append(None)
+                continue
+            try:
+                out.append(getattr(self, name)(*args, **kwargs))
+            except Exception as e:  # returned in its slot, like the clients do
+                out.append(e)
+                failed = stop_on_error
+        return out
 
     def readlink(self, path: AnyStr | os.PathLike[AnyStr]) -> AnyStr:
         """``os.readlink`` beneath the root."""

@@ -24,6 +24,7 @@ from typing import Any
 
 import msgpack
 
+from .batch import MAX_BATCH
 from .errors import error_from_wire, error_to_wire
 from .methods import METHODS, Method, Param
 from .modes import open_flags
@@ -84,8 +85,9 @@ class Limits:
 
     @classmethod
     def for_requests(cls, max_message: int = MAX_MESSAGE) -> Limits:
-        """What a daemon accepts: small containers, one big bin at most (write_file data)."""
-        return cls(max_message=max_message, max_bin_len=max_message)
+        """What a daemon accepts: small containers but a batch's list of calls, one big bin
+        at most (write_file data); every element costs a byte of the message anyway."""
+        return cls(max_message=max_message, max_bin_len=max_message, max_array_len=MAX_BATCH)
 
     @classmethod
     def for_responses(cls, max_message: int = MAX_MESSAGE) -> Limits:
@@ -365,8 +367,32 @@ def _c_openmode(v: Any) -> Any:
     return v
 
 
+def _c_calls(v: Any) -> Any:
+    """A batch's calls: each ``[method, params]`` parsed as a request of its own, into a
+    ``Request`` or the ``ProtocolError`` that call is answered with (its slot, not the batch)."""
+    from .batch import NOT_BATCHABLE
+
+    if v.__class__ is not list:
+        raise _Bad(f"expected an array of calls, got {type(v).__name__}")
+    if len(v) > MAX_BATCH:
+        raise _Bad(f"{len(v)} calls exceed the batch limit of {MAX_BATCH}")
+    out: list[Any] = []
+    for c in v:
+        try:
+            if c.__class__ is not list or len(c) != 2:
+                raise ProtocolError("a batched call is [method, params]", err=_errno.EINVAL)
+            name = c[0]
+            if name.__class__ is str and (name in NOT_BATCHABLE or (name in METHODS and METHODS[name].internal)):
+                raise ProtocolError(f"{name} cannot be batched", err=_errno.EINVAL)
+            out.append(parse_request([REQUEST, 0, name, c[1]]))
+        except ProtocolError as e:
+            out.append(e)
+    return out
+
+
 #: wire type -> checker: returns the value the daemon passes to Root, raises _Bad
 _CHECKERS = {
+    "calls": _c_calls,
     "path": _c_path,
     "text": _c_path,
     "data": _c_data,
@@ -565,6 +591,7 @@ _RESULT_ENCODERS: dict[str, Any] = {
     "usage": list,
     "walk": _none,  # the tuples went in pages
     "watch": _none,  # the events went in pages
+    "batch": lambda value: value,  # the daemon encoded each call's slot
 }
 
 
@@ -602,6 +629,10 @@ def decode_result(method: Method, wire: Any, like: Any = ".") -> Any:
     kind = method.result
     as_str = isinstance(os.fspath(like), str) if like is not None else True
     try:
+        if kind == "batch":  # (the client decodes each slot with its call's own spec)
+            if wire.__class__ is not list:
+                raise TypeError
+            return wire
         if kind in ("none", "fd", "walk", "watch"):
             return None
         if kind == "bool":

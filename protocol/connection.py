@@ -408,7 +408,7 @@ class ServerConnection:
         except ProtocolError as e:
             self._fault(f"bad request: {e.message}")
             return Reject(self._error(e.msgid, e.to_wire()), e.fatal or self.faults >= self.max_faults)
-        if self.access != "rw" and call_mutates(req.method, req.args):
+        if self.access != "rw" and req.method.result != "batch" and call_mutates(req.method, req.args):
             name = req.method.name
             self._fault(f"read-only peer called {name}")
             err = {"errno": _errno.EACCES, "code": "EACCES",

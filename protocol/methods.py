@@ -32,14 +32,17 @@ REQUIRED: Any = _Required()
 #: openmode - a Python open() mode string ("r", "wb", "a+", "x" ...)
 #: optstr - None or str
 #: progress - a callable taking a Progress, or None (never travels: wire=False)
-PARAM_TYPES = frozenset({"path", "text", "data", "int", "bool", "str", "optstr", "ns", "openmode", "progress"})
+#: calls   - a batch's calls: [[method, params], ...] (checked call by call by the daemon)
+PARAM_TYPES = frozenset({"path", "text", "data", "int", "bool", "str", "optstr", "ns", "openmode", "progress",
+                         "calls"})
 
 #: Result kinds: none, bool, stat, names, entries, path, text, bytes, fd, usage
 #: (usage: a pair of ints, (bytes_on_disk, entries)), walk (a stream: the tuples come in
 #: "walk" pages before a nil final result), watch (a stream of "watch" pages of events,
 #: the first one empty once the watch is in place, until the client cancels it)
+#: batch (one [error, result] pair per call, in order; nil pairs for calls not run)
 RESULT_TYPES = frozenset({"none", "bool", "stat", "names", "entries", "path", "text", "bytes", "fd", "usage",
-                          "walk", "watch"})
+                          "walk", "watch", "batch"})
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,8 @@ class Method:
     internal: bool = False
 
     def is_long(self, args: dict[str, Any]) -> bool:
+        if self.result == "batch":  # long if one of its calls is (the daemon's parsed calls)
+            return any(getattr(r, "method", None) is not None and r.method.is_long(r.args) for r in args["calls"])
         if isinstance(self.long, str):
             return bool(args.get(self.long))
         if isinstance(self.long, tuple):
@@ -174,6 +179,8 @@ _TABLE = [
         ),
         "fd", False, returns_fd=True, doc="a file object over an fd opened beneath the root",
     ),
+    Method("batch", (_p("calls", "calls"), _k("stop_on_error", "bool", False)), "batch", False, long=True,
+           doc="many calls in one round trip, run in order; each slot a result or the exception"),
     # an atomic writer (open(..., atomic=True)) of this connection, by the handle its open
     # reply carried: publish its contents at its path whole, or drop them
     Method("writer_publish", (_p("handle", "int"),), "none", True, internal=True,
@@ -199,4 +206,6 @@ def call_mutates(m: Method, args: Mapping[str, Any]) -> bool:
 
     The one statement of the rule: the daemon refuses such calls from read-only peers, and
     a client never sends one again after a broken connection (it may have run)."""
+    if m.result == "batch":  # (its calls are refused one by one: see ServerConnection)
+        return any(getattr(r, "method", None) is not None and call_mutates(r.method, r.args) for r in args["calls"])
     return m.mutates or (m.returns_fd and is_write_mode(args["mode"]))

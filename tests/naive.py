@@ -236,6 +236,27 @@ def _rmtree_by_path(top: str) -> None:
     os.rmdir(top)
 
 
+def _naive_batch(self: NaiveRoot, calls: Any, *, stop_on_error: bool = False) -> list[Any]:
+    """The same loop as Root.batch, over the naive methods."""
+    from beneathd.protocol.batch import batch_calls
+
+    out: list[Any] = []
+    failed = False
+    for name, args, kwargs in batch_calls(calls):
+        if failed:
+            out.append(None)
+            continue
+        try:
+            out.append(getattr(self, name)(*args, **kwargs))
+        except Exception as e:
+            out.append(e)
+            failed = stop_on_error
+    return out
+
+
+NaiveRoot.batch = _naive_batch  # type: ignore[attr-defined]
+
+
 class NaiveWatch:
     """The obvious recursive watch: ``inotify_add_watch`` by path, each new directory's
     path checked with ``os.path.realpath`` first. DO NOT USE: between the check and the

@@ -307,6 +307,11 @@ OPS: dict[str, Op] = {o.name: o for o in [
     Op("walk", lambda fs, i: list(fs.walk("a/b")),
        leaked=lambda r, lay, i: any(MARKER in fn for _, _, fn in r)),
     Op("du", lambda fs, i: fs.du("a/b"), leaked=lambda r, lay, i: r[1] > _entries_by_fd(lay.bfd)),  # more: outside counted
+    # several mutators in one round trip (their failures come back in their slots)
+    Op("batch", lambda fs, i: fs.batch([("mkdir", f"a/b/bn{i}"), ("write_file", "a/b/victim", b"inside-b\n"),
+                                        ("chmod", "a/b/victim", 0o644), ("truncate", "a/b/victim", 4),
+                                        ("symlink", "t", f"a/b/bs{i}"), ("stat", "a/b/victim")]),
+       leaked=lambda r, lay, i: isinstance(r[-1], os.stat_result) and _stat_leaked(r[-1], lay, i)),
 ]}
 
 #: the operations that name the final component ``victim`` (for the ``final`` variant)

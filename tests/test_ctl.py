@@ -190,3 +190,18 @@ def test_watch_prints_events_as_they_come(sock: str, root_dir: Path) -> None:
             p.wait(10)
     r = ctl(sock, "watch", "nope")
     assert r.returncode == 1 and b"cannot watch 'nope'" in r.stderr
+
+
+def test_batch_from_a_json_file(sock: str, root_dir: Path, tmp_path: Path) -> None:
+    calls = [["mkdir", "b", {"parents": True}], ["write_file", "b/f", "hi"], ["stat", "b/f"], ["listdir", "b"]]
+    out = ok(sock, "batch", "-", stdin=json.dumps(calls).encode())
+    lines = out.splitlines()
+    assert lines[0] == "mkdir\tnull" and lines[3] == 'listdir\t["f"]'
+    assert (root_dir / "b/f").read_bytes() == b"hi"
+    f = tmp_path / "calls.json"
+    f.write_text(json.dumps([["stat", "nope"], ["mkdir", "c"]]))
+    r = ctl(sock, "--json", "batch", "--stop-on-error", str(f))
+    doc = json.loads(r.stdout)
+    assert r.returncode == 1 and doc["errors"][0]["code"] == "ENOENT" and not (root_dir / "c").exists()
+    assert ctl(sock, "batch", "-", stdin=b"not json").returncode == 1
+    assert ctl(sock, "batch", "-", stdin=b'[["open", "f"]]').returncode == 1

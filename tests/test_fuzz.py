@@ -105,6 +105,8 @@ def read_reply(s: socket.socket) -> list[Any] | None:
             if obj[0] == 3:  # [3, msgid, kind, data]: more comes for this msgid
                 if obj[2] == "walk":
                     s.send(b"\x00" + msgpack.packb([2, "more", [obj[1]]]))
+                elif obj[2] == "watch":  # a watch runs until cancelled: its final reply then
+                    s.send(b"\x00" + msgpack.packb([2, "cancel", [obj[1]]]))
                 continue
             return obj
 
@@ -224,6 +226,16 @@ _by_type = {
     "ns": st.one_of(st.none(), st.tuples(st.integers(0, 2**40), st.integers(0, 2**40)).map(list)),
     "openmode": st.sampled_from(["r", "rb", "w", "wb", "a", "x", "r+", "rt", "bad"]),
 }
+# a batch's calls: valid ones, nested batches, wrong shapes and element types, many calls
+_one_call = st.one_of(
+    st.tuples(st.sampled_from(["stat", "lstat", "mkdir", "listdir", "exists", "unlink", "open", "watch", "batch",
+                               "writer_publish", "nosuch"]),
+              st.one_of(st.lists(_paths, max_size=3), _values)).map(list),
+    st.tuples(st.just("batch"), st.just([[["stat", [b"a"]]], False])).map(list),
+    _values,
+)
+_by_type["calls"] = st.one_of(st.lists(_one_call, max_size=8), _values,
+                              st.integers(0, 3000).map(lambda n: [["exists", [b"a"]]] * n))
 
 
 @st.composite

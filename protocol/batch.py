@@ -1,0 +1,48 @@
+"""``batch``'s shape, shared by ``Root`` and the clients (DESIGN.md "Batch").
+
+A batch is a sequence of ``(method_name, *args)`` tuples, optionally ending with a dict of
+keyword arguments; :func:`batch_calls` checks that shape once, the same way for every
+backend, before anything runs or is sent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .methods import API
+
+__all__ = ["MAX_BATCH", "NOT_BATCHABLE", "batch_calls"]
+
+#: calls in one batch at most (a longer one: ValueError naming the limit)
+MAX_BATCH = 131072
+#: what cannot go in a batch: an fd or a stream would outlive its slot in the reply
+NOT_BATCHABLE = frozenset({"open", "watch", "walk", "batch"})
+
+
+def batch_calls(calls: Any) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
+    """``calls`` as ``(name, args, kwargs)``; ``TypeError``/``ValueError`` for a bad shape,
+    an unknown method, one that cannot be batched, or ``progress=``/``timeout=`` inside."""
+    if isinstance(calls, (str, bytes)) or not hasattr(calls, "__iter__"):
+        raise TypeError(f"batch() calls must be a sequence of tuples, not {type(calls).__name__}")
+    calls = list(calls)
+    if len(calls) > MAX_BATCH:
+        raise ValueError(f"batch of {len(calls)} calls exceeds the limit of {MAX_BATCH}")
+    out = []
+    for i, c in enumerate(calls):
+        if not isinstance(c, (tuple, list)) or not c or not isinstance(c[0], str):
+            raise TypeError(f"batch() call {i} must be a tuple (method_name, *args[, kwargs]), not {c!r:.80}")
+        name = c[0]
+        if name in NOT_BATCHABLE:
+            raise ValueError(f"batch() call {i}: {name} cannot be batched")
+        if name not in API:
+            raise ValueError(f"batch() call {i}: unknown method {name!r}")
+        args = tuple(c[1:])
+        kwargs: dict[str, Any] = {}
+        if args and isinstance(args[-1], dict):
+            kwargs = dict(args[-1])
+            args = args[:-1]
+        for k in ("progress", "timeout", "job"):
+            if k in kwargs:
+                raise ValueError(f"batch() call {i}: {k}= cannot be given inside a batch")
+        out.append((name, args, kwargs))
+    return out
