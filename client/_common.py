@@ -20,7 +20,7 @@ import os
 import sys
 from typing import Any
 
-from ..protocol.batch import batch_calls
+from ..protocol.batch import batch_calls, gc_paused
 from ..protocol.codec import _bad_result, decode_result, exception_from_reply, stat_from_wire
 from ..protocol.connection import ClientConnection, Reply, close_fds
 from ..protocol.methods import METHODS, Method, call_mutates
@@ -317,6 +317,10 @@ class BatchPlan:
     def __init__(self, calls: Any, stop_on_error: bool) -> None:
         from ._generated import ENCODERS  # (it imports this module)
 
+        with gc_paused():
+            self._encode(calls, stop_on_error, ENCODERS)
+
+    def _encode(self, calls: Any, stop_on_error: bool, ENCODERS: Any) -> None:
         plan = batch_calls(calls)
         self.slots: list[Any] = [None] * len(plan)
         self.sent: list[_Batched] = []
@@ -335,6 +339,10 @@ class BatchPlan:
         self.vals = (self.sent, bool(stop_on_error))
 
     def results(self, raw: Any) -> list[Any]:
+        with gc_paused():
+            return self._decode(raw)
+
+    def _decode(self, raw: Any) -> list[Any]:
         if raw.__class__ is not list or len(raw) != len(self.sent):
             raise _bad_result(METHODS["batch"])
         for c, slot in zip(self.sent, raw):

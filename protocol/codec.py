@@ -24,7 +24,7 @@ from typing import Any
 
 import msgpack
 
-from .batch import MAX_BATCH
+from .batch import MAX_BATCH, NOT_BATCHABLE
 from .errors import error_from_wire, error_to_wire
 from .methods import METHODS, Method, Param
 from .modes import open_flags
@@ -368,26 +368,40 @@ def _c_openmode(v: Any) -> Any:
 
 
 def _c_calls(v: Any) -> Any:
-    """A batch's calls: each ``[method, params]`` parsed as a request of its own, into a
-    ``Request`` or the ``ProtocolError`` that call is answered with (its slot, not the batch)."""
-    from .batch import NOT_BATCHABLE
-
+    """A batch's calls: the array itself, each ``[method, params]`` parsed only when it runs
+    (:func:`parse_batched`), so that a 100k-call batch is never parsed in one go."""
     if v.__class__ is not list:
         raise _Bad(f"expected an array of calls, got {type(v).__name__}")
     if len(v) > MAX_BATCH:
         raise _Bad(f"{len(v)} calls exceed the batch limit of {MAX_BATCH}")
-    out: list[Any] = []
-    for c in v:
-        try:
-            if c.__class__ is not list or len(c) != 2:
-                raise ProtocolError("a batched call is [method, params]", err=_errno.EINVAL)
-            name = c[0]
-            if name.__class__ is str and (name in NOT_BATCHABLE or (name in METHODS and METHODS[name].internal)):
-                raise ProtocolError(f"{name} cannot be batched", err=_errno.EINVAL)
-            out.append(parse_request([REQUEST, 0, name, c[1]]))
-        except ProtocolError as e:
-            out.append(e)
-    return out
+    return v
+
+
+def parse_batched(c: Any) -> Request:
+    """One call of a batch as a request of its own; ``ProtocolError`` (its slot's error, not
+    the batch's) for a bad shape, bad parameters, or a method that cannot be batched."""
+    if c.__class__ is not list or len(c) != 2:
+        raise ProtocolError("a batched call is [method, params]", err=_errno.EINVAL)
+    name = c[0]
+    spec = _BATCHABLE.get(name) if name.__class__ is str else None
+    if spec is None:
+        if not isinstance(name, str):
+            raise ProtocolError("method name must be a str", err=_errno.EINVAL)
+        if name in METHODS:
+            raise ProtocolError(f"{name} cannot be batched", err=_errno.EINVAL)
+        raise ProtocolError(f"unknown method {name[:64]!r}", err=_errno.ENOSYS)
+    return Request(0, spec.method, _args(spec, name, c[1], 0))
+
+
+def batch_is_long(calls: list[Any]) -> bool:
+    """A batch runs in a worker thread if one of its calls may run long (its method's
+    ``long`` is not False: listings, reads, copies, big writes, rm)."""
+    for c in calls:
+        if c.__class__ is list and c and c[0].__class__ is str:
+            m = METHODS.get(c[0])
+            if m is not None and m.long is not False:
+                return True
+    return False
 
 
 #: wire type -> checker: returns the value the daemon passes to Root, raises _Bad
@@ -438,6 +452,10 @@ class _ReqSpec:
 _REQ_SPECS: dict[str, _ReqSpec] = {name: _ReqSpec(m) for name, m in METHODS.items()}
 
 
+#: what a batch may hold (not an fd, a stream, a batch or the writers' protocol methods)
+_BATCHABLE: dict[str, _ReqSpec] = {n: sp for n, sp in _REQ_SPECS.items()
+                                   if n not in NOT_BATCHABLE and not sp.method.internal}
+
 #: version 2 call options (the optional fifth element of a request) and their types
 CALL_OPTIONS = {"progress": bool, "link_target": bool}
 
@@ -461,6 +479,14 @@ def parse_request(obj: Any) -> Request:
     spec = _REQ_SPECS.get(name)
     if spec is None:
         raise ProtocolError(f"unknown method {name[:64]!r}", err=_errno.ENOSYS, msgid=msgid)
+    req = Request(msgid, spec.method, _args(spec, name, params, msgid))
+    if options is not None:
+        _parse_options(req, options)
+    return req
+
+
+def _args(spec: _ReqSpec, name: str, params: Any, msgid: int) -> dict[str, Any]:
+    """A request's parameters checked against its method's table entry."""
     args: dict[str, Any] = {}
     pname = ""
     try:
@@ -496,10 +522,7 @@ def parse_request(obj: Any) -> Request:
             raise ProtocolError("params must be an array or a map", err=_errno.EINVAL, msgid=msgid)
     except _Bad as e:
         raise ProtocolError(f"parameter {pname!r}: {e}", err=_errno.EINVAL, msgid=msgid) from None
-    req = Request(msgid, spec.method, args)
-    if options is not None:
-        _parse_options(req, options)
-    return req
+    return args
 
 
 def _parse_options(req: Request, options: Any) -> None:

@@ -41,6 +41,7 @@ from typing import Any, Sequence
 
 import msgpack
 
+from .batch import BIG_PAYLOAD, gc_paused
 from .codec import (
     FINAL,
     MAX_FRAME,
@@ -263,7 +264,11 @@ class ClientConnection:
             payload = self._feed(data)
             if payload is None:
                 return None
-            obj = self._unpack(payload)
+            if len(payload) < BIG_PAYLOAD:
+                obj = self._unpack(payload)
+            else:
+                with gc_paused():  # (a batch's reply: 100k small lists)
+                    obj = self._unpack(payload)
         except ProtocolError as e:
             self._drop_fds()
             raise ConnectionError(f"protocol error from beneathd: {e.message}") from None
@@ -401,10 +406,17 @@ class ServerConnection:
             payload = self._feed(data)
             if payload is None:
                 return None
-            obj = self._unpack(payload)
-            if obj.__class__ is list and obj and obj[0] == NOTIFY and obj[0].__class__ is int:
-                return self._notification(obj)
-            req = parse_request(obj)
+            if len(payload) < BIG_PAYLOAD:
+                obj = self._unpack(payload)
+                if obj.__class__ is list and obj and obj[0] == NOTIFY and obj[0].__class__ is int:
+                    return self._notification(obj)
+                req = parse_request(obj)
+            else:
+                with gc_paused():  # (a batch: 100k calls)
+                    obj = self._unpack(payload)
+                    if obj.__class__ is list and obj and obj[0] == NOTIFY and obj[0].__class__ is int:
+                        return self._notification(obj)
+                    req = parse_request(obj)
         except ProtocolError as e:
             self._fault(f"bad request: {e.message}")
             return Reject(self._error(e.msgid, e.to_wire()), e.fatal or self.faults >= self.max_faults)

@@ -75,8 +75,9 @@ class Method:
     internal: bool = False
 
     def is_long(self, args: dict[str, Any]) -> bool:
-        if self.result == "batch":  # long if one of its calls is (the daemon's parsed calls)
-            return any(getattr(r, "method", None) is not None and r.method.is_long(r.args) for r in args["calls"])
+        if self.result == "batch":  # long if one of its calls may be (raw [method, params] pairs)
+            return any(c.__class__ is list and c and c[0].__class__ is str and c[0] in METHODS
+                       and METHODS[c[0]].long is not False for c in args["calls"])
         if isinstance(self.long, str):
             return bool(args.get(self.long))
         if isinstance(self.long, tuple):

@@ -29,6 +29,7 @@ from beneathd.protocol.codec import (
     parse_response,
     unpack,
 )
+from beneathd.protocol.batch import MAX_BATCH
 from beneathd.protocol.methods import METHODS
 from beneathd.protocol.types import DirEntry, stat_from_list, stat_to_list
 
@@ -82,7 +83,7 @@ def test_request_roundtrip_all_methods() -> None:
         for p in m.params:
             values[p.name] = {
                 "path": "dir/é", "text": "t", "data": b"d", "int": 5, "bool": True, "str": "auto",
-                "optstr": None, "ns": (1, 2), "openmode": "rb",
+                "optstr": None, "ns": (1, 2), "openmode": "rb", "calls": [["stat", [b"a"]]],
             }[p.type] if p.required else p.default
         wire = encode_params(m, values)
         req = parse_request(unpack(pack_request(7, m.name, wire), REQ))
@@ -137,7 +138,7 @@ def test_unpack_limits() -> None:
     with pytest.raises(ProtocolError):
         unpack(b"\x91" * 100_000 + b"\x00", REQ)  # deep nesting
     with pytest.raises(ProtocolError):
-        unpack(msgpack.packb(list(range(100))), REQ)  # array too long for a request
+        unpack(msgpack.packb(list(range(MAX_BATCH + 1))), REQ)  # array too long for a request (a batch at most)
     with pytest.raises(ProtocolError):
         unpack(msgpack.packb(msgpack.ExtType(5, b"x")), REQ)
     with pytest.raises(ProtocolError):
