@@ -27,10 +27,34 @@ static void bn_stat_out(const struct stat *st, int64_t *out)
 
 /* ---- reads -------------------------------------------------------------------------- */
 
+/* Does path end in a plain name (no trailing slash, not "." or "..")? Then openat2 with
+   O_NOFOLLOW acts on that name itself, exactly as fstatat(parent, leaf, NOFOLLOW) would. */
+static int bn_plain_leaf(const char *path)
+{
+    size_t n = strlen(path);
+    if (n == 0 || path[n - 1] == '/')
+        return 0;
+    const char *leaf = strrchr(path, '/');
+    leaf = leaf ? leaf + 1 : path;
+    return !(leaf[0] == '.' && (leaf[1] == 0 || (leaf[1] == '.' && leaf[2] == 0)));
+}
+
 int bn_lstat(const bn_root *rt, const char *path, int64_t *out)
 {
     bn_path p;
     struct stat st;
+    if (!rt->rx && path[0] != '/' && bn_plain_leaf(path)) {
+        /* one openat2 of the whole path (the name itself, not followed) and an fstat: the
+           cost of stat, instead of opening the parent and then fstatat on the name */
+        int fd = bn_openat2(rt->fd, path, O_PATH | O_NOFOLLOW, 0, rt->rx);
+        if (fd < 0)
+            return fd;
+        int r = bn_neg(fstat(fd, &st));
+        close(fd);
+        if (r == 0)
+            bn_stat_out(&st, out);
+        return r;
+    }
     int r = bn_split(rt, path, 1, &p);
     if (r < 0)
         return r;
