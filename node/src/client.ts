@@ -23,12 +23,6 @@ import { checkWatchOptions, Watcher, type WatchOptions } from "./watch.js";
  * fd). The Python clients use the same limit. */
 export const BIG_WRITE = 64 << 10;
 
-/** Watches one connection keeps open at most (EMFILE beyond). The daemon serves up to 64
- * requests of a connection at once and stops reading it beyond that (PROTOCOL.md); a
- * watch holds one of them for its whole life, so 64 watches would leave it never reading
- * their cancels again. Half of them leaves room for the other calls. */
-export const MAX_WATCHES = 32;
-
 export interface Progress {
   /** entries copied or removed so far (the top-level one included) */
   entries: number;
@@ -145,8 +139,6 @@ export class Client {
    * opened by one is discarded in the daemon when it does */
   private readonly abandoned = new Map<number, MethodName>();
   private closing = false;
-  /** watches open (counted against MAX_WATCHES) */
-  private watches = 0;
 
   /** Use `connect()`. Connects at once (a missing socket is ENOENT here). */
   constructor(readonly socketPath: string, private readonly defaultTimeout?: number) {
@@ -547,30 +539,15 @@ export class Client {
     const w = new Watcher(path, p, isBuf(path) || o.encoding === "buffer", o.encoding, o.signal,
                           o.timeout ?? this.defaultTimeout);
     if (w.closed) return w; // the signal was aborted already: nothing is sent
-    if (this.watches >= MAX_WATCHES) {
-      w.attach({ more: () => undefined, cancel: () => undefined }, Promise.reject(systemError("EMFILE", "watch", path,
-        undefined, `too many watches open on this connection (the client's limit is ${MAX_WATCHES}); close one, `
-        + "watch a common parent (recursive), or connect another client")));
-      return w;
-    }
     const { msgid, transport, promise } = this.start({ name: "watch",
-      args: { path: p, recursive: o.recursive ?? true, max_queue: o.maxQueue }, syscall: "watch", paths: [path],
+      args: { path: p, recursive: o.recursive ?? false, max_queue: o.maxQueue }, syscall: "watch", paths: [path],
       untimed: true, onPartial: (kind, data) => w.page(kind, data) });
     const pend = msgid >= 0 ? this.pending.get(msgid) : undefined;
     const ours = (): boolean => pend !== undefined && this.pending.get(msgid) === pend && transport === this.transport;
-    let held = pend !== undefined;
-    const release = (): void => {
-      if (held) this.watches--;
-      held = false;
-    };
-    if (held) this.watches++;
     w.attach({
       more: () => { if (ours()) transport!.send(transport!.conn.more(msgid)); },
-      cancel: () => {
-        release();
-        if (ours()) this.giveUp(msgid, pend!, abortError(AbortSignal.abort()));
-      },
-    }, promise.then(({ fds }) => closeFds(fds)).finally(release));
+      cancel: () => { if (ours()) this.giveUp(msgid, pend!, abortError(AbortSignal.abort())); },
+    }, promise.then(({ fds }) => closeFds(fds)));
     return w;
   }
 

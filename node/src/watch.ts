@@ -103,7 +103,7 @@ export class Watcher implements AsyncIterableIterator<WatchEvent> {
   private readonly base: Buffer;
 
   /** @internal Made by `Client.watch`. */
-  constructor(private readonly shown: PathArg, wire: Buffer, private readonly asBuffer: boolean,
+  constructor(shown: PathArg, wire: Buffer, private readonly asBuffer: boolean,
               private readonly encoding: Encoding, private readonly signal: AbortSignal | undefined,
               setupTimeout: number | undefined) {
     this.ready = new Promise<void>((resolve, reject) => {
