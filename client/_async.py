@@ -1,5 +1,9 @@
-"""``AsyncClient``: the ``Root`` API over the socket for trio (every method is awaited).
+"""``AsyncClient``: the ``Root`` API over the socket, awaited, under trio or asyncio.
 
+Written against ``anyio``, which runs on both (and on uvloop): the socket waits are
+``anyio.wait_readable``/``wait_writable`` (trio's own on trio, the loop's reader and writer
+callbacks on asyncio), cancellation is the running library's own (a trio cancel scope, an
+asyncio task's ``cancel()``), and the protocol is the one ``ClientConnection``.
 Any number of tasks may call at once (pipelined); whichever waiting task finds nobody
 reading reads replies for everyone and hands them out by msgid.
 """
@@ -12,10 +16,12 @@ import math
 import os
 import threading
 import socket as _stdsocket
+import sys
 from collections import deque
 from typing import Any, AsyncIterator, Callable
 
-import trio
+import anyio
+import anyio.lowlevel
 
 from ..protocol.codec import MAX_MESSAGE, Limits
 from ..protocol.connection import ClientConnection, Partial, Reply, close_fds
@@ -26,14 +32,21 @@ from ._sync import _ANC_SPACE, _CLOEXEC, recv_buffer
 
 __all__ = ["AsyncClient", "AsyncWatch"]
 
-_wait_readable = trio.lowlevel.wait_readable
-_wait_writable = trio.lowlevel.wait_writable
+_wait_readable = anyio.wait_readable
+_wait_writable = anyio.wait_writable
+
+
+def _closed_errors() -> tuple[type[BaseException], ...]:
+    """What a wait raises when the socket is closed under it: anyio's, and trio's own on
+    trio (anyio's trio backend lets it through)."""
+    t = sys.modules.get("trio")
+    return (anyio.ClosedResourceError,) + ((t.ClosedResourceError,) if t is not None else ())
 
 
 def _notify_closing(sock: _stdsocket.socket) -> None:
     try:
-        trio.lowlevel.notify_closing(sock)
-    except RuntimeError:  # not inside trio (the synchronous close())
+        anyio.notify_closing(sock)
+    except Exception:  # not inside an event loop (the synchronous close())
         pass
 
 
@@ -42,8 +55,9 @@ class AsyncClient(AsyncMethods):
 
     A thin I/O shell around :class:`~beneathd.protocol.connection.ClientConnection`.  The
     socket is a stdlib socket in non-blocking mode: ``sendmsg``/``recvmsg`` are tried at
-    once and trio is only asked to wait (``wait_readable``/``wait_writable``) when they
-    would block.  Every call is a trio checkpoint.
+    once and the event loop is only asked to wait (``wait_readable``/``wait_writable``)
+    when they would block.  Every call is a checkpoint.  Under trio or asyncio (one loop
+    per client: the loop it connected in).
     """
 
     def __init__(self, socket_path: str | bytes | os.PathLike[Any], *, max_message: int = MAX_MESSAGE) -> None:
@@ -52,10 +66,10 @@ class AsyncClient(AsyncMethods):
         self._reading = False
         self._rbuf = recv_buffer()  # used by the one task reading (_reading)
         self._nwait = 0  # tasks waiting on _wake
-        self._wake = trio.Event()
+        self._wake = anyio.Event()
         #: one sender at a time for requests of several frames (they must not interleave)
-        self._send_lock = trio.Lock()
-        self._connect_lock = trio.Lock()
+        self._send_lock = anyio.Lock()
+        self._connect_lock = anyio.Lock()
         self._sock: _stdsocket.socket | None = None
         self._conn = ClientConnection(self._limits)
         self._broken: BaseException | None = None
@@ -70,14 +84,20 @@ class AsyncClient(AsyncMethods):
             if self._sock is not None and self._broken is None:
                 return
             self._drop()
-            s = trio.socket.socket(_stdsocket.AF_UNIX, _stdsocket.SOCK_SEQPACKET)
+            raw = _stdsocket.socket(_stdsocket.AF_UNIX, _stdsocket.SOCK_SEQPACKET | _stdsocket.SOCK_CLOEXEC)
             try:
-                await s.connect(self._path)
+                raw.setblocking(False)
+                try:
+                    raw.connect(self._path)
+                except BlockingIOError:  # (a full backlog) the connect completes later
+                    await _wait_writable(raw)
+                    err = raw.getsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_ERROR)
+                    if err:
+                        raise OSError(err, os.strerror(err), self._path)
+                await anyio.lowlevel.checkpoint()
             except BaseException:
-                s.close()
+                raw.close()
                 raise
-            raw = _stdsocket.socket(_stdsocket.AF_UNIX, _stdsocket.SOCK_SEQPACKET, 0, s.detach())
-            raw.setblocking(False)
             self._sock = raw
             self._conn = ClientConnection(self._limits)
             self._cancels = []
@@ -103,7 +123,7 @@ class AsyncClient(AsyncMethods):
 
     def _wakeup(self) -> None:
         ev = self._wake
-        self._wake = trio.Event()
+        self._wake = anyio.Event()
         ev.set()
 
     async def aclose(self) -> None:
@@ -112,7 +132,7 @@ class AsyncClient(AsyncMethods):
         self._conn.close()
 
     def close(self) -> None:
-        """Synchronous close (also usable outside trio)."""
+        """Synchronous close (also usable outside the event loop)."""
         self._closed = True
         if self._broken is None:
             self._broken = ConnectionError("client closed")
@@ -136,7 +156,7 @@ class AsyncClient(AsyncMethods):
 
     async def _send(self, name: str, wire: list[Any], options: dict[str, Any] | None = None
                     ) -> tuple[ClientConnection, int]:
-        await trio.lowlevel.checkpoint_if_cancelled()
+        await anyio.lowlevel.checkpoint_if_cancelled()
         if self._closed:
             raise ValueError("I/O operation on closed client")
         if self._sock is None or self._broken is not None:
@@ -173,7 +193,7 @@ class AsyncClient(AsyncMethods):
                     sent += 1
                 if self._cancels:
                     self._flush_cancels(sock)
-        except (OSError, trio.ClosedResourceError) as e:
+        except (OSError, *_closed_errors()) as e:
             return self._send_failed(conn, msgid, e)
         except BaseException:
             conn.forget(msgid)
@@ -230,7 +250,7 @@ class AsyncClient(AsyncMethods):
                 event = receive(view[:n].tobytes(), anc, flags)  # copied out before any await
                 if event is not None:
                     return event
-        except trio.ClosedResourceError:
+        except _closed_errors():
             raise ConnectionError("connection to beneathd closed") from None
 
     async def _wait(self, conn: ClientConnection, msgid: int) -> Reply:
@@ -244,7 +264,7 @@ class AsyncClient(AsyncMethods):
     async def _next(self, conn: ClientConnection, msgid: int, keep: bool = False) -> Reply | Partial:
         """The next message for ``msgid``; whichever waiter finds nobody reading reads.
 
-        A checkpoint, as every trio call: when the final reply was there without waiting,
+        A checkpoint, as every awaited call: when the final reply was there without waiting,
         it still lets other tasks run (and honours a cancellation) before returning.
         Cancelled, the call is forgotten and the daemon asked to stop it (but with ``keep``:
         a watch's ``next(timeout)``, which goes on)."""
@@ -289,12 +309,12 @@ class AsyncClient(AsyncMethods):
                     return ev
                 if not yielded:
                     try:
-                        await trio.lowlevel.checkpoint()
+                        await anyio.lowlevel.checkpoint()
                     except BaseException:
                         close_fds(ev.fds)
                         raise
                 return ev  # type: ignore[return-value]
-        except trio.Cancelled:
+        except anyio.get_cancelled_exc_class():
             if not keep:
                 self._send_cancel(conn, msgid)  # cancelled: a reply that comes later is dropped
             raise
@@ -321,7 +341,7 @@ class AsyncClient(AsyncMethods):
         """A call with a deadline or a progress callback (version 2 call options); a
         cancelled task, or one out of time, stops the daemon's work too."""
         progress, options = _c.call_options(spec, vals)
-        with trio.move_on_after(math.inf if timeout is None else _c.check_timeout(timeout)):
+        with anyio.move_on_after(math.inf if timeout is None else _c.check_timeout(timeout)):
             for attempt in (0, 1):
                 conn, msgid = await self._send(spec.name, wire, options)
                 try:
@@ -346,14 +366,14 @@ class AsyncClient(AsyncMethods):
         """A streamed call (walk) as an async generator (``async for``); leaving the loop
         early, or cancelling the task, cancels the daemon's walk."""
         pages = _c.WalkPages(spec, vals)
-        deadline = math.inf if timeout is None else trio.current_time() + _c.check_timeout(timeout)
+        deadline = math.inf if timeout is None else anyio.current_time() + _c.check_timeout(timeout)
         conn, msgid = await self._send(spec.name, wire)
         done = False
-        entries, last = 1, trio.current_time()  # progress: names listed so far, the top included
+        entries, last = 1, anyio.current_time()  # progress: names listed so far, the top included
         try:
             while True:
                 ev = None
-                with trio.move_on_at(deadline):
+                with anyio.CancelScope(deadline=deadline):
                     ev = await self._next(conn, msgid)
                 if ev is None:
                     raise _c.timed_out(spec, timeout or 0.0)
@@ -370,8 +390,8 @@ class AsyncClient(AsyncMethods):
                 for t in pages.tuples(ev.data):  # type: ignore[union-attr]
                     yield t
                     entries += len(t[1]) + len(t[2])
-                    if pages.progress is not None and trio.current_time() - last >= _PROGRESS_INTERVAL:
-                        last = trio.current_time()
+                    if pages.progress is not None and anyio.current_time() - last >= _PROGRESS_INTERVAL:
+                        last = anyio.current_time()
                         pages.progress(Progress(entries, 0))
         finally:
             if not done:
@@ -401,7 +421,7 @@ class AsyncClient(AsyncMethods):
                     return
                 except BlockingIOError:
                     await _wait_writable(sock)
-                except (OSError, trio.ClosedResourceError):
+                except (OSError, *_closed_errors()):
                     return
 
     # -- atomic writers and payloads of any size -----------------------------------------------
@@ -444,7 +464,7 @@ class AsyncClient(AsyncMethods):
         with await self.open(path, "rb", buffering=0, timeout=timeout) as f:
             if os.fstat(f.fileno()).st_size <= _INLINE_READ:
                 return read_counted(f, progress)
-            return await trio.to_thread.run_sync(read_counted, f, _on_loop(progress))
+            return await anyio.to_thread.run_sync(read_counted, f, _on_loop(progress))
 
     async def write_file(self, path: PathArg, data: bytes | bytearray | memoryview, *, mode: int = 0o666,
                          progress: Callable[[Progress], Any] | None = None, timeout: float | None = None) -> None:
@@ -453,7 +473,7 @@ class AsyncClient(AsyncMethods):
         if isinstance(data, (bytes, bytearray, memoryview)) and len(data) > _c.BIG_WRITE:
             f: Any = await self.open(path, "wb", buffering=0, perms=mode, atomic=True, timeout=timeout)
             async with f:
-                await trio.to_thread.run_sync(write_counted, f, data, _on_loop(progress))
+                await anyio.to_thread.run_sync(write_counted, f, data, _on_loop(progress))
             return
         await AsyncMethods.write_file(self, path, data, mode=mode, progress=progress, timeout=timeout)
 
@@ -463,10 +483,10 @@ _INLINE_READ = 1024 * 1024
 
 
 def _on_loop(progress: Callable[[Progress], Any] | None) -> Callable[[Progress], Any] | None:
-    """A progress callback called from a worker thread, run on the caller's trio loop."""
+    """A progress callback called from a worker thread, run on the caller's loop."""
     if progress is None:
         return None
-    return lambda p: trio.from_thread.run_sync(progress, p)
+    return lambda p: anyio.from_thread.run_sync(progress, p)
 
 
 class AsyncAtomicFile(FileProxy):
@@ -517,7 +537,7 @@ class AsyncAtomicFile(FileProxy):
         if exc_type is None:
             await self.aclose()
         else:
-            with trio.CancelScope(shield=True):
+            with anyio.CancelScope(shield=True):
                 await self.discard()
 
     def __del__(self) -> None:
@@ -557,11 +577,14 @@ class AsyncWatch:
             return self
         self._conn, self._msgid = await self._client._send(self._spec.name, self._wire)
         try:
-            with trio.fail_after(math.inf if self._timeout is None else self._timeout):
+            with anyio.fail_after(math.inf if self._timeout is None else self._timeout):
                 await self._page()
             if self._error is not None:
                 raise self._error  # it could not be set up
-        except trio.TooSlowError:
+        except TimeoutError as e:
+            if isinstance(e, OSError) and e.errno:  # (a TimeoutError the daemon sent)
+                self.close()
+                raise
             self.close()
             raise _c.timed_out(self._spec, self._timeout or 0.0) from None
         except BaseException:
@@ -579,13 +602,13 @@ class AsyncWatch:
         close_fds(ev.fds)
         if ev.kind == "watch":  # type: ignore[union-attr]
             self._events.extend(_c.watch_events(self._spec, ev.data, self._as_bytes))  # type: ignore[union-attr]
-            with trio.CancelScope(shield=True):  # a next(timeout) running out must not lose the credit
+            with anyio.CancelScope(shield=True):  # a next(timeout) running out must not lose the credit
                 await self._client._send_more(self._conn, self._msgid)
 
     async def next(self, timeout: float | None = None) -> WatchEvent:
         """The next event (``StopAsyncIteration`` once the watch has ended)."""
         await self.start()
-        with trio.move_on_after(math.inf if timeout is None else _c.check_timeout(timeout)):
+        with anyio.move_on_after(math.inf if timeout is None else _c.check_timeout(timeout)):
             while not self._events:
                 if self._done:
                     err, self._error = self._error, None
@@ -611,7 +634,7 @@ class AsyncWatch:
 
     async def aclose(self) -> None:
         self.close()
-        await trio.lowlevel.checkpoint()
+        await anyio.lowlevel.checkpoint()
 
     @property
     def closed(self) -> bool:

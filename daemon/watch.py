@@ -446,7 +446,10 @@ class Watch:
         somewhere else now)."""
         if d.parent is not None and d.parent.children.get(d.name) is d:
             del d.parent.children[d.name]
-        gone = [c.wd for c in d.subtree() if self._dirs.pop(c.wd, None) is c]
+        nodes = list(d.subtree())
+        gone = [c.wd for c in nodes if self._dirs.pop(c.wd, None) is c]
+        for c in nodes:  # parent <-> children are cycles: freed now, not at the next GC
+            c.parent, c.children = None, {}
         if rm:
             self._rm(gone)
         self._give(len(gone))
@@ -466,6 +469,7 @@ class Watch:
         self._push("overflow", self._real, False, 0)
         self._rm(list(self._dirs) + list(self._above))
         self._give(self._held)
+        self._unlink()
         self._dirs.clear()
         self._above.clear()
         self._moving.clear()
@@ -473,6 +477,15 @@ class Watch:
             self._setup()
         except OSError as e:
             self._end(e)
+
+    def _unlink(self) -> None:
+        """Break the table's parent <-> children cycles (10k directories: freed at once,
+        not whenever the cyclic GC next runs)."""
+        for d in self._dirs.values():
+            d.parent, d.children = None, {}
+        for d in self._moving.values():
+            for c in d.subtree():
+                c.parent, c.children = None, {}
 
     def _end(self, error: OSError | None) -> None:
         self.ended = True
@@ -483,6 +496,7 @@ class Watch:
         fd, self._fd = self._fd, -1
         if fd >= 0:
             os.close(fd)  # every kernel watch of the instance goes with it
+        self._unlink()
         self._dirs.clear()
         self._above.clear()
         self._give(self._held)

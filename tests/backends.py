@@ -98,16 +98,19 @@ def server_thread(root_dir: Path, root_kw: dict[str, Any] | None = None, **confi
 
 
 class AsyncAdapter:
-    """The synchronous ``Root`` API over an ``AsyncClient`` driven by trio in a thread."""
+    """The synchronous ``Root`` API over an ``AsyncClient`` driven by an event loop in a
+    thread: trio, or asyncio (``loop``), through anyio."""
 
-    def __init__(self, socket_path: str) -> None:
+    def __init__(self, socket_path: str, loop: str = "trio") -> None:
         import threading
 
-        import trio
+        import anyio
+        import anyio.from_thread
+        import anyio.lowlevel
 
         from beneathd.client import AsyncClient
 
-        self._trio = trio
+        self._anyio = anyio
         self._state: dict[str, Any] = {}
         ready = threading.Event()
 
@@ -115,19 +118,19 @@ class AsyncAdapter:
             async def main() -> None:
                 async with AsyncClient(socket_path) as c:
                     self._state["client"] = c
-                    self._state["token"] = trio.lowlevel.current_trio_token()
-                    self._state["stop"] = trio.Event()
+                    self._state["token"] = anyio.lowlevel.current_token()
+                    self._state["stop"] = anyio.Event()
                     ready.set()
                     await self._state["stop"].wait()
 
             try:
-                trio.run(main)
+                anyio.run(main, backend=loop)
             except BaseException as e:  # pragma: no cover
                 self._state["error"] = e
             finally:
                 ready.set()
 
-        self._thread = threading.Thread(target=run, name="beneathd-async-client", daemon=True)
+        self._thread = threading.Thread(target=run, name=f"beneathd-async-client-{loop}", daemon=True)
         self._thread.start()
         ready.wait(10)
         if "error" in self._state:
@@ -147,7 +150,7 @@ class AsyncAdapter:
             return functools.partial(self._iterate, fn)
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            out = self._trio.from_thread.run(functools.partial(fn, *args, **kwargs), trio_token=self._state["token"])
+            out = self._anyio.from_thread.run(functools.partial(fn, *args, **kwargs), token=self._state["token"])
             if kwargs.get("atomic"):
                 return SyncAtomic(out, self._run)
             return out
@@ -168,11 +171,11 @@ class AsyncAdapter:
             self._run(agen.aclose)
 
     def _run(self, afn: Any) -> Any:
-        return self._trio.from_thread.run(afn, trio_token=self._state["token"])
+        return self._anyio.from_thread.run(afn, token=self._state["token"])
 
     def close(self) -> None:
         if self._thread.is_alive():
-            self._trio.from_thread.run_sync(self._state["stop"].set, trio_token=self._state["token"])
+            self._anyio.from_thread.run_sync(self._state["stop"].set, token=self._state["token"])
             self._thread.join(10)
 
     def __enter__(self) -> "AsyncAdapter":
@@ -253,4 +256,12 @@ def _client(root_dir: Path, **root_kw: Any) -> Iterator[Any]:
 @contextlib.contextmanager
 def _async(root_dir: Path, **root_kw: Any) -> Iterator[Any]:
     with server_thread(root_dir, root_kw) as path, AsyncAdapter(path) as fs:
+        yield fs
+
+
+@backend("asyncio")
+@contextlib.contextmanager
+def _asyncio(root_dir: Path, **root_kw: Any) -> Iterator[Any]:
+    """AsyncClient under asyncio (the same client, the other event loop)."""
+    with server_thread(root_dir, root_kw) as path, AsyncAdapter(path, loop="asyncio") as fs:
         yield fs
