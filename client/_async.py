@@ -43,6 +43,10 @@ def _closed_errors() -> tuple[type[BaseException], ...]:
     return (anyio.ClosedResourceError,) + ((t.ClosedResourceError,) if t is not None else ())
 
 
+def _send_errors() -> tuple[type[BaseException], ...]:
+    return (OSError, *_closed_errors())
+
+
 def _notify_closing(sock: _stdsocket.socket) -> None:
     try:
         anyio.notify_closing(sock)
@@ -193,7 +197,7 @@ class AsyncClient(AsyncMethods):
                     sent += 1
                 if self._cancels:
                     self._flush_cancels(sock)
-        except (OSError, *_closed_errors()) as e:
+        except _send_errors() as e:
             return self._send_failed(conn, msgid, e)
         except BaseException:
             conn.forget(msgid)
@@ -421,7 +425,7 @@ class AsyncClient(AsyncMethods):
                     return
                 except BlockingIOError:
                     await _wait_writable(sock)
-                except (OSError, *_closed_errors()):
+                except _send_errors():
                     return
 
     # -- atomic writers and payloads of any size -----------------------------------------------
