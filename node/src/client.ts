@@ -131,6 +131,337 @@ function openMode(flags: unknown): string {
   return m;
 }
 
+/** A directory's names (a listdir reply) in the caller's type. */
+function toNames(r: unknown, conv: (b: Uint8Array) => string | Buffer): (string | Buffer)[] {
+  if (!Array.isArray(r)) throw new TypeError("beneathd: malformed readdir reply");
+  return r.map((n) => conv(wireBytes(n)));
+}
+
+/** A scandir reply (entries with their link texts) as Dirents under `parentPath`. */
+function toDirents(r: unknown, parentPath: string | Buffer, conv: (b: Uint8Array) => string | Buffer): Dirent[] {
+  if (!Array.isArray(r)) throw new TypeError("beneathd: malformed readdir reply");
+  return r.map((e: unknown) => {
+    const [name, kind, , st, , target] = e as [Uint8Array, string, unknown, unknown, unknown, Uint8Array | null];
+    return new Dirent(conv(name), parentPath, kind, target instanceof Uint8Array ? conv(target) : null,
+                      Array.isArray(st) ? toStats(st) as Stats : null);
+  });
+}
+
+/** The ancestors of a recursive mkdir's path, and the path itself (asked whether each exists). */
+function mkdirPrefixes(p: Buffer): Buffer[] {
+  const parts = p.toString("latin1").split("/");
+  return parts.map((_, i) => parts.slice(0, i + 1).join("/")).filter((x) => x !== "" && x !== ".")
+    .map((x) => Buffer.from(x, "latin1"));
+}
+
+/** What a recursive mkdir returns: the first directory it made, in the caller's type. */
+function firstMade(prefixes: Buffer[], there: unknown[], path: PathArg): string | Buffer | undefined {
+  const first = prefixes[there.indexOf(false)];
+  if (first === undefined) return undefined;
+  return typeof path === "string" ? first.toString("utf8") : first;
+}
+
+/** `rm`'s errors as Node's: a missing path is ENOENT from lstat, a directory without
+ * `recursive` the SystemError ERR_FS_EISDIR. */
+function rmError(e: Error, path: PathArg, recursive: boolean): Error {
+  const code = (e as { code?: string }).code;
+  if (code === "ENOENT") return systemError("ENOENT", "lstat", path);
+  if (code === "EISDIR" && !recursive) {
+    const x = new Error(`Path is a directory: rm returned EISDIR (is a directory) ${String(path)}`) as Error &
+      Record<string, unknown>;
+    Object.assign(x, { code: "ERR_FS_EISDIR", errno: 21, syscall: "rm", path,
+      info: { code: "EISDIR", message: "is a directory", path, syscall: "rm", errno: 21 } });
+    x.name = "SystemError";
+    return x;
+  }
+  return e;
+}
+
+// ---- batch -------------------------------------------------------------------------------
+
+/** Daemon calls in one batch at most (PROTOCOL.md "Batch"). */
+export const MAX_BATCH = 131072;
+
+/** The Node client's methods a batch can hold (each call in the client's own vocabulary). */
+export type BatchMethod = "stat" | "lstat" | "access" | "exists" | "readlink" | "realpath" | "readdir" | "du"
+  | "mkdir" | "unlink" | "rmdir" | "rm" | "rename" | "move" | "exchange" | "cp" | "copyFile" | "link" | "symlink"
+  | "chmod" | "chown" | "lutimes" | "truncate" | "readFile" | "writeFile";
+
+/** One call of a batch: a method's name and the arguments that method takes
+ * (`["mkdir", "a/b", { recursive: true }]`), without `signal`, `timeout` or `progress`. */
+export type BatchCall = { [K in BatchMethod]: readonly [K, ...Parameters<Client[K]>] }[BatchMethod];
+
+export interface BatchOptions extends CallOptions {
+  /** the calls after the first that fails are not run (their slots are `undefined`) */
+  stopOnError?: boolean;
+}
+
+/** One daemon call of a batched Node call, with what its error is named by. */
+interface WireCall {
+  name: MethodName;
+  args: Record<string, unknown>;
+  syscall: string;
+  paths: (PathArg | undefined)[];
+}
+
+/** A Node call as the daemon calls it is made of, sent one after the other in the batch.
+ * Its outcome is the first of them to fail (through `failed`, which may turn that error
+ * into another, or into a value), else `done` of all their results. */
+interface Plan {
+  wire: WireCall[];
+  done: (results: unknown[]) => unknown;
+  failed?: (e: Error) => Error | { value: unknown };
+  /** why the outcome can fail here after the daemon succeeded (refused with stopOnError:
+   * the daemon could not stop at it) */
+  decidedHere?: string;
+}
+
+/** A call a batch cannot hold: the batch is refused before anything is sent. */
+class NotBatchable extends Error {}
+
+function batchRefusal(i: number, call: readonly unknown[], why: string): TypeError {
+  const name = typeof call[0] === "string" ? call[0] : String(call[0]);
+  const e = new TypeError(`The argument 'calls[${i}]' cannot be batched: ${why}. Received ['${name}', ...]`);
+  (e as TypeError & { code: string }).code = "ERR_INVALID_ARG_VALUE";
+  return e;
+}
+
+/** Methods of the client that cannot go in a batch, and why. */
+const NOT_BATCHABLE: Record<string, string> = {
+  open: "open passes an fd, which a batch reply cannot carry (call open() alone)",
+  openAtomic: "openAtomic passes an fd, which a batch reply cannot carry (call openAtomic() alone)",
+  createReadStream: "a stream reads through an fd the daemon passes (call createReadStream() alone)",
+  createWriteStream: "a stream writes through an atomic writer's fd (call createWriteStream() alone)",
+  appendFile: "appendFile writes through an fd the daemon opens (call appendFile() alone)",
+  watch: "watch streams its events (call watch() alone)",
+  walk: "walk streams its results (call walk() alone)",
+  batch: "a batch cannot hold a batch",
+  utimes: "utimes follows a final symlink by resolving it first, which a batch cannot do between its calls "
+    + "(use lutimes, a path's own times, or call utimes() alone)",
+  close: "close is not a file operation",
+};
+
+const one = (w: WireCall, done: (r: unknown) => unknown = () => undefined): Plan => ({
+  wire: [w], done: (rs) => done(rs[0]),
+});
+
+const opts = (o: unknown): Record<string, unknown> =>
+  (typeof o === "object" && o !== null ? o : {}) as Record<string, unknown>;
+
+const asPath = (p: unknown): PathArg => p as PathArg;
+
+/** Each batchable method: its arguments (as that method takes them) as daemon calls, mapped
+ * as the method itself maps them, checked as it checks them (a bad argument is that call's
+ * error, in its slot). Where the method takes a look first and then decides (a second round
+ * trip), a batch cannot: see the README ("Batch"). */
+const PLANNERS: Record<BatchMethod, (...a: unknown[]) => Plan> = {
+  stat: (path, options) => {
+    const bigint = opts(options).bigint === true;
+    return one({ name: "stat", args: { path: wirePath(path), follow_symlinks: true }, syscall: "stat",
+      paths: [asPath(path)] }, (r) => toStats(r, bigint));
+  },
+  lstat: (path, options) => {
+    const bigint = opts(options).bigint === true;
+    return one({ name: "lstat", args: { path: wirePath(path) }, syscall: "lstat", paths: [asPath(path)] },
+               (r) => toStats(r, bigint));
+  },
+  access: (path, mode = fs.constants.F_OK) => {
+    if (typeof mode !== "number" || !Number.isInteger(mode) || mode < 0 || mode > 7) {
+      throw invalidArg("mode", "must be an integer >= 0 && <= 7", mode, true);
+    }
+    const want = ((mode & fs.constants.R_OK) ? 0o400 : 0) | ((mode & fs.constants.W_OK) ? 0o200 : 0)
+      | ((mode & fs.constants.X_OK) ? 0o100 : 0);
+    const plan = one({ name: "stat", args: { path: wirePath(path), follow_symlinks: true }, syscall: "access",
+      paths: [asPath(path)] }, (r) => {
+      if (((toStats(r) as Stats).mode & want) !== want) throw systemError("EACCES", "access", asPath(path));
+      return undefined;
+    });
+    if (want !== 0) plan.decidedHere = "access() with R_OK, W_OK or X_OK judges the permission bits here";
+    return plan;
+  },
+  exists: (path) => one({ name: "exists", args: { path: wirePath(path) }, syscall: "stat", paths: [asPath(path)] },
+                        (r) => r === true),
+  readlink: (path, options) => {
+    const o = optObj(options as object | string | undefined, "encoding") as { encoding?: Encoding };
+    return one({ name: "readlink", args: { path: wirePath(path) }, syscall: "readlink", paths: [asPath(path)] },
+               (r) => echo(wireBytes(r), isBuf(asPath(path)), o.encoding));
+  },
+  // strict as the method: there, a missing path is the `exists` beside the realpath saying
+  // false; here a `stat` before it fails (ENOENT, ENOTDIR, ELOOP, as realpath(3) would), so
+  // the failure is the daemon's and stops a batch with stopOnError
+  realpath: (path, options) => {
+    const o = optObj(options as object | string | undefined, "encoding") as { encoding?: Encoding };
+    const p = wirePath(path);
+    return {
+      wire: [{ name: "stat", args: { path: p, follow_symlinks: true }, syscall: "realpath", paths: [asPath(path)] },
+             { name: "realpath", args: { path: p }, syscall: "realpath", paths: [asPath(path)] }],
+      done: (rs) => echo(wireBytes(rs[1]), isBuf(asPath(path)), o.encoding),
+    };
+  },
+  readdir: (path, options) => {
+    const o = optObj(options as object | string | undefined, "encoding") as { withFileTypes?: boolean;
+      recursive?: boolean; encoding?: Encoding };
+    if (o.recursive === true) throw new NotBatchable("a recursive readdir is a streamed walk (call readdir() alone)");
+    const asBuf = isBuf(asPath(path)) || o.encoding === "buffer";
+    const conv = (b: Uint8Array): string | Buffer => echo(b, asBuf, o.encoding);
+    const p = wirePath(path);
+    if (o.withFileTypes !== true) {
+      return one({ name: "listdir", args: { path: p }, syscall: "scandir", paths: [asPath(path)] },
+                 (r) => toNames(r, conv));
+    }
+    // a batched scandir's entries always carry their link texts
+    const parent = typeof path === "string" ? path : Buffer.from(p);
+    return one({ name: "scandir", args: { path: p }, syscall: "scandir", paths: [asPath(path)] },
+               (r) => toDirents(r, parent, conv));
+  },
+  du: (path = ".") => one({ name: "du", args: { path: wirePath(path) }, syscall: "du", paths: [asPath(path)] }, (r) => {
+    if (!Array.isArray(r) || r.length !== 2) throw new TypeError("beneathd: malformed du reply");
+    return { bytes: Number(r[0]), entries: Number(r[1]) };
+  }),
+  mkdir: (path, options) => {
+    const o = typeof options === "number" || typeof options === "string" ? { mode: options } : opts(options);
+    const mode = toMode(o.mode, "mode", 0o777);
+    const p = wirePath(path);
+    if (o.recursive !== true) return one({ name: "mkdir", args: { path: p, mode }, syscall: "mkdir", paths: [asPath(path)] });
+    const prefixes = mkdirPrefixes(p);
+    return {
+      wire: [...prefixes.map((x): WireCall => ({ name: "exists", args: { path: x }, syscall: "stat", paths: [x] })),
+             { name: "mkdir", args: { path: p, mode, parents: true, exist_ok: true }, syscall: "mkdir",
+               paths: [asPath(path)] }],
+      done: (rs) => firstMade(prefixes, rs.slice(0, prefixes.length), asPath(path)),
+    };
+  },
+  unlink: (path) => one({ name: "unlink", args: { path: wirePath(path) }, syscall: "unlink", paths: [asPath(path)] }),
+  rmdir: (path) => one({ name: "rmdir", args: { path: wirePath(path) }, syscall: "rmdir", paths: [asPath(path)] }),
+  rm: (path, options) => {
+    const o = opts(options);
+    const recursive = o.recursive === true;
+    return { ...one({ name: "rm", args: { path: wirePath(path), recursive, force: o.force === true }, syscall: "rm",
+      paths: [asPath(path)] }), failed: (e) => rmError(e, asPath(path), recursive) };
+  },
+  rename: (oldPath, newPath) => one({ name: "rename", args: { src: wirePath(oldPath, "oldPath"),
+    dst: wirePath(newPath, "newPath") }, syscall: "rename", paths: [asPath(oldPath), asPath(newPath)] }),
+  move: (src, dest, options) => one({ name: "move", args: { src: wirePath(src, "src"), dst: wirePath(dest, "dest"),
+    overwrite: opts(options).overwrite === true }, syscall: "rename", paths: [asPath(src), asPath(dest)] }),
+  exchange: (a, b) => one({ name: "exchange", args: { a: wirePath(a, "a"), b: wirePath(b, "b") }, syscall: "rename",
+    paths: [asPath(a), asPath(b)] }),
+  // `force: false` without `errorOnExist` skips an existing file: the method looks first,
+  // here the copy refuses to replace it (EEXIST) and that is the skip
+  cp: (src, dest, options) => {
+    const o = opts(options);
+    const force = (o.force ?? true) as boolean;
+    const skip = !force && o.errorOnExist !== true && o.recursive !== true;
+    const plan = one({ name: "cp", args: { src: wirePath(src, "src"), dst: wirePath(dest, "dest"),
+      recursive: o.recursive === true, overwrite: force, preserve: o.preserveTimestamps === true }, syscall: "cp",
+    paths: [asPath(src), asPath(dest)] });
+    if (!skip) return plan;
+    return { ...plan, failed: (e) => (e as { code?: string }).code === "EEXIST" ? { value: undefined } : e,
+      decidedHere: "cp() with force: false and no errorOnExist skips an existing file, which the daemon sees as "
+        + "a failure (give errorOnExist: true, or leave stopOnError off)" };
+  },
+  copyFile: (src, dest, mode = 0) => {
+    if (typeof mode !== "number" || !Number.isInteger(mode) || mode < 0 || mode > 7) {
+      throw invalidArg("mode", "must be an integer >= 0 && <= 7", mode, true);
+    }
+    const { COPYFILE_EXCL, COPYFILE_FICLONE_FORCE } = fs.constants;
+    return one({ name: "copy_file", args: { src: wirePath(src, "src"), dst: wirePath(dest, "dest"),
+      overwrite: (mode & COPYFILE_EXCL) === 0, reflink: (mode & COPYFILE_FICLONE_FORCE) ? "always" : "auto" },
+    syscall: "copyfile", paths: [asPath(src), asPath(dest)] });
+  },
+  link: (existingPath, newPath) => one({ name: "link", args: { src: wirePath(existingPath, "existingPath"),
+    dst: wirePath(newPath, "newPath") }, syscall: "link", paths: [asPath(existingPath), asPath(newPath)] }),
+  symlink: (target, path) => one({ name: "symlink", args: { target: wirePath(target, "target"), path: wirePath(path) },
+    syscall: "symlink", paths: [asPath(target), asPath(path)] }),
+  // the daemon's chmod only: a final symlink is its slot's ENOTSUP/ELOOP, target untouched
+  // (the method resolves the link and tries again, a second round trip)
+  chmod: (path, mode) => {
+    const p = wirePath(path);
+    return one({ name: "chmod", args: { path: p, mode: toMode(mode, "mode") }, syscall: "chmod", paths: [asPath(path)] });
+  },
+  chown: (path, uid, gid) => {
+    for (const [n, v] of [["uid", uid], ["gid", gid]] as const) {
+      if (typeof v !== "number" || !Number.isInteger(v) || v < -1 || v > 0xffffffff) {
+        throw invalidArg(n, "must be an integer >= -1 && <= 4294967295", v, true);
+      }
+    }
+    return one({ name: "chown", args: { path: wirePath(path), uid, gid }, syscall: "chown", paths: [asPath(path)] });
+  },
+  lutimes: (path, atime, mtime) => one({ name: "utime", args: { path: wirePath(path),
+    ns: [toNs(atime, "atime"), toNs(mtime, "mtime")] }, syscall: "utime", paths: [asPath(path)] }),
+  truncate: (path, len = 0) => {
+    if (typeof len !== "number" || !Number.isInteger(len)) throw invalidArg("len", "of type number", len);
+    return one({ name: "truncate", args: { path: wirePath(path), length: Math.max(0, len) }, syscall: "open",
+      paths: [asPath(path)] });
+  },
+  // the daemon's read_file: the bytes come in the reply, so a file too big for it (64 MiB
+  // less the rest of the reply) is its slot's EFBIG
+  readFile: (path, options) => {
+    const o = optObj(options as object | string | undefined, "encoding") as { encoding?: BufferEncoding | null;
+      flag?: string };
+    if (openMode(o.flag ?? "r") !== "rb") {
+      throw new NotBatchable(`readFile() with flag '${String(o.flag)}' opens for writing too (call readFile() alone)`);
+    }
+    return { ...one({ name: "read_file", args: { path: wirePath(path) }, syscall: "open", paths: [asPath(path)] }, (r) => {
+      const b = wireBytes(r);
+      const buf = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+      return o.encoding ? buf.toString(o.encoding) : buf;
+    }), failed: (e) => (e as { code?: string }).code === "EISDIR" ? systemError("EISDIR", "read") : e };
+  },
+  // always the bytes in the request (the batch is one message of 64 MiB at most), atomic
+  writeFile: (path, data, options) => {
+    const o = optObj(options as object | string | undefined, "encoding") as { encoding?: BufferEncoding | null;
+      mode?: number | string; flag?: string };
+    const flag = o.flag ?? "w";
+    if (typeof flag === "string" && flag.startsWith("a")) {
+      throw new NotBatchable("writeFile() with flag 'a' appends through an fd (call writeFile() alone)");
+    }
+    if (typeof flag === "string" && flag.includes("x")) {
+      throw new NotBatchable("writeFile() with flag 'x' writes through an atomic writer's fd (call writeFile() alone)");
+    }
+    const buf = toData(data, o.encoding ?? undefined);
+    const mode = toMode(o.mode, "mode", 0o666);
+    return one({ name: "write_file", args: { path: wirePath(path), data: buf, mode }, syscall: "open",
+      paths: [asPath(path)] });
+  },
+};
+
+/** `signal`, `timeout` and `progress` are the batch's (one request): a call giving its own is refused. */
+function ownCallOptions(args: readonly unknown[]): string | undefined {
+  for (const a of args) {
+    if (typeof a !== "object" || a === null || ArrayBuffer.isView(a) || a instanceof Date) continue;
+    for (const k of ["signal", "timeout", "progress"]) {
+      if ((a as Record<string, unknown>)[k] !== undefined) {
+        return `${k} cannot be given to a call inside a batch (give batch() its signal or timeout)`;
+      }
+    }
+  }
+  return undefined;
+}
+
+/** A Node call's outcome from its slots of the reply (`undefined` when it was not run). */
+function settle(plan: Plan, slots: unknown[]): unknown {
+  const results: unknown[] = [];
+  for (let k = 0; k < plan.wire.length; k++) {
+    const s = slots[k];
+    if (s === null || s === undefined) return undefined; // not run (stopOnError)
+    if (!Array.isArray(s) || s.length !== 2) throw new TypeError("beneathd: malformed batch reply");
+    const [err, res] = s as [unknown, unknown];
+    if (err !== null && err !== undefined) {
+      const w = plan.wire[k]!;
+      const e = fromWire(err, w.syscall, w.paths);
+      if (plan.failed === undefined) return e;
+      const f = plan.failed(e);
+      return f instanceof Error ? f : f.value;
+    }
+    results.push(res);
+  }
+  try {
+    return plan.done(results);
+  } catch (e) {
+    return e;
+  }
+}
+
 export class Client {
   /** the live connection, or null after a loss (the next call connects anew) */
   private transport: Transport | null = null;
@@ -323,6 +654,94 @@ export class Client {
     if (this.transport !== null) this.fail(this.transport, new ConnectionLost(this.socketPath, "the client was closed"));
   }
 
+  // ---- batch ---------------------------------------------------------------------------
+
+  /**
+   * Many calls in one request, run by the daemon in order: `calls` are the client's own
+   * methods and arguments (`["stat", "a"]`, `["mkdir", "b", { recursive: true }]`), each
+   * mapped onto the daemon's methods as that method maps it. The result has one slot per
+   * call, in order: the value that method would have resolved to, or the Error it would
+   * have rejected with (returned, not thrown). With `stopOnError`, the calls after the
+   * first failure are not run and their slots are `undefined`. A call that cannot be
+   * batched (open, streams, watch, walk, batch, ...: README "Batch") refuses the whole
+   * batch with a TypeError (ERR_INVALID_ARG_VALUE) before anything is sent; `signal` and
+   * `timeout` cancel the whole batch, which then rejects.
+   */
+  async batch(calls: readonly BatchCall[], options?: BatchOptions): Promise<unknown[]> {
+    if (!Array.isArray(calls)) throw invalidArg("calls", "an instance of Array", calls);
+    if (options !== undefined && (typeof options !== "object" || options === null)) {
+      throw invalidArg("options", "of type object", options);
+    }
+    const stop = options?.stopOnError ?? false;
+    if (typeof stop !== "boolean") throw invalidArg("options.stopOnError", "of type boolean", stop);
+    const plans: (Plan | Error)[] = [];
+    const list = calls as readonly unknown[];
+    for (let i = 0; i < list.length; i++) {
+      const c = list[i];
+      if (!Array.isArray(c) || typeof c[0] !== "string") {
+        throw invalidArg(`calls[${i}]`, "an array [methodName, ...args]", c);
+      }
+      const name = c[0];
+      const planner = Object.hasOwn(PLANNERS, name) ? PLANNERS[name as BatchMethod] : undefined;
+      if (planner === undefined) {
+        throw batchRefusal(i, c, Object.hasOwn(NOT_BATCHABLE, name) ? NOT_BATCHABLE[name]!
+          : `'${name}' is not a method of the client (a batch holds ${Object.keys(PLANNERS).join(", ")})`);
+      }
+      const args = c.slice(1);
+      const own = ownCallOptions(args);
+      if (own !== undefined) throw batchRefusal(i, c, own);
+      let plan: Plan | Error;
+      try {
+        plan = planner(...args);
+      } catch (e) {
+        if (e instanceof NotBatchable) throw batchRefusal(i, c, e.message);
+        plan = e as Error; // a bad argument: that call's error, in its slot, as the method rejects
+      }
+      if (stop && !(plan instanceof Error) && plan.decidedHere !== undefined) {
+        throw batchRefusal(i, c, `${plan.decidedHere}, so the daemon could not stop at it with stopOnError`);
+      }
+      plans.push(plan);
+    }
+    // a call refused here is not sent; with stopOnError, nor is any after it
+    const wire: unknown[][] = [];
+    const at: number[] = [];
+    let sent = plans.length;
+    for (let i = 0; i < plans.length; i++) {
+      const p = plans[i]!;
+      if (p instanceof Error) {
+        if (stop) {
+          sent = i;
+          break;
+        }
+        continue;
+      }
+      at[i] = wire.length;
+      for (const w of p.wire) wire.push([w.name, encodeArgs(METHODS[w.name], w.args)]);
+    }
+    if (wire.length > MAX_BATCH) {
+      throw invalidArg("calls", `must make at most ${MAX_BATCH} daemon calls`, `${wire.length} calls`, true);
+    }
+    const out: unknown[] = new Array<unknown>(plans.length).fill(undefined);
+    let raw: unknown[] = [];
+    if (wire.length > 0) {
+      const { result, fds } = await this.call({ name: "batch", args: { calls: wire, stop_on_error: stop },
+        syscall: "batch", paths: [], signal: options?.signal, timeout: options?.timeout });
+      closeFds(fds);
+      if (!Array.isArray(result) || result.length !== wire.length) throw new TypeError("beneathd: malformed batch reply");
+      raw = result;
+    }
+    for (let i = 0; i < plans.length; i++) {
+      const p = plans[i]!;
+      if (p instanceof Error) {
+        out[i] = i <= sent ? p : undefined;
+        continue;
+      }
+      if (i > sent) break;
+      out[i] = settle(p, raw.slice(at[i]!, at[i]! + p.wire.length));
+    }
+    return out;
+  }
+
   // ---- metadata ------------------------------------------------------------------------
 
   async stat(path: PathArg, options?: CallOptions & { bigint?: boolean }): Promise<Stats | BigIntStats> {
@@ -384,11 +803,7 @@ export class Client {
     const conv = (b: Uint8Array): string | Buffer => echo(b, asBuf, o.encoding);
     const p = wirePath(path);
     if (o.recursive === true) return this.readdirRecursive(path, trimTop(p), o.withFileTypes === true, conv, o);
-    if (o.withFileTypes !== true) {
-      const r = await this.simple("listdir", "scandir", { path: p }, [path], o);
-      if (!Array.isArray(r)) throw new TypeError("beneathd: malformed readdir reply");
-      return r.map((n) => conv(wireBytes(n)));
-    }
+    if (o.withFileTypes !== true) return toNames(await this.simple("listdir", "scandir", { path: p }, [path], o), conv);
     return this.dirents(p, typeof path === "string" ? path : Buffer.from(p), path, conv, o);
   }
 
@@ -398,12 +813,7 @@ export class Client {
     const { result, fds } = await this.call({ name: "scandir", args: { path: dir }, syscall: "scandir", paths: [path],
       signal: o.signal, timeout: o.timeout, options: { link_target: true } });
     closeFds(fds);
-    if (!Array.isArray(result)) throw new TypeError("beneathd: malformed readdir reply");
-    return result.map((e: unknown) => {
-      const [name, kind, , st, , target] = e as [Uint8Array, string, unknown, unknown, unknown, Uint8Array | null];
-      return new Dirent(conv(name), parentPath, kind, target instanceof Uint8Array ? conv(target) : null,
-                        Array.isArray(st) ? toStats(st) as Stats : null);
-    });
+    return toDirents(result, parentPath, conv);
   }
 
   private async readdirRecursive(path: PathArg, p: Buffer, types: boolean, conv: (b: Uint8Array) => string | Buffer,
@@ -565,14 +975,10 @@ export class Client {
       return undefined;
     }
     // the first missing ancestor, for the return value: every prefix asked at once (pipelined)
-    const parts = p.toString("latin1").split("/");
-    const prefixes = parts.map((_, i) => parts.slice(0, i + 1).join("/")).filter((x) => x !== "" && x !== ".")
-      .map((x) => Buffer.from(x, "latin1"));
+    const prefixes = mkdirPrefixes(p);
     const there = await Promise.all(prefixes.map((x) => this.exists(x, o)));
-    const first = prefixes[there.indexOf(false)];
     await this.simple("mkdir", "mkdir", { path: p, mode, parents: true, exist_ok: true }, [path], o);
-    if (first === undefined) return undefined;
-    return typeof path === "string" ? first.toString("utf8") : first;
+    return firstMade(prefixes, there, path);
   }
 
   async unlink(path: PathArg, options?: CallOptions): Promise<void> {
@@ -591,17 +997,7 @@ export class Client {
       await this.long("rm", "rm", { path: wirePath(path), recursive: options?.recursive === true,
         force: options?.force === true }, [path], options);
     } catch (e) {
-      const code = (e as { code?: string }).code;
-      if (code === "ENOENT") throw systemError("ENOENT", "lstat", path);
-      if (code === "EISDIR" && options?.recursive !== true) {
-        const x = new Error(`Path is a directory: rm returned EISDIR (is a directory) ${String(path)}`) as Error &
-          Record<string, unknown>;
-        Object.assign(x, { code: "ERR_FS_EISDIR", errno: 21, syscall: "rm", path,
-          info: { code: "EISDIR", message: "is a directory", path, syscall: "rm", errno: 21 } });
-        x.name = "SystemError";
-        throw x;
-      }
-      throw e;
+      throw rmError(e as Error, path, options?.recursive === true);
     }
   }
 

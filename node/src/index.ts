@@ -6,8 +6,8 @@
  *     const fs = await connect("/run/beneathd/p1.sock");
  *     await fs.writeFile("a/b.txt", "hello"); // atomic
  */
-export { BIG_WRITE, Client, connect } from "./client.js";
-export type { CallOptions, ConnectOptions, Progress, ProgressOptions } from "./client.js";
+export { BIG_WRITE, Client, connect, MAX_BATCH } from "./client.js";
+export type { BatchCall, BatchMethod, BatchOptions, CallOptions, ConnectOptions, Progress, ProgressOptions } from "./client.js";
 export { ConnectionLost, EscapeError } from "./errors.js";
 export type { PathArg, SystemError } from "./errors.js";
 export { FileHandle } from "./filehandle.js";
