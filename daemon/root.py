@@ -25,7 +25,7 @@ from typing import IO, Any, AnyStr, Callable, Iterator
 
 from beneathd._native import ffi, lib
 
-from ..protocol.batch import batch_calls
+from ..protocol.batch import run_batch
 from ..protocol.errors import EscapeError, make_error
 from ..protocol.modes import open_flags
 from ..protocol.types import _PROGRESS_INTERVAL, AtomicFile, DirEntry, Progress, kind_of_mode, read_counted, stat_to_list, walk_counted
@@ -341,27 +341,24 @@ class Root:
         b = _enc(path)
         if follow_symlinks:
             # openat2 (beneath, following in-tree links) pins the target; fstat it
-            fd = lib.bn_openat2(self._fd, b, _O_PATH, 0, self._rx)
-            if fd < 0:
-                raise _error(-fd, path)
-            try:
-                return _os_stat(fd)
-            finally:
-                _os_close(fd)
+            return self._fstat_at(b, _O_PATH, path)
         if not self._rx and b[-1:] != b"/" and b.rpartition(b"/")[2] not in (b".", b".."):
             # a plain final name: openat2 of the whole path, the name itself not followed,
             # and fstat, as stat does (one lookup; bn_lstat does the same in C, but its
             # 13 ints would then be made into a stat_result here, in Python)
-            fd = lib.bn_openat2(self._fd, b, _O_PATH_NOFOLLOW, 0, 0)
-            if fd < 0:
-                raise _error(-fd, path)
-            try:
-                return _os_stat(fd)
-            finally:
-                _os_close(fd)
+            return self._fstat_at(b, _O_PATH_NOFOLLOW, path)
         out = ffi.new("int64_t[13]")
         _check(lib.bn_lstat(self._r, b, out), path)
         return _stat_out(out)
+
+    def _fstat_at(self, b: bytes, flags: int, path: Any) -> os.stat_result:
+        fd = lib.bn_openat2(self._fd, b, flags, 0, self._rx)
+        if fd < 0:
+            raise _error(-fd, path)
+        try:
+            return _os_stat(fd)
+        finally:
+            _os_close(fd)
 
     def lstat(self, path: AnyStr | os.PathLike[AnyStr]) -> os.stat_result:
         """``os.lstat`` beneath the root."""
@@ -468,18 +465,7 @@ class Root:
         each call's result, or the exception it raised (returned, not raised); with
         ``stop_on_error`` the calls after the first failure are not run (``None``).
         ``open``, ``watch``, ``walk`` and ``batch`` cannot be batched (``ValueError``)."""
-        out: list[Any] = []
-        failed = False
-        for name, args, kwargs in batch_calls(calls):
-            if failed:
-                out.append(None)
-                continue
-            try:
-                out.append(getattr(self, name)(*args, **kwargs))
-            except Exception as e:  # returned in its slot, like the clients do
-                out.append(e)
-                failed = stop_on_error
-        return out
+        return run_batch(self, calls, stop_on_error)
 
     def readlink(self, path: AnyStr | os.PathLike[AnyStr]) -> AnyStr:
         """``os.readlink`` beneath the root."""

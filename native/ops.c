@@ -27,6 +27,20 @@ static void bn_stat_out(const struct stat *st, int64_t *out)
 
 /* ---- reads -------------------------------------------------------------------------- */
 
+/* openat2 of the whole path (O_PATH, with O_NOFOLLOW: the final name itself) and fstat. */
+static int bn_fstat_path(const bn_root *rt, const char *path, int flags, int64_t *out)
+{
+    struct stat st;
+    int fd = bn_openat2(rt->fd, path, flags, 0, rt->rx);
+    if (fd < 0)
+        return fd;
+    int r = bn_neg(fstat(fd, &st));
+    close(fd);
+    if (r == 0)
+        bn_stat_out(&st, out);
+    return r;
+}
+
 /* Does path end in a plain name (no trailing slash, not "." or "..")? Then openat2 with
    O_NOFOLLOW acts on that name itself, exactly as fstatat(parent, leaf, NOFOLLOW) would. */
 static int bn_plain_leaf(const char *path)
@@ -46,14 +60,7 @@ int bn_lstat(const bn_root *rt, const char *path, int64_t *out)
     if (!rt->rx && path[0] != '/' && bn_plain_leaf(path)) {
         /* one openat2 of the whole path (the name itself, not followed) and an fstat: the
            cost of stat, instead of opening the parent and then fstatat on the name */
-        int fd = bn_openat2(rt->fd, path, O_PATH | O_NOFOLLOW, 0, rt->rx);
-        if (fd < 0)
-            return fd;
-        int r = bn_neg(fstat(fd, &st));
-        close(fd);
-        if (r == 0)
-            bn_stat_out(&st, out);
-        return r;
+        return bn_fstat_path(rt, path, O_PATH | O_NOFOLLOW, out);
     }
     int r = bn_split(rt, path, 1, &p);
     if (r < 0)
@@ -70,17 +77,9 @@ int bn_lstat(const bn_root *rt, const char *path, int64_t *out)
 
 int bn_stat(const bn_root *rt, const char *path, int64_t *out)
 {
-    struct stat st;
     if (path[0] == '/')
         return -BN_EESCAPE;
-    int fd = bn_openat2(rt->fd, path, O_PATH, 0, rt->rx);
-    if (fd < 0)
-        return fd;
-    int r = bn_neg(fstat(fd, &st));
-    close(fd);
-    if (r == 0)
-        bn_stat_out(&st, out);
-    return r;
+    return bn_fstat_path(rt, path, O_PATH, out);
 }
 
 int bn_readlink(const bn_root *rt, const char *path, char *buf, size_t size)

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 from .methods import API
 
-__all__ = ["MAX_BATCH", "NOT_BATCHABLE", "batch_calls", "gc_paused", "BIG_PAYLOAD"]
+__all__ = ["MAX_BATCH", "NOT_BATCHABLE", "batch_calls", "run_batch", "gc_paused", "BIG_PAYLOAD"]
 
 #: messages at least this big are decoded with the cyclic GC paused
 BIG_PAYLOAD = 64 * 1024
@@ -66,4 +66,21 @@ def batch_calls(calls: Any) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]
             if k in kwargs:
                 raise ValueError(f"batch() call {i}: {k}= cannot be given inside a batch")
         out.append((name, args, kwargs))
+    return out
+
+
+def run_batch(target: Any, calls: Any, stop_on_error: bool) -> list[Any]:
+    """An in-process batch: each call on ``target``'s own method, in order; what a call
+    raises is returned in its slot; with ``stop_on_error`` the later slots are ``None``."""
+    out: list[Any] = []
+    failed = False
+    for name, args, kwargs in batch_calls(calls):
+        if failed:
+            out.append(None)
+            continue
+        try:
+            out.append(getattr(target, name)(*args, **kwargs))
+        except Exception as e:  # returned in its slot, like the clients do
+            out.append(e)
+            failed = stop_on_error
     return out

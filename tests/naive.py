@@ -238,20 +238,9 @@ def _rmtree_by_path(top: str) -> None:
 
 def _naive_batch(self: NaiveRoot, calls: Any, *, stop_on_error: bool = False) -> list[Any]:
     """The same loop as Root.batch, over the naive methods."""
-    from beneathd.protocol.batch import batch_calls
+    from beneathd.protocol.batch import run_batch
 
-    out: list[Any] = []
-    failed = False
-    for name, args, kwargs in batch_calls(calls):
-        if failed:
-            out.append(None)
-            continue
-        try:
-            out.append(getattr(self, name)(*args, **kwargs))
-        except Exception as e:
-            out.append(e)
-            failed = stop_on_error
-    return out
+    return run_batch(self, calls, stop_on_error)
 
 
 NaiveRoot.batch = _naive_batch  # type: ignore[attr-defined]

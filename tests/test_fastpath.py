@@ -9,11 +9,9 @@ import time
 from pathlib import Path
 
 import msgpack
-import pytest
-import trio
 
 from backends import server_thread
-from beneathd.client import AsyncClient, Client
+from beneathd.client import Client
 from beneathd.protocol.codec import MAX_FRAME
 
 
@@ -90,32 +88,6 @@ def test_busy_client_does_not_starve_another(tmp_path: Path) -> None:
             stop.set()
             for t in ts:
                 t.join(10)
-
-
-def test_async_client_pipelined_tasks(tmp_path: Path) -> None:
-    (tmp_path / "f").write_bytes(b"abc")
-
-    async def main(path: str) -> None:
-        async with AsyncClient(path) as c:
-            sizes: list[int] = []
-
-            async def one(i: int) -> None:
-                if i % 5 == 0:
-                    sizes.append(len(await c.read_file("f")))
-                else:
-                    sizes.append((await c.stat("f")).st_size)
-
-            async with trio.open_nursery() as n:
-                for i in range(200):
-                    n.start_soon(one, i)
-            assert sizes == [3] * 200
-            # a cancelled call leaves the client usable
-            with trio.move_on_after(0):
-                await c.stat("f")
-            assert (await c.stat("f")).st_size == 3
-
-    with server_thread(tmp_path) as path:
-        trio.run(main, path)
 
 
 def test_idle_connection_closed(tmp_path: Path) -> None:
@@ -202,35 +174,5 @@ def test_open_inline_passes_one_fd(tmp_path: Path) -> None:
             time.sleep(0.01)
         assert len(os.listdir("/proc/self/fd")) <= before
 
-
-def test_async_request_cancelled_half_sent_breaks_the_connection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A request of several frames cancelled between two of them must not leave half a
-    message on the socket for the next request to run into: the connection is dropped
-    (and the next call reconnects). The listener here accepts and never reads, so the
-    socket buffer fills after a few frames."""
-    import beneathd.client._common as common
-
-    monkeypatch.setattr(common, "BIG_WRITE", 1 << 30)  # a request of many frames
-    path = str(tmp_path / "s")
-    lst = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    lst.bind(path)
-    lst.listen(4)
-    accepted: list[socket.socket] = []
-
-    async def main() -> None:
-        fs = AsyncClient(path)
-        await fs.connect()
-        accepted.append(lst.accept()[0])
-        with trio.move_on_after(0.5) as cs:
-            await fs.write_file("big", b"x" * (15 * MAX_FRAME))  # frames, not an atomic writer (BIG_WRITE raised)
-        assert cs.cancelled_caught
-        assert isinstance(fs._broken, ConnectionError) and "half-sent" in str(fs._broken)
-        assert fs._sock is None
-        await fs.aclose()
-
-    try:
-        trio.run(main)
-    finally:
-        for s in accepted:
-            s.close()
-        lst.close()
+# (AsyncClient's pipelining, cancellation and a cancelled half-sent request: tests/test_async_loops.py,
+# under trio, asyncio and uvloop)
