@@ -286,9 +286,8 @@ const PLANNERS: Record<BatchMethod, (...a: unknown[]) => Plan> = {
     return one({ name: "readlink", args: { path: wirePath(path) }, syscall: "readlink", paths: [asPath(path)] },
                (r) => echo(wireBytes(r), isBuf(asPath(path)), o.encoding));
   },
-  // strict as the method: there, a missing path is the `exists` beside the realpath saying
-  // false; here a `stat` before it fails (ENOENT, ENOTDIR, ELOOP, as realpath(3) would), so
-  // the failure is the daemon's and stops a batch with stopOnError
+  // strict as the method: a `stat` before the realpath fails for a missing path (ENOENT,
+  // ENOTDIR, ELOOP, as realpath(3) would), the daemon's failure (it stops a stopOnError batch)
   realpath: (path, options) => {
     const o = optObj(options as object | string | undefined, "encoding") as { encoding?: Encoding };
     const p = wirePath(path);
@@ -448,7 +447,10 @@ function settle(plan: Plan, slots: unknown[]): unknown {
     const [err, res] = s as [unknown, unknown];
     if (err !== null && err !== undefined) {
       const w = plan.wire[k]!;
-      const e = fromWire(err, w.syscall, w.paths);
+      const m = err as { code?: unknown; paths?: unknown };
+      // a result too big for the reply: the daemon names no path, the call's own is meant
+      const named = m.code === "EFBIG" && Array.isArray(m.paths) && m.paths.length === 0 ? { ...m, paths: [0] } : err;
+      const e = fromWire(named, w.syscall, w.paths);
       if (plan.failed === undefined) return e;
       const f = plan.failed(e);
       return f instanceof Error ? f : f.value;
@@ -782,15 +784,18 @@ export class Client {
   }
 
   /** Relative to the root ("." for the root itself); strict as Node's: a missing path is
-   * ENOENT (the daemon's realpath, like os.path.realpath, is not, so an exists goes with it,
-   * pipelined: one round trip). */
+   * ENOENT (the daemon's realpath, like os.path.realpath, is not, so a stat goes with it,
+   * pipelined: one round trip; its error is realpath(3)'s: ENOENT, ENOTDIR, ELOOP). A
+   * batch sends the same two calls. */
   async realpath(path: PathArg, options?: CallOptions & { encoding?: Encoding } | BufferEncoding): Promise<string | Buffer> {
     const o = optObj(options, "encoding");
     const p = wirePath(path);
-    const [r, there] = await Promise.all([this.simple("realpath", "realpath", { path: p }, [path], o),
-                                          this.simple("exists", "realpath", { path: p }, [path], o)]);
-    if (there !== true) throw systemError("ENOENT", "realpath", path);
-    return echo(wireBytes(r), isBuf(path), o.encoding);
+    const [there, r] = await Promise.allSettled([
+      this.simple("stat", "realpath", { path: p, follow_symlinks: true }, [path], o),
+      this.simple("realpath", "realpath", { path: p }, [path], o)]);
+    if (there.status === "rejected") throw there.reason;
+    if (r.status === "rejected") throw r.reason;
+    return echo(wireBytes(r.value), isBuf(path), o.encoding);
   }
 
   /** The directory's entries. `withFileTypes` gives Dirents (with the daemon's extra

@@ -77,6 +77,8 @@ describe("against node:fs/promises on a plain directory", () => {
     ["readlink f", () => fsp.readlink(P("f")), () => c.readlink("f")],
     ["realpath link", () => fsp.realpath(P("link")), () => c.realpath("link")],
     ["realpath missing", () => fsp.realpath(P("nope")), () => c.realpath("nope")],
+    ["realpath f/x", () => fsp.realpath(P("f/x")), () => c.realpath("f/x")],
+    ["realpath dangling", () => fsp.realpath(P("dangling")), () => c.realpath("dangling")],
     ["mkdir d (exists)", () => fsp.mkdir(P("d")), () => c.mkdir("d")],
     ["mkdir x/y (no parent)", () => fsp.mkdir(P("x/y")), () => c.mkdir("x/y")],
     ["mkdir a/b/c recursive", () => fsp.mkdir(P("a/b/c"), { recursive: true }), () => c.mkdir("a/b/c", { recursive: true })],
