@@ -161,12 +161,3 @@ def test_request_cancelled_half_sent_breaks_the_connection(loop: str, tmp_path: 
         for s in accepted:
             s.close()
         lst.close()
-
-
-def test_client_import_is_light_of_asyncio_and_trio() -> None:
-    import subprocess
-    import sys
-
-    code = "import sys; from beneathd.client import Client; print('trio' in sys.modules, 'anyio' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["False", "False"]

@@ -296,8 +296,9 @@ async def test_async_client(daemon: Daemon) -> None:
 
 def test_client_import_is_light() -> None:
     code = ("import sys; from beneathd.client import Client, EscapeError; "
-            "bad = [m for m in ('trio', 'beneathd._native', 'beneathd.daemon', 'cffi') if m in sys.modules]; "
-            "assert not bad, bad; import beneathd.client as bc; bc.AsyncClient; assert 'trio' in sys.modules")
+            "bad = [m for m in ('trio', 'anyio', 'asyncio', 'beneathd._native', 'beneathd.daemon', 'cffi') "
+            "if m in sys.modules]; assert not bad, bad; import beneathd.client as bc; bc.AsyncClient; "
+            "assert 'anyio' in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
