@@ -32,12 +32,12 @@ with Client(sys.argv[1]) as c:
     print("ready", flush=True)
     sys.stdin.readline()
     t = time.perf_counter()
-    r = c.batch([("stat", "f")] * 100_000)
+    r = c.batch([("stat", "f")] * int(sys.argv[2]))
     print(f"{time.perf_counter() - t:.3f} {len(r)}", flush=True)
 """
 
 
-def _p99_during_big_batch(sock: str, c: object, rounds: int) -> tuple[float, float, float]:
+def _p99_during_big_batch(sock: str, c: object, rounds: int, big: int) -> tuple[float, float, float]:
     """(p99 alone, p99 during a 100k batch, the batch's own seconds), medians over rounds."""
     alone, during, secs = [], [], []
     for _ in range(rounds):
@@ -47,7 +47,7 @@ def _p99_during_big_batch(sock: str, c: object, rounds: int) -> tuple[float, flo
             c.stat("f")  # type: ignore[attr-defined]
             lat.append(time.perf_counter_ns() - t)
         alone.append(quantile(sorted(lat), 0.99))
-        p = subprocess.Popen([sys.executable, "-c", _BIG, sock], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        p = subprocess.Popen([sys.executable, "-c", _BIG, sock, str(big)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              text=True)
         assert p.stdin is not None and p.stdout is not None
         p.stdout.readline()
@@ -78,6 +78,7 @@ def main() -> int:
     p = base_parser(__doc__)
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--n", type=int, default=None)
+    p.add_argument("--big", type=int, default=100_000, help="calls in the other process's batch")
     a = p.parse_args()
     n = a.n or (5 if a.quick else 40)
     repeats = a.repeats or (3 if a.quick else 7)
@@ -120,9 +121,9 @@ def main() -> int:
                              f"{fmt_ns(st.min / a.size)} .. {fmt_ns(st.max / a.size)}", f"{ratio:.2f}x",
                              f"{quantile(pr, 0.25):.2f} .. {quantile(pr, 0.75):.2f}" if st is not base else "-",
                              f"{goal}x" if goal else "-", verdict(ratio, goal) if goal else "-"])
-            alone, during, secs = _p99_during_big_batch(d.socket, c, 3 if a.quick else 5)
+            alone, during, secs = _p99_during_big_batch(d.socket, c, 3 if a.quick else 5, a.big)
             ratio = during / alone
-            rows.append([f"another client's stat p99 during a 100k-call batch ({secs:.2f} s)", "Client.stat",
+            rows.append([f"another client's stat p99 during a {a.big:,}-call batch ({secs:.2f} s)", "Client.stat",
                          fmt_ns(during), f"alone {fmt_ns(alone)}", f"{ratio:.2f}x", "-", f"{GOAL_STALL}x",
                          verdict(ratio, GOAL_STALL)])
     finally:

@@ -20,6 +20,10 @@ TOP = Path(__file__).resolve().parents[1]
     ["bench.bench_payload", "--mib", "8", "--repeats", "1"],
     ["bench.bench_editor", "--quick", "--n", "5", "--repeats", "1"],
     ["bench.bench_listing", "--entries", "50", "--repeats", "1"],
+    ["bench.bench_watch", "--quick", "--n", "5", "--rounds", "1", "--repeats", "1", "--fanout", "3"],
+    ["bench.bench_batch", "--quick", "--n", "2", "--repeats", "1", "--big", "2000"],
+    ["bench.bench_depth", "--quick", "--repeats", "1"],
+    ["bench.bench_cpu", "--n", "300"],
     ["bench.bench_node", "--quick", "--mib", "8", "--repeats", "1", "--n", "50", "--seconds", "0.1"],
 ], ids=lambda a: a[0])
 def test_bench_script_runs(argv: list[str]) -> None:
