@@ -69,6 +69,9 @@ STREAM_CREDIT = 4
 #: first page holds one tuple (the caller starts at once), each next one twice as many
 PAGE_TUPLES = 512
 PAGE_BYTES = 256 * 1024
+#: listings (listdir, scandir) of directories whose st_size is at most this run inline
+_LISTINGS = frozenset({"names", "entries"})
+_SMALL_DIR = 16 * 1024
 #: a watch page holds at most this many events
 WATCH_PAGE = 512
 
@@ -428,7 +431,7 @@ class Server:
                 req: Request = ev  # type: ignore[assignment]
                 self.served += 1
                 m = req.method
-                if m.long and m.is_long(req.args):
+                if m.long and m.is_long(req.args) and not (m.result in _LISTINGS and self._small_dir(req)):
                     conn.inflight += 1
                     conn.inflight_bytes += req.size
                     if m.reports_progress or m.streams:
@@ -516,6 +519,18 @@ class Server:
             if not isinstance(e, (OSError, ValueError, TypeError)):
                 self.cfg.log(f"beneathd: {m.name}: internal error: {type(e).__name__}: {e}")
             return conn.proto.error(req, e, threadsafe=threadsafe), None
+
+    def _small_dir(self, req: Request) -> bool:
+        """A listing of a small directory runs inline: a worker thread's hop costs ~0.7 ms
+        of CPU, ten times the listing of a few hundred names. Small: its st_size (what the
+        file system says of the directory's own size: ext4 4 KiB blocks of entries, tmpfs
+        ~20 bytes a name) at most ``_SMALL_DIR``. Only a scheduling guess: a directory
+        swapped for a big one meanwhile is listed inline once (the project's own daemon
+        waits for it; nothing else changes)."""
+        try:
+            return self.root.stat(req.args["path"]).st_size <= _SMALL_DIR  # type: ignore[no-any-return]
+        except (OSError, ValueError):
+            return True  # the listing fails the same way, at once
 
     # -- batches -------------------------------------------------------------------------------
 
