@@ -716,6 +716,7 @@ class Server:
         w: Any = None
         final: bytes | None = None
         conn.watching += 1
+        conn.bytes_changed.set()  # the reader may be waiting for room that this watch gives back
         try:
             if conn.watching > self.cfg.max_watch_streams:
                 final = proto.error(req, OSError(errno.EMFILE, "too many watches on this connection (the limit is "

@@ -184,6 +184,8 @@ class Watch:
         self._pending: deque[tuple[str, bytes, bool, int]] = deque()
         self._overflowed = False
         self._moving: dict[int, _Dir] = {}  # cookie -> a directory moved away, this read
+        self._top: _Dir | None = None       # the watched directory (a file's: its directory)
+        self._stale = False                 # rebuild after this read (see _grow)
         self.ended = False                  # no more events will come (the top went)
         self.error: OSError | None = None   # why it ended, if by an error
         self._fd = -1
@@ -215,20 +217,32 @@ class Watch:
 
     def _setup(self) -> None:
         """Watch the directories above the top, then the tree (each directory watched before
-        it is listed, so nothing created while this runs is missed)."""
-        parts = self._real.split(b"/") if self._real else []
-        for i in range(1, len(parts)):
-            above = b"/".join(parts[:i])
-            e = self._tree(above, 0, 0, None, _ABOVE, 0)
-            if e:
-                self._above.add(e[0][0])
-        entries = self._tree(self._real, 0, 0, None, _MASK, 1 if self.recursive else 0)
-        self._adopt(entries, None, self._real)
+        it is listed, so nothing created while this runs is missed). If the tree holds a
+        directory watched as one above the top (one was moved into the tree between the
+        two steps: the kernel hands back the same watch), the directories above are not the
+        top's any more: start again (a few times, then EAGAIN)."""
+        for _ in range(8):
+            parts = self._real.split(b"/") if self._real else []
+            for i in range(1, len(parts)):
+                above = b"/".join(parts[:i])
+                e, _dup = self._tree(above, 0, 0, None, _ABOVE, 0)
+                if e:
+                    self._above.add(e[0][0])
+            entries, _dup = self._tree(self._real, 0, 0, None, _MASK, 1 if self.recursive else 0)
+            if not any(e[0] in self._above for e in entries):
+                self._adopt(entries, None, self._real)
+                self._stale = False  # (a directory twice in one walk: a bind mount, watched once)
+                return
+            self._forget_all()
+        raise OSError(errno.EAGAIN, "the directories above the watched path kept moving into it", self._caller)
 
     def _tree(self, rel: bytes, dev: int, ino: int, name: bytes | None, mask: int, flags: int
-              ) -> list[tuple[int, int, bytes, bool, int, int]]:
+              ) -> tuple[list[tuple[int, int, bytes, bool, int, int]], bool]:
         """bn_watch_tree: the entries (wd, parent index, name, is_dir, dev, ino) it placed or
-        found; the budget is taken for every watch placed (or the watches are removed)."""
+        found, and whether one of them is a watch this instance already had (the kernel
+        hands back the same watch for the same inode: a directory the table knows
+        elsewhere, or twice in this walk through a bind mount). The budget is taken for the
+        new watches only (or they are removed)."""
         room = self._budget.room() if self._budget is not None else 1 << 30
         out = ffi.new("bn_wlist *")
         r = lib.bn_watch_tree(self._r, self._fd, rel, dev, ino, ffi.NULL if name is None else name, mask, flags,
@@ -242,7 +256,19 @@ class Watch:
                 entries.append((e.wd, e.parent, names[s:names.index(b"\0", s)], bool(e.is_dir), e.dev, e.ino))
         finally:
             lib.bn_wlist_free(out)
-        placed = [e[0] for e in entries if e[0] >= 0]
+        known = self._dirs.keys() | self._above
+        placed: list[int] = []
+        seen: set[int] = set()
+        dup = False
+        for e in entries:
+            wd = e[0]
+            if wd < 0:
+                continue
+            if wd in known or wd in seen:
+                dup = True
+                continue
+            seen.add(wd)
+            placed.append(wd)  # new to this instance: counted, and removed on failure
         if r == -errno.ENOSPC:
             self._rm(placed)
             if self._budget is not None and len(placed) >= room:
@@ -261,7 +287,7 @@ class Watch:
                 self._rm(placed)
                 raise
         self._held += len(placed)
-        return entries
+        return entries, dup
 
     def _rm(self, wds: list[int]) -> None:
         for wd in wds:
@@ -284,10 +310,20 @@ class Watch:
             if wd < 0:
                 made.append(None)
                 continue
-            if wd in self._dirs:  # the same directory again (a bind mount): watched once
-                made.append(None)
+            known = self._dirs.get(wd)
+            if known is not None or wd in self._above:
+                # the kernel handed back a watch this instance has: the same directory at
+                # the same place (a walk that overlaps one before it: fine), or somewhere
+                # else: moved here before its move's events were read (or a bind mount).
+                # Rather than untangle the table then, place every watch again after this
+                # read (an overflow event: the caller lists again)
+                if known is None or known.rel != path:
+                    self._stale = True
+                made.append(known if known is not None and known.rel == path else None)
                 continue
             d = _Dir(wd, up, name if pi >= 0 else (rel.rpartition(b"/")[2]), path, dev, ino)
+            if up is None:
+                self._top = d
             self._dirs[wd] = d
             if up is not None:
                 up.children[d.name] = d
@@ -365,7 +401,7 @@ class Watch:
                     self._top_gone("moved_from")
                 continue
             if mask & IN_IGNORED:
-                if d.parent is None:  # the top's watch went (deleted, unmounted)
+                if d is self._top:  # the top's watch went (deleted, unmounted)
                     self._top_gone("deleted")
                 else:
                     self._drop(d)
@@ -373,7 +409,7 @@ class Watch:
             if not d.live:
                 continue
             if not name:
-                if d.parent is None:
+                if d is self._top:
                     if mask & (IN_DELETE_SELF | IN_UNMOUNT):
                         self._top_gone("deleted")
                     elif mask & IN_MOVE_SELF and self._real:
@@ -420,17 +456,22 @@ class Watch:
         moving, self._moving = self._moving, {}
         for child in moving.values():
             self._drop(child)
+        if self._stale and not self.ended:
+            self._rebuild()
 
     def _grow(self, parent: _Dir, name: bytes, report: bool) -> None:
         """A new directory in the tree: watch it and what it holds by now."""
         try:
-            entries = self._tree(parent.rel, parent.dev, parent.ino, name, _MASK,
-                                 1 | (2 if report else 0))
+            entries, _dup = self._tree(parent.rel, parent.dev, parent.ino, name, _MASK,
+                                       1 | (2 if report else 0))
         except OSError as e:
-            if e.errno in _GONE or (e.errno == errno.EAGAIN and "changed" in str(e)):
+            if e.errno in _GONE:
+                return
+            if e.errno == errno.EAGAIN and "changed" in str(e):
+                self._stale = True  # moved while it was walked: place every watch again
                 return
             raise
-        self._adopt(entries, parent, _join(parent.rel, name), report)
+        self._adopt(entries, parent, _join(parent.rel, name), report)  # (sets _stale for a misplaced one)
 
     def _reattach(self, d: _Dir, parent: _Dir, name: bytes) -> None:
         old = d.rel
@@ -461,18 +502,25 @@ class Watch:
                 self._budget.give(n)
 
     def _top_gone(self, kind: str) -> None:
-        self._push(kind, self._real, self._leaf is None, 0)
+        # (after an overflow too: the caller must learn that the watch is over)
+        self._pending.append((kind, self._show(self._real), self._leaf is None, 0))
         self._end(None)
 
-    def _rebuild(self) -> None:
-        """The kernel dropped events: say so, and place every watch again from the top."""
-        self._push("overflow", self._real, False, 0)
+    def _forget_all(self) -> None:
         self._rm(list(self._dirs) + list(self._above))
         self._give(self._held)
         self._unlink()
         self._dirs.clear()
         self._above.clear()
         self._moving.clear()
+        self._top = None
+
+    def _rebuild(self) -> None:
+        """The kernel dropped events (or the table cannot be trusted): say so, and place
+        every watch again from the top."""
+        self._stale = False
+        self._push("overflow", self._real, False, 0)
+        self._forget_all()
         try:
             self._setup()
         except OSError as e:
@@ -518,8 +566,9 @@ class Watch:
                     raise err
                 raise StopIteration
             if self.read():
-                while self._overflowed and self.read():
-                    pass  # what the kernel still holds was dropped too (and its own overflow)
+                for _ in range(64):  # what the kernel still holds is dropped too (and its own overflow)
+                    if not (self._overflowed and self.read()):
+                        break
                 continue
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             if left == 0.0 and deadline is not None and time.monotonic() >= deadline:

@@ -533,3 +533,61 @@ def test_watches_per_connection_and_other_calls_go_on(root_dir: Path) -> None:
         for w in ws:
             w.close()
         _wait(lambda: _watch_ok(c, "."))
+
+
+def test_a_subdirectory_moved_out_and_deleted_does_not_end_the_watch(fs: Any, root_dir: Path) -> None:
+    """(Review finding) a cut-off directory's IN_IGNORED is not the top's."""
+    os.makedirs(root_dir / "top/sub")
+    os.makedirs(root_dir / "other")
+    with fs.watch("top") as w:
+        os.rename(root_dir / "top/sub", root_dir / "other/sub")
+        os.rmdir(root_dir / "other/sub")
+        os.mkdir(root_dir / "top/new")
+        evs = collect(w, lambda ev: has(ev, "created", "top/new"))
+    assert has(evs, "moved_from", "top/sub") and not has(evs, "deleted", "top")
+
+
+def test_a_watched_directory_moved_into_a_new_one_is_still_watched(root_dir: Path) -> None:
+    """(Review finding) the kernel hands back the watch it already has for a directory
+    moved into a new one before the move's events are read: the table is rebuilt (an
+    overflow event), the directory stays watched, and the budget counts it once."""
+    from beneathd.daemon import Root
+    from beneathd.daemon.watch import WatchBudget
+
+    os.makedirs(root_dir / "top/a/deep")
+    b = WatchBudget(100, "test")
+    with Root(str(root_dir)) as r, r.watch("top", budget=b) as w:
+        for i in range(3):
+            os.mkdir(root_dir / f"top/n{i}")
+            src = root_dir / "top/a" if i == 0 else root_dir / f"top/n{i - 1}/a"
+            os.rename(src, root_dir / f"top/n{i}/a")
+            (root_dir / f"top/m{i}").write_bytes(b"")
+            collect(w, lambda ev, i=i: has(ev, "created", f"top/m{i}"))
+        assert b.used == len(w._dirs) == 6  # top, n0..n2, n2/a, n2/a/deep
+        (root_dir / "top/n2/a/f").write_bytes(b"")
+        (root_dir / "top/n2/a/deep/g").write_bytes(b"")
+        collect(w, lambda ev: has(ev, "created", "top/n2/a/f") and has(ev, "created", "top/n2/a/deep/g"))
+    assert b.used == 0
+
+
+def test_watches_started_in_one_burst_do_not_freeze_the_connection(root_dir: Path) -> None:
+    """(Review finding) watches counted in flight until their task starts: the reader is
+    woken when they stop counting, so a burst of watches at the request limit still lets
+    the connection's next call through."""
+    import socket
+
+    import msgpack
+
+    with server_thread(root_dir, max_inflight=2) as sock:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        s.settimeout(WAIT)
+        s.connect(sock)
+        for i in (1, 2):
+            s.send(b"\x00" + msgpack.packb([0, i, "watch", [b"."]], use_bin_type=True))
+        s.send(b"\x00" + msgpack.packb([0, 3, "stat", [b"."]], use_bin_type=True))
+        got = set()
+        while 3 not in got:
+            obj = msgpack.unpackb(s.recv(1 << 20)[1:], raw=False)
+            if obj[0] == 1:
+                got.add(obj[1])
+        s.close()
