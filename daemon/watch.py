@@ -73,7 +73,12 @@ _HEADER = struct.Struct("iIII")
 _READ = 256 * 1024
 #: errors of bn_watch_tree that mean "that directory is no longer there as expected": its
 #: own events follow in the queue, nothing is watched
-_GONE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP, lib.BN_ECHANGED})
+_GONE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP})
+
+
+class _Changed(OSError):
+    """bn_watch_tree's BN_ECHANGED (a directory moved while it was walked), the same
+    ``OSError(EAGAIN)`` the caller of a setup gets, told apart without its message."""
 
 
 def _sysctl(name: str) -> str:
@@ -168,9 +173,9 @@ class Watch:
             raise TypeError(f"max_queue must be an int, not {type(max_queue).__name__}")
         if not 1 <= max_queue <= MAX_QUEUE:
             raise ValueError(f"max_queue must be from 1 to {MAX_QUEUE} (the daemon holds that many events per watch)")
-        from .root import _check, _enc  # (root imports this module)
+        from .root import _ECHANGED_MESSAGE, _check, _enc  # (root imports this module)
         self._check = _check
-        self._root = root
+        self._changed_message = _ECHANGED_MESSAGE
         self._r = root._r
         self._caller = path
         self.as_bytes = isinstance(os.fspath(path), bytes)
@@ -192,9 +197,7 @@ class Watch:
         p = _enc(path)
         disp = p.rstrip(b"/") or (b"/" if p.startswith(b"/") else b".")
         self._disp = disp                   # the caller's top, as events name it
-        buf = ffi.new("char[]", 4096)
-        n = _check(lib.bn_realpath(self._r, p, buf, 4096), path)
-        real = ffi.buffer(buf, n)[:]
+        real = _enc(root.realpath(path))
         self._real = b"" if real == b"." else real
         st = root.stat(path)  # follows an in-tree link; out: EscapeError
         self._leaf: bytes | None = None     # watching a file: its name in the watched parent
@@ -225,10 +228,10 @@ class Watch:
             parts = self._real.split(b"/") if self._real else []
             for i in range(1, len(parts)):
                 above = b"/".join(parts[:i])
-                e, _dup = self._tree(above, 0, 0, None, _ABOVE, 0)
+                e = self._tree(above, 0, 0, None, _ABOVE, 0)
                 if e:
                     self._above.add(e[0][0])
-            entries, _dup = self._tree(self._real, 0, 0, None, _MASK, 1 if self.recursive else 0)
+            entries = self._tree(self._real, 0, 0, None, _MASK, 1 if self.recursive else 0)
             if not any(e[0] in self._above for e in entries):
                 self._adopt(entries, None, self._real)
                 self._stale = False  # (a directory twice in one walk: a bind mount, watched once)
@@ -237,12 +240,12 @@ class Watch:
         raise OSError(errno.EAGAIN, "the directories above the watched path kept moving into it", self._caller)
 
     def _tree(self, rel: bytes, dev: int, ino: int, name: bytes | None, mask: int, flags: int
-              ) -> tuple[list[tuple[int, int, bytes, bool, int, int]], bool]:
+              ) -> list[tuple[int, int, bytes, bool, int, int]]:
         """bn_watch_tree: the entries (wd, parent index, name, is_dir, dev, ino) it placed or
-        found, and whether one of them is a watch this instance already had (the kernel
-        hands back the same watch for the same inode: a directory the table knows
-        elsewhere, or twice in this walk through a bind mount). The budget is taken for the
-        new watches only (or they are removed)."""
+        found. The kernel hands back the watch it has for an inode already watched (a
+        directory the table knows, or one seen twice in this walk through a bind mount:
+        ``_adopt`` sorts them out), so the budget is taken for the new watches only (or
+        they are removed)."""
         room = self._budget.room() if self._budget is not None else 1 << 30
         out = ffi.new("bn_wlist *")
         r = lib.bn_watch_tree(self._r, self._fd, rel, dev, ino, ffi.NULL if name is None else name, mask, flags,
@@ -257,18 +260,13 @@ class Watch:
         finally:
             lib.bn_wlist_free(out)
         known = self._dirs.keys() | self._above
-        placed: list[int] = []
+        placed: list[int] = []  # new to this instance: counted, and removed on failure
         seen: set[int] = set()
-        dup = False
         for e in entries:
             wd = e[0]
-            if wd < 0:
-                continue
-            if wd in known or wd in seen:
-                dup = True
-                continue
-            seen.add(wd)
-            placed.append(wd)  # new to this instance: counted, and removed on failure
+            if wd >= 0 and wd not in known and wd not in seen:
+                seen.add(wd)
+                placed.append(wd)
         if r == -errno.ENOSPC:
             self._rm(placed)
             if self._budget is not None and len(placed) >= room:
@@ -279,6 +277,8 @@ class Watch:
             self._rm(placed)
             if r == -errno.ECANCELED:
                 raise OSError(errno.ECANCELED, "cancelled", self._caller)
+            if r == -lib.BN_ECHANGED:
+                raise _Changed(errno.EAGAIN, self._changed_message, self._caller)
             self._check(r, self._caller)
         if self._budget is not None:
             try:
@@ -287,7 +287,7 @@ class Watch:
                 self._rm(placed)
                 raise
         self._held += len(placed)
-        return entries, dup
+        return entries
 
     def _rm(self, wds: list[int]) -> None:
         for wd in wds:
@@ -462,13 +462,12 @@ class Watch:
     def _grow(self, parent: _Dir, name: bytes, report: bool) -> None:
         """A new directory in the tree: watch it and what it holds by now."""
         try:
-            entries, _dup = self._tree(parent.rel, parent.dev, parent.ino, name, _MASK,
-                                       1 | (2 if report else 0))
+            entries = self._tree(parent.rel, parent.dev, parent.ino, name, _MASK, 1 | (2 if report else 0))
+        except _Changed:
+            self._stale = True  # moved while it was walked: place every watch again
+            return
         except OSError as e:
             if e.errno in _GONE:
-                return
-            if e.errno == errno.EAGAIN and "changed" in str(e):
-                self._stale = True  # moved while it was walked: place every watch again
                 return
             raise
         self._adopt(entries, parent, _join(parent.rel, name), report)  # (sets _stale for a misplaced one)

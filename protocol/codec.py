@@ -393,17 +393,6 @@ def parse_batched(c: Any) -> Request:
     return Request(0, spec.method, _args(spec, name, c[1], 0))
 
 
-def batch_is_long(calls: list[Any]) -> bool:
-    """A batch runs in a worker thread if one of its calls may run long (its method's
-    ``long`` is not False: listings, reads, copies, big writes, rm)."""
-    for c in calls:
-        if c.__class__ is list and c and c[0].__class__ is str:
-            m = METHODS.get(c[0])
-            if m is not None and m.long is not False:
-                return True
-    return False
-
-
 #: wire type -> checker: returns the value the daemon passes to Root, raises _Bad
 _CHECKERS = {
     "calls": _c_calls,
