@@ -516,8 +516,7 @@ class Server:
         except Exception as e:
             if fd is not None:
                 os.close(fd)
-            if not isinstance(e, (OSError, ValueError, TypeError)):
-                self.cfg.log(f"beneathd: {m.name}: internal error: {type(e).__name__}: {e}")
+            self._note_internal(m.name, e)
             return conn.proto.error(req, e, threadsafe=threadsafe), None
 
     def _small_dir(self, req: Request) -> bool:
@@ -548,8 +547,7 @@ class Server:
         try:
             return _pack_slot([None, encode_result(m, self._ops[m.name](**r.args))])
         except Exception as e:
-            if not isinstance(e, (OSError, ValueError, TypeError)):
-                self.cfg.log(f"beneathd: batch: {m.name}: internal error: {type(e).__name__}: {e}")
+            self._note_internal(f"batch: {m.name}", e)
             return _pack_slot([error_reply(e, m, r.args), None])
 
     def _batch_payload(self, conn: _Conn, req: Request, job: Job | None = None) -> bytes:
@@ -606,6 +604,12 @@ class Server:
         head = msgpack.packb([1, req.msgid, None], use_bin_type=True)
         # [1, msgid, nil, [slot, ...]]: the 3-array header becomes a 4-array, then the slots' array
         return b"\x94" + head[1:] + _array_header(len(slots)) + b"".join(slots)
+
+    def _note_internal(self, what: str, e: Exception) -> None:
+        """Log what a call raised that is not a caller's error (OSError, ValueError,
+        TypeError are: the reply carries them); the reply carries it too."""
+        if not isinstance(e, (OSError, ValueError, TypeError)):
+            self.cfg.log(f"beneathd: {what}: internal error: {type(e).__name__}: {e}")
 
     def _open_writer(self, conn: _Conn, path: bytes, mode: str, perms: int) -> int:
         if len(conn.writers) >= self.cfg.max_writers:
@@ -674,8 +678,7 @@ class Server:
                             outcome.append(proto.reply(req, None))
                             return
                 except Exception as e:
-                    if not isinstance(e, (OSError, ValueError, TypeError)):
-                        self.cfg.log(f"beneathd: {req.method.name}: internal error: {type(e).__name__}: {e}")
+                    self._note_internal(req.method.name, e)
                     outcome.append(proto.error(req, e))
 
         try:
@@ -730,8 +733,7 @@ class Server:
                 w = await trio.to_thread.run_sync(
                     lambda: self.root.watch(**req.args, budget=budget, job=job), limiter=self.limiter)
             except Exception as e:
-                if not isinstance(e, (OSError, ValueError, TypeError)):
-                    self.cfg.log(f"beneathd: watch: internal error: {type(e).__name__}: {e}")
+                self._note_internal("watch", e)
                 final = proto.error(req, e)
                 return
             st.credit -= 1
