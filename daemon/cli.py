@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--idle-exit", type=float, metavar="SECONDS",
                    help="exit (status 0) after this long with no connection")
     p.add_argument("--no-xdev", action="store_true", help="refuse to cross mount points inside the root")
+    p.add_argument("--resolver", choices=("openat2", "emulated"), default="openat2",
+                   help="how paths are resolved beneath the root: openat2 (default; without it the daemon "
+                        "refuses to start) or emulated (one O_PATH step per component, checked through "
+                        "/proc/self/fd: for kernels or sandboxes without a usable openat2)")
     p.add_argument("--state-dir", metavar="DIR",
                    help="private directory (outside the root) for the crash journal; default: "
                         "$STATE_DIRECTORY under systemd, else /run/beneathd/journal/DEV-INO when "
@@ -150,7 +154,7 @@ def _main(args: argparse.Namespace) -> int:
     root = None
     try:
         try:
-            root = Root(args.root, no_xdev=args.no_xdev)
+            root = Root(args.root, no_xdev=args.no_xdev, resolver=args.resolver)
         except OSError as e:
             raise Fatal(f"cannot open root {args.root}: {e.strerror or e}") from None
         except Exception as e:
@@ -206,6 +210,11 @@ def _main(args: argparse.Namespace) -> int:
             # the daemon dropped, confined and reaped-for (systemd's socket: it queues for us)
             socket_file.publish(reaper, args.socket)
         _log(f"walk limit: {root.walk_limit} levels")
+        if root.resolver == "emulated":
+            _log("resolver: emulated (--resolver emulated): paths are resolved one component at a time "
+                 "without openat2, each '..' and each result checked through /proc/self/fd")
+        else:
+            _log("resolver: openat2")
         server = Server(root, listener, cfg)
         _log(f"serving {args.root} on {args.socket or 'the systemd socket'} as uid {os.geteuid()}")
         try:

@@ -60,6 +60,10 @@ class OpenAt2Unavailable(OSError):
     """openat2(2) is missing (ENOSYS) or blocked (EPERM, seccomp): beneathd fails closed."""
 
 
+#: the resolvers a Root can use (DESIGN.md, "Resolvers"); the first is the default
+RESOLVERS = ("openat2", "emulated")
+
+
 #: how often a ``progress`` callback is called at most while a call runs (DESIGN.md)
 PROGRESS_INTERVAL = _PROGRESS_INTERVAL
 _CANCELLED_MESSAGE = "cancelled"
@@ -189,38 +193,61 @@ def _stat_out(out: Any) -> os.stat_result:
                          a / _NS, m / _NS, c / _NS, a, m, c, blksize, blocks, rdev))
 
 
+def _check_procfs(fd: int) -> None:
+    """The emulated resolver checks every ``..`` and every result through
+    ``/proc/self/fd``: without a working procfs it cannot be safe, so it refuses."""
+    r = lib.bn_emulated_ready(fd)
+    if r < 0:
+        raise OSError(errno.ENOSYS, "the emulated resolver needs procfs mounted at /proc (it checks "
+                      f"every '..' and every result through /proc/self/fd): {os.strerror(-r)}")
+
+
 class Root:
     """A directory opened once; every method acts strictly beneath it."""
 
     def __init__(self, path: str | bytes | os.PathLike[Any], *, no_xdev: bool = False,
-                 journal: str | bytes | os.PathLike[Any] | None = None) -> None:
+                 journal: str | bytes | os.PathLike[Any] | None = None, resolver: str = "openat2") -> None:
         """Open ``path`` (``O_PATH``); fail closed if openat2 is unusable.  ``journal``: a
         private directory outside the root for the crash journal (see
         :meth:`attach_journal`); without one, a process killed while replacing a file may
-        leave its temporary name behind."""
+        leave its temporary name behind.  ``resolver="emulated"`` resolves without openat2
+        (one ``O_PATH|O_NOFOLLOW`` step per component, checked through ``/proc/self/fd``:
+        native/resolve.c), for kernels and sandboxes that lack it; never chosen silently."""
+        if resolver not in RESOLVERS:
+            raise ValueError(f"resolver must be one of {', '.join(map(repr, RESOLVERS))}, not {resolver!r}")
         self._fd = -1
         self._journal: Journal | None = None
         #: what every native call is given: the fd, the resolve flags, the journal's handle
         self._r: Any = ffi.new("bn_root *", {"fd": -1, "rx": 0, "journal": ffi.NULL, "max_depth": 0})
         #: what :meth:`attach_journal` found and undid
         self.recovered: list[tuple[bytes, str]] = []
-        self._rx = lib.BN_RESOLVE_NO_XDEV if no_xdev else 0
+        self._no_xdev = no_xdev
+        self._resolver = resolver
+        self._rx = (lib.BN_RESOLVE_NO_XDEV if no_xdev else 0) | (lib.BN_RESOLVE_EMULATED if resolver == "emulated" else 0)
         self._name = os.fsdecode(os.fspath(path))
         fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        probe = lib.bn_openat2(fd, b".", _O_PATH, 0, self._rx)
+        try:
+            if resolver == "emulated":
+                _check_procfs(fd)
+            probe = lib.bn_openat2(fd, b".", _O_PATH, 0, self._rx)
+        except BaseException:
+            os.close(fd)
+            raise
         if probe < 0:
             os.close(fd)
             if -probe == errno.ENOSYS:
                 raise OpenAt2Unavailable(
                     errno.ENOSYS,
                     "openat2(2) is not available (ENOSYS): beneathd needs Linux >= 5.6 and "
-                    "refuses to fall back to path-based resolution",
+                    "refuses to fall back to path-based resolution (an operator may choose "
+                    "resolver='emulated')",
                 )
             if -probe == errno.EPERM:
                 raise OpenAt2Unavailable(
                     errno.EPERM,
                     "openat2(2) is blocked (EPERM), most likely by a seccomp filter: beneathd "
-                    "refuses to fall back to path-based resolution",
+                    "refuses to fall back to path-based resolution (an operator may choose "
+                    "resolver='emulated')",
                 )
             raise make_error(-probe, self._name)
         os.close(probe)
@@ -271,6 +298,11 @@ class Root:
         if r == -errno.ECANCELED:
             raise OSError(errno.ECANCELED, _CANCELLED_MESSAGE, path, None, path2)
         _check(r, path, path2)
+
+    @property
+    def resolver(self) -> str:
+        """Which resolver this root uses: ``"openat2"`` (the default) or ``"emulated"``."""
+        return self._resolver
 
     @property
     def journal(self) -> Journal | None:
@@ -329,7 +361,7 @@ class Root:
         # of a path must get the same answer).
         p: Any = path
         cls = p.__class__
-        if not self._rx and ((cls is str and "/" not in p and p != ".." and p) or (
+        if not self._no_xdev and ((cls is str and "/" not in p and p != ".." and p) or (
             cls is bytes and b"/" not in p and p != b".." and p
         )):
             try:
@@ -342,7 +374,7 @@ class Root:
         if follow_symlinks:
             # openat2 (beneath, following in-tree links) pins the target; fstat it
             return self._fstat_at(b, _O_PATH, path)
-        if not self._rx and b[-1:] != b"/" and b.rpartition(b"/")[2] not in (b".", b".."):
+        if not self._no_xdev and b[-1:] != b"/" and b.rpartition(b"/")[2] not in (b".", b".."):
             # a plain final name: openat2 of the whole path, the name itself not followed,
             # and fstat, as stat does (one lookup; bn_lstat does the same in C, but its
             # 13 ints would then be made into a stat_result here, in Python)

@@ -25,6 +25,8 @@
 #define BN_ETOODEEP 4099
 #define BN_EMOUNT 4100
 #define BN_RESOLVE_NO_XDEV 1
+/* rx: resolve with the emulated resolver (native/resolve.c), not openat2 */
+#define BN_RESOLVE_EMULATED 2
 
 #define BN_CP_RECURSIVE 1
 #define BN_CP_OVERWRITE 2
@@ -53,7 +55,7 @@ bn_journal *bn_journal_map(int fd);
 void bn_journal_unmap(bn_journal *j);
 
 /* What every operation needs of the root, one per Root: its O_PATH directory fd, the
-   resolve flags (BN_RESOLVE_NO_XDEV or 0), the crash journal for temporary names (or
+   resolve flags (BN_RESOLVE_NO_XDEV, BN_RESOLVE_EMULATED or 0), the crash journal for temporary names (or
    NULL) and the walk limit. */
 typedef struct bn_root {
     int fd;
@@ -72,12 +74,17 @@ typedef struct bn_job {
 } bn_job;
 
 /* resolve.c: the door every caller's path goes through (bn_openat2 is the raw door, from
-   any directory fd: Root's probe and the native code use it) */
+   any directory fd: Root's probe and the native code use it; with rx & BN_RESOLVE_EMULATED
+   it resolves one component at a time without openat2, to the same answers) */
 int bn_openat2(int dirfd, const char *path, int flags, int mode, int rx);
-/* A directory below dfd by names from getdents ("a" or "a/b/c"), opened without following
-   any link (RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS: a link gives ELOOP): how walks descend. */
+/* A directory below dfd by names from getdents ("a" or "a/b/c"), each opened from the one
+   before with O_NOFOLLOW (a link gives ENOTDIR, or ELOOP before the last name; "", "." and
+   ".." are refused with EINVAL): how walks descend, the same under either resolver. */
 int bn_open_child_dir(int dfd, const char *name);
 int bn_open_regular(const bn_root *rt, const char *path, int flags, int mode);
+/* Can the emulated resolver work here: procfs at /proc, fd's name readable through it?
+   0 or -errno (-ENOSYS: no procfs).  Reads fs.protected_symlinks once, for later. */
+int bn_emulated_ready(int fd);
 /* path with a final in-tree symlink chain followed (textually, 40 links at most), into
    out[PATH_MAX]: what write_file, copy_file and cp replace */
 int bn_follow_final(const bn_root *rt, const char *path, char *out);
@@ -183,7 +190,8 @@ void bn_wlist_free(bn_wlist *l);
 
 /* Test hook: with bn_set_hook(1), the native code calls bn_py_hook(stage) between its steps
    (stage 1: parent resolved, before acting on the leaf; 2: in a tree walk, after fstatat and
-   before opening the entry; 3: atomic replace, before the link/rename). Off by default.
+   before opening the entry; 3: atomic replace, before the link/rename; 4: the emulated
+   resolver, after each directory it steps into). Off by default.
    bn_py_hook itself is declared by cffi_build.py (extern "Python+C"). */
 void bn_set_hook(int on);
 

@@ -22,12 +22,18 @@
  * A last component of "." or "..", or a trailing slash, would make the kernel resolve
  * something itself, so such a path is opened here whole (tfd) and the operation acts on
  * that fd.  Tree walks descend one getdents name at a time (bn_open_child_dir).
+ *
+ * Two resolvers, one door.  Everything above is the default; an operator may choose the
+ * emulated resolver (bn_emulated, below) where openat2 is missing or blocked.  bn_openat2
+ * picks one by rt->rx, so every operation, split and walk uses the same one.
  */
 #include "internal.h"
 
 #include <string.h>
 
 static int bn_tries_eagain = BN_EAGAIN_TRIES;
+
+#define BN_MAX_LINKS 40   /* links followed in one resolution, as the kernel allows */
 
 /* Deterministic race tests: a callback between steps, off (one predictable branch) by default. */
 volatile int bn_hook_on = 0;
@@ -72,18 +78,404 @@ static int bn_openat2_how(int dirfd, const char *path, int flags, int mode, uint
     return again == -EXDEV ? -BN_EESCAPE : -BN_EMOUNT;
 }
 
+/* ---- the emulated resolver (opt-in: rx & BN_RESOLVE_EMULATED) --------------------------
+ *
+ * For kernels and sandboxes without a usable openat2, and only when the operator asks for
+ * it.  The same answers as openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS [| NO_SYMLINKS
+ * | NO_XDEV]), computed one component at a time from the starting fd:
+ *
+ * - each component is opened with O_PATH|O_NOFOLLOW from the directory before it, so the
+ *   kernel never follows a link and never sees more than one name;
+ * - a link is read (readlinkat on its own O_PATH fd) and its target spliced in front of
+ *   what is left, 40 links at most (ELOOP); an absolute target is an escape; a link on
+ *   procfs or nsfs is a magic link (ELOOP), and the kernel's own rules for following a
+ *   link that it no longer applies, MS_NOSYMFOLLOW and fs.protected_symlinks, are kept;
+ * - "expect" is the lexical path below the start made of real directories only; a ".."
+ *   there is refused as an escape, and a ".." below it is opened and then checked: the
+ *   kernel's name for the new fd (/proc/self/fd) must be the start's name plus expect,
+ *   and the start's name must not have changed meanwhile.  A rename that moved anything
+ *   under the walk fails that check, and the whole resolution is tried again
+ *   (BN_EAGAIN_TRIES, then EAGAIN), as openat2 does when it sees a rename;
+ * - at the end, the directory the last name was opened from is checked the same way, so
+ *   a directory moved out of the root mid-walk (which a walk downwards alone would not
+ *   notice) cannot carry the result outside;
+ * - the last name is opened with the caller's flags plus O_NOFOLLOW; if it turns out to be
+ *   a link and the caller did not ask for O_NOFOLLOW, the link is followed as above.
+ *
+ * The checks need procfs: Root refuses the emulated resolver where /proc/self/fd does not
+ * answer (daemon/root.py).  BN_HOOK(4) runs after each component, for the swap tests.
+ */
+
+#include <sys/statfs.h>
+#include <sys/vfs.h>
+
+#ifndef PROC_SUPER_MAGIC
+#define PROC_SUPER_MAGIC 0x9fa0
+#endif
+#define BN_NSFS_MAGIC 0x6e736673
+#ifndef ST_NOSYMFOLLOW
+#define ST_NOSYMFOLLOW 0x2000
+#endif
+#ifndef STATX_MNT_ID
+#define STATX_MNT_ID 0x00001000U
+#endif
+
+/* The kernel's name of fd (readlink of /proc/self/fd/N) into out; its length or -errno. */
+static int bn_fd_name(int fd, char *out, size_t size)
+{
+    char pb[64];
+    ssize_t n = readlink(bn_procfd(pb, sizeof pb, fd), out, size - 1);
+    if (n < 0)
+        return -errno;
+    if ((size_t)n >= size - 1)
+        return -ENAMETOOLONG;
+    out[n] = 0;
+    return (int)n;
+}
+
+/* Is fd where the walk thinks it is: start's name + "/" + expect, start unmoved?  0 or -EAGAIN. */
+static int bn_emul_check(int start, int fd, const char *expect)
+{
+    char top[PATH_MAX], here[PATH_MAX], again[PATH_MAX];
+    int t = bn_fd_name(start, top, sizeof top);
+    if (t < 0)
+        return t;
+    int h = bn_fd_name(fd, here, sizeof here);
+    if (h < 0)
+        return h;
+    size_t tl = (size_t)t;
+    if (tl == 1)
+        tl = 0;   /* the start is "/": its children are "/name" */
+    int ok = expect[0] ? (strncmp(here, top, tl) == 0 && here[tl] == '/' && strcmp(here + tl + 1, expect) == 0)
+                       : strcmp(here, top) == 0;
+    if (!ok)
+        return -EAGAIN;
+    int a = bn_fd_name(start, again, sizeof again);
+    if (a < 0)
+        return a;
+    return strcmp(top, again) == 0 ? 0 : -EAGAIN;
+}
+
+/* The mount fd is on: its mount id where statx gives one (Linux >= 5.8), else its device. */
+static int bn_mount_of(int fd, uint64_t *out)
+{
+    struct statx sx;
+    if (statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_MNT_ID, &sx) < 0)
+        return -errno;
+    *out = (sx.stx_mask & STATX_MNT_ID) ? sx.stx_mnt_id
+                                        : ((uint64_t)sx.stx_dev_major << 32 | sx.stx_dev_minor);
+    return 0;
+}
+
+static int bn_protected_symlinks = -1;
+
+/* fs.protected_symlinks, read once; unreadable (a sandbox) counts as on, the default everywhere */
+static int bn_protected(void)
+{
+    int prot = __atomic_load_n(&bn_protected_symlinks, __ATOMIC_RELAXED);
+    if (prot >= 0)
+        return prot;
+    prot = 1;
+    int f = open("/proc/sys/fs/protected_symlinks", O_RDONLY | O_CLOEXEC);
+    if (f >= 0) {
+        char c = '1';
+        if (read(f, &c, 1) == 1)
+            prot = c != '0';
+        close(f);
+    }
+    __atomic_store_n(&bn_protected_symlinks, prot, __ATOMIC_RELAXED);
+    return prot;
+}
+
+int bn_emulated_ready(int fd)
+{
+    struct statfs sf;
+    char name[PATH_MAX];
+    if (statfs("/proc/self/fd", &sf) < 0 || sf.f_type != PROC_SUPER_MAGIC)
+        return -ENOSYS;
+    int r = bn_fd_name(fd, name, sizeof name);
+    if (r < 0)
+        return r;
+    if (name[0] != '/')
+        return -ENOSYS;
+    bn_protected();   /* now, before Landlock can make /proc/sys unreadable */
+    return 0;
+}
+
+/* May the walk follow the link lfd found in directory dfd, as the kernel would decide?
+   0, or -ELOOP (a magic link; MS_NOSYMFOLLOW) or -EACCES (fs.protected_symlinks). */
+static int bn_may_follow(int dfd, int lfd)
+{
+    struct statfs sf;
+    if (fstatfs(lfd, &sf) < 0)
+        return -errno;
+    if (sf.f_type == PROC_SUPER_MAGIC || sf.f_type == BN_NSFS_MAGIC || (sf.f_flags & ST_NOSYMFOLLOW))
+        return -ELOOP;
+    if (!bn_protected())
+        return 0;
+    struct stat d, l;
+    if (fstat(dfd, &d) < 0 || fstat(lfd, &l) < 0)
+        return -errno;
+    if ((d.st_mode & (S_ISVTX | S_IWOTH)) != (S_ISVTX | S_IWOTH) || l.st_uid == geteuid() || l.st_uid == d.st_uid)
+        return 0;
+    return -EACCES;
+}
+
+/* Put the target of link lfd (found in dfd) in front of rest, which holds what follows it. */
+static int bn_emul_link(int dfd, int lfd, uint64_t resolve, int *links, char *rest, const char *after, int slash)
+{
+    char target[PATH_MAX], tail[PATH_MAX];
+    if (resolve & BN_RESOLVE_NO_SYMLINKS)
+        return -ELOOP;
+    if (++*links > BN_MAX_LINKS)
+        return -ELOOP;
+    int r = bn_may_follow(dfd, lfd);
+    if (r < 0)
+        return r;
+    ssize_t n = readlinkat(lfd, "", target, sizeof target);
+    if (n < 0)
+        return -errno;
+    if ((size_t)n >= sizeof target)
+        return -ENAMETOOLONG;
+    target[n] = 0;
+    if (n == 0)
+        return -ENOENT;
+    if (target[0] == '/')
+        return -BN_EESCAPE;
+    size_t al = strlen(after);
+    if (al >= sizeof tail)
+        return -ENAMETOOLONG;
+    memcpy(tail, after, al + 1);
+    /* target, then "/" and the rest (or a lone "/" when the link was written with one) */
+    int w = snprintf(rest, PATH_MAX, "%s%s%s", target, (al || slash) ? "/" : "", tail);
+    return (w < 0 || w >= PATH_MAX) ? -ENAMETOOLONG : 0;
+}
+
+/* The walk ended on a directory (".", "..", a trailing slash): open it as the kernel would. */
+static int bn_emul_open_dir(int cur, int flags, int mode)
+{
+    if (flags & O_CREAT)
+        return (flags & O_EXCL) ? -EEXIST : -EISDIR;
+    return bn_neg(openat(cur, ".", flags | O_CLOEXEC, (mode_t)mode));
+}
+
+static int bn_emul_once(int start, const char *path, int flags, int mode, uint64_t resolve)
+{
+    char rest[PATH_MAX], expect[PATH_MAX], name[NAME_MAX + 1];
+    size_t elen = 0;
+    int depth = 0, cur = start, links = 0, r = 0, result = -1;
+    uint64_t mnt0 = 0, mnt;
+    const int xdev = (resolve & BN_RESOLVE_NO_XDEV_K) != 0;
+    size_t n = strlen(path);
+    if (n >= PATH_MAX)
+        return -ENAMETOOLONG;
+    memcpy(rest, path, n + 1);
+    expect[0] = 0;
+    if (xdev && (r = bn_mount_of(start, &mnt0)) < 0)
+        return r;
+    const char *p = rest;
+    for (;;) {
+        while (*p == '/')
+            p++;
+        size_t ln = strcspn(p, "/");
+        if (ln > NAME_MAX) {
+            r = -ENAMETOOLONG;
+            break;
+        }
+        const char *q = p + ln;
+        int slash = *q == '/';
+        while (*q == '/')
+            q++;
+        int last = *q == 0;
+        int dots = (ln == 1 && p[0] == '.') || (ln == 2 && p[0] == '.' && p[1] == '.');
+        memcpy(name, p, ln);
+        name[ln] = 0;
+        p = q;
+        if (ln == 0 || (ln == 1 && name[0] == '.')) {
+            if (!last)
+                continue;
+            /* the walk ends on a directory: open it with the caller's flags */
+            result = bn_emul_open_dir(cur, flags, mode);
+            break;
+        }
+        if (last && slash && (flags & O_CREAT) && !dots) {
+            r = -EISDIR;   /* what open("name/", O_CREAT) says, whether name exists or not */
+            break;
+        }
+        int nfd;
+        if (dots) {
+            if (depth == 0) {
+                r = -BN_EESCAPE;
+                break;
+            }
+            nfd = openat(cur, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+            if (nfd < 0) {
+                r = -errno;
+                break;
+            }
+            while (elen > 0 && expect[elen - 1] != '/')
+                elen--;
+            expect[elen > 0 ? --elen : 0] = 0;
+            depth--;
+            r = bn_emul_check(start, nfd, expect);
+        } else if (!last || slash) {
+            nfd = openat(cur, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+            if (nfd < 0) {
+                r = -errno;
+                break;
+            }
+            struct stat st;
+            if (fstat(nfd, &st) < 0) {
+                r = -errno;
+            } else if (S_ISLNK(st.st_mode)) {
+                r = bn_emul_link(cur, nfd, resolve, &links, rest, p, slash && last);
+                close(nfd);
+                if (r < 0)
+                    break;
+                p = rest;
+                continue;
+            } else if (!S_ISDIR(st.st_mode)) {
+                r = -ENOTDIR;
+            } else {
+                if (elen + ln + 2 >= sizeof expect) {
+                    r = -ENAMETOOLONG;
+                } else {
+                    if (elen)
+                        expect[elen++] = '/';
+                    memcpy(expect + elen, name, ln + 1);
+                    elen += ln;
+                    depth++;
+                }
+            }
+        } else {
+            /* the last name, with the caller's flags; a link there is followed unless asked not to */
+            int fd = openat(cur, name, flags | O_NOFOLLOW | O_CLOEXEC, (mode_t)mode);
+            int lfd = -1;
+            if (fd >= 0 && (flags & (O_PATH | O_NOFOLLOW)) == O_PATH) {
+                struct stat st;
+                if (fstat(fd, &st) == 0 && S_ISLNK(st.st_mode)) {
+                    lfd = fd;
+                    fd = -1;
+                }
+            } else if (fd < 0 && !(flags & O_NOFOLLOW) && (errno == ELOOP || errno == ENOTDIR)) {
+                int e = errno;
+                struct stat st;
+                lfd = openat(cur, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+                if (lfd >= 0 && (fstat(lfd, &st) < 0 || !S_ISLNK(st.st_mode))) {
+                    close(lfd);
+                    lfd = -1;
+                }
+                errno = e;
+            }
+            if (lfd >= 0) {
+                r = bn_emul_link(cur, lfd, resolve, &links, rest, "", 0);
+                close(lfd);
+                if (r < 0)
+                    break;
+                p = rest;
+                continue;
+            }
+            if (fd < 0) {
+                r = -errno;
+                break;
+            }
+            if (xdev && (r = bn_mount_of(fd, &mnt)) == 0 && mnt != mnt0)
+                r = -BN_EMOUNT;
+            if (r < 0)
+                close(fd);
+            else
+                result = fd;
+            break;
+        }
+        if (r == 0 && xdev && (r = bn_mount_of(nfd, &mnt)) == 0 && mnt != mnt0)
+            r = -BN_EMOUNT;
+        if (r < 0) {
+            close(nfd);
+            break;
+        }
+        if (cur != start)
+            close(cur);
+        cur = nfd;
+        BN_HOOK(4);
+        if (last) {
+            result = bn_emul_open_dir(cur, flags, mode);
+            break;
+        }
+    }
+    if (r == 0 && result < 0)
+        r = result;
+    if (r == 0 && cur != start) {
+        r = bn_emul_check(start, cur, expect);   /* the walk did not leave the start meanwhile */
+        if (r < 0)
+            close(result);
+    }
+    if (cur != start)
+        close(cur);
+    return r < 0 ? r : result;
+}
+
+static int bn_emulated(int start, const char *path, int flags, int mode, uint64_t resolve)
+{
+    if (path[0] == '/')
+        return -BN_EESCAPE;
+    if (path[0] == 0)
+        return -ENOENT;
+    for (int i = 0; i < bn_tries_eagain; i++) {
+        int r = bn_emul_once(start, path, flags, mode, resolve);
+        if (r != -EAGAIN && r != -EINTR)
+            return r;
+    }
+    return -EAGAIN;
+}
+
+static int bn_resolve(int dirfd, const char *path, int flags, int mode, uint64_t resolve, int rx)
+{
+    if (rx & BN_RESOLVE_EMULATED)
+        return bn_emulated(dirfd, path, flags, mode, resolve);
+    return bn_openat2_how(dirfd, path, flags, mode, resolve);
+}
+
 int bn_openat2(int dirfd, const char *path, int flags, int mode, int rx)
 {
-    return bn_openat2_how(dirfd, path, flags, mode,
-                          BN_RESOLVE | ((rx & BN_RESOLVE_NO_XDEV) ? BN_RESOLVE_NO_XDEV_K : 0));
+    return bn_resolve(dirfd, path, flags, mode,
+                      BN_RESOLVE | ((rx & BN_RESOLVE_NO_XDEV) ? BN_RESOLVE_NO_XDEV_K : 0), rx);
 }
 
 int bn_open_child_dir(int dfd, const char *name)
 {
-    /* No link is ever followed inside a tree (RESOLVE_NO_SYMLINKS: a link gives ELOOP);
-       mounts inside it are crossed, as they always were by the walks. */
-    return bn_openat2_how(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NONBLOCK, 0,
-                          BN_RESOLVE | BN_RESOLVE_NO_SYMLINKS);
+    /* Names from getdents, one or more joined by "/": each opened from the one before with
+       O_NOFOLLOW, so no link is ever followed (a link gives ENOTDIR, or ELOOP in the middle,
+       as openat2 with RESOLVE_NO_SYMLINKS says) and nothing but a step down is taken; mounts
+       inside the tree are crossed, as the walks always did.  No resolver is involved, so the
+       walks are the same under both. */
+    const int last_flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC;
+    char comp[NAME_MAX + 1];
+    int cur = dfd;
+    for (const char *p = name;;) {
+        size_t ln = strcspn(p, "/");
+        int last = p[ln] == 0;
+        if (ln == 0 || ln > NAME_MAX || (ln == 1 && p[0] == '.' && !(last && p == name)) ||
+            (ln == 2 && p[0] == '.' && p[1] == '.')) {
+            if (cur != dfd)
+                close(cur);
+            return ln > NAME_MAX ? -ENAMETOOLONG : -EINVAL;   /* not a name getdents gives */
+        }
+        memcpy(comp, p, ln);
+        comp[ln] = 0;
+        int fd = openat(cur, comp, last ? last_flags : (O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        int e = errno;
+        if (fd < 0 && e == ENOTDIR && !last) {
+            struct stat st;
+            if (fstatat(cur, comp, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+                e = ELOOP;
+        }
+        if (cur != dfd)
+            close(cur);
+        if (fd < 0 || last)
+            return fd < 0 ? -e : fd;
+        cur = fd;
+        p += ln + 1;
+    }
 }
 
 /* ---- the parent + leaf split -------------------------------------------------------- */
@@ -170,8 +562,6 @@ int bn_split(const bn_root *rt, const char *path, int want_target, bn_path *p)
 }
 
 /* ---- what more than one operation needs: final links, realpath, mkdir -p ---------------- */
-
-#define BN_MAX_LINKS 40
 
 /* Join head (up to its last '/') and a link target into out; -ENAMETOOLONG if it does not fit. */
 static int bn_join_target(char *out, const char *target)

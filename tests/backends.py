@@ -1,4 +1,5 @@
-"""The backends one test suite runs through: ``Root`` in-process, ``Client`` and ``AsyncClient``.
+"""The backends one test suite runs through: ``Root`` in-process, ``Client`` and ``AsyncClient``
+(and ``Root``, ``Client`` again with the emulated resolver).
 
 Each backend is a context manager factory ``make(root_dir, **root_kw) -> ContextManager[fs]``
 (``root_kw`` go to ``Root``, e.g. ``no_xdev=True``) where
@@ -264,4 +265,23 @@ def _async(root_dir: Path, **root_kw: Any) -> Iterator[Any]:
 def _asyncio(root_dir: Path, **root_kw: Any) -> Iterator[Any]:
     """AsyncClient under asyncio (the same client, the other event loop)."""
     with server_thread(root_dir, root_kw) as path, AsyncAdapter(path, loop="asyncio") as fs:
+        yield fs
+
+
+# -- the emulated resolver (DESIGN.md, "Resolvers"): every shared suite runs under it too ---------
+
+
+@backend("root-emulated")
+@contextlib.contextmanager
+def _root_emulated(root_dir: Path, **root_kw: Any) -> Iterator[Any]:
+    """``Root(resolver="emulated")`` in-process: no openat2 at all."""
+    with _root(root_dir, **{"resolver": "emulated", **root_kw}) as fs:
+        yield fs
+
+
+@backend("client-emulated")
+@contextlib.contextmanager
+def _client_emulated(root_dir: Path, **root_kw: Any) -> Iterator[Any]:
+    """A daemon whose ``Root`` uses the emulated resolver, through ``Client``."""
+    with _client(root_dir, **{"resolver": "emulated", **root_kw}) as fs:
         yield fs

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -95,5 +96,51 @@ def test_daemon_refuses_to_start_with_a_broken_module(module: str) -> None:
         assert f"simulated broken {module}.py" in out, out
         assert "serving" not in out, out
         assert not os.path.exists(d.socket)
+    finally:
+        d.close()
+
+
+@pytest.mark.parametrize("err", ["ENOSYS", "EPERM"])
+def test_daemon_serves_with_the_emulated_resolver_when_openat2_is_blocked(err: str) -> None:
+    """The operator's way out (DESIGN.md, "Resolvers"): under the same filter, with
+    ``--resolver emulated`` the daemon starts, says so in its log, and serves beneath the
+    root: an outward link and ``..`` are still refused as escapes."""
+    from beneathd.client import Client, EscapeError
+
+    d = DaemonProc("--resolver", "emulated")
+    try:
+        launcher = textwrap.dedent(
+            f"""
+            import errno, os, sys
+            sys.path.insert(0, {str(HERE)!r})
+            from seccomp_util import deny_syscall, SYS_OPENAT2
+            deny_syscall(SYS_OPENAT2, errno.{err})
+            argv = {d.argv()!r}
+            os.execv(argv[0], argv)
+            """
+        )
+        with open(d.log_path, "ab") as log:
+            proc = subprocess.Popen([sys.executable, "-c", launcher], stdout=log, stderr=log, cwd="/")
+        try:
+            deadline = time.monotonic() + 60
+            while "serving " not in d.log():
+                assert proc.poll() is None, d.log()
+                assert time.monotonic() < deadline, d.log()
+                time.sleep(0.05)
+            assert "resolver: emulated" in d.log(), d.log()
+            with open(f"/proc/{proc.pid}/status") as f:
+                assert "Seccomp:\t2" in f.read()  # the filter is on the daemon itself
+            os.symlink("/etc", os.path.join(d.root, "out"))
+            with Client(d.socket, timeout=10) as c:
+                c.mkdir("a/b", parents=True)
+                c.write_file("a/b/f", b"x")
+                assert c.read_file("a/../a/b/f") == b"x"
+                assert c.listdir("a") == ["b"]
+                for p in ("out/passwd", "a/../../etc/passwd", "/etc/passwd"):
+                    with pytest.raises(EscapeError):
+                        c.stat(p)
+        finally:
+            proc.terminate()
+            proc.wait(30)
     finally:
         d.close()

@@ -6,6 +6,8 @@ and opening the entry (stage 2), and before an atomic replace links or renames (
 Each test flips a component to a symlink pointing outside at exactly that moment and
 checks that nothing outside changed and nothing outside was read.  The same flips done
 against the naive path-checking implementation do escape, which shows the flips land.
+Every test runs under both resolvers; the emulated resolver's own stage (4, after each
+directory it steps into) is tested in tests/test_resolvers.py.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pytest
 
 from beneathd._native import ffi, lib
 from beneathd.daemon import Root
+from beneathd.daemon.root import RESOLVERS
 from beneathd.protocol import EscapeError
 from conftest import snapshot
 
@@ -34,6 +37,12 @@ def bn_py_hook(stage: int) -> None:
     action = _pending.pop(stage, None)
     if action is not None:
         action()
+
+
+@pytest.fixture(params=RESOLVERS)
+def resolver(request: pytest.FixtureRequest) -> str:
+    """Each swap test under both resolvers (DESIGN.md, "Resolvers")."""
+    return str(request.param)
 
 
 @pytest.fixture
@@ -72,30 +81,30 @@ def _fired() -> bool:
     return not _pending
 
 
-def test_mkdir_parent_swapped_after_resolution(tree: Path, outside: Path, hook) -> None:
+def test_mkdir_parent_swapped_after_resolution(tree: Path, outside: Path, hook, resolver: str) -> None:
     before = snapshot(outside)
     hook(1, swap_to_link(tree / "a" / "b", outside / "dir"))
-    with Root(tree) as fs:
+    with Root(tree, resolver=resolver) as fs:
         fs.mkdir("a/b/new")
     assert _fired()
     assert snapshot(outside) == before
     assert (tree / "a" / "b.moved" / "new").is_dir()  # it landed in the directory it resolved
 
 
-def test_unlink_parent_swapped(tree: Path, outside: Path, hook) -> None:
+def test_unlink_parent_swapped(tree: Path, outside: Path, hook, resolver: str) -> None:
     (outside / "dir" / "f").write_bytes(b"outside f\n")
     before = snapshot(outside)
     hook(1, swap_to_link(tree / "a" / "b", outside / "dir"))
-    with Root(tree) as fs:
+    with Root(tree, resolver=resolver) as fs:
         fs.unlink("a/b/f")
     assert _fired()
     assert snapshot(outside) == before
 
 
-def test_rename_parent_swapped(tree: Path, outside: Path, hook) -> None:
+def test_rename_parent_swapped(tree: Path, outside: Path, hook, resolver: str) -> None:
     before = snapshot(outside)
     hook(1, swap_to_link(tree / "a" / "b", outside / "dir"))
-    with Root(tree) as fs:
+    with Root(tree, resolver=resolver) as fs:
         # the flip lands between resolving src's parent and dst's: dst now escapes
         with pytest.raises(EscapeError):
             fs.rename("a/b/f", "a/b/g")
@@ -104,20 +113,20 @@ def test_rename_parent_swapped(tree: Path, outside: Path, hook) -> None:
     assert (tree / "a" / "b.moved" / "f").read_bytes() == b"inside\n"
 
 
-def test_copy_file_destination_swapped_before_link(tree: Path, outside: Path, hook) -> None:
+def test_copy_file_destination_swapped_before_link(tree: Path, outside: Path, hook, resolver: str) -> None:
     before = snapshot(outside)
     hook(3, swap_to_link(tree / "a" / "b", outside / "dir"))
-    with Root(tree) as fs:
+    with Root(tree, resolver=resolver) as fs:
         fs.copy_file("a/b/f", "a/b/copy")
     assert _fired()
     assert snapshot(outside) == before
     assert (tree / "a" / "b.moved" / "copy").read_bytes() == b"inside\n"
 
 
-def test_rm_recursive_subdir_swapped_mid_walk(tree: Path, outside: Path, hook) -> None:
+def test_rm_recursive_subdir_swapped_mid_walk(tree: Path, outside: Path, hook, resolver: str) -> None:
     before = snapshot(outside)
     hook(2, swap_to_link(tree / "t" / "sub", outside / "dir"))
-    with Root(tree) as fs:
+    with Root(tree, resolver=resolver) as fs:
         try:
             fs.rm("t", recursive=True)
         except OSError:
@@ -126,10 +135,10 @@ def test_rm_recursive_subdir_swapped_mid_walk(tree: Path, outside: Path, hook) -
     assert snapshot(outside) == before
 
 
-def test_cp_recursive_subdir_swapped_mid_walk(tree: Path, outside: Path, hook) -> None:
+def test_cp_recursive_subdir_swapped_mid_walk(tree: Path, outside: Path, hook, resolver: str) -> None:
     before = snapshot(outside)
     hook(2, swap_to_link(tree / "t" / "sub", outside / "dir"))
-    with Root(tree) as fs:
+    with Root(tree, resolver=resolver) as fs:
         try:
             fs.cp("t", "copy", recursive=True)
         except OSError:
@@ -173,7 +182,7 @@ def _after_calls(n: int, action: Callable[[], None]) -> Callable[[], None]:
 
 
 @pytest.mark.parametrize("op", ["rm", "cp"])
-def test_deep_walk_directory_moved_while_closed(root_dir: Path, hook, op: str) -> None:
+def test_deep_walk_directory_moved_while_closed(root_dir: Path, hook, op: str, resolver: str) -> None:
     """200 levels: the walk keeps fds on only a few (native/tree.c, bn_keep), so when it comes
     back up it reopens level 9 by name from a held ancestor. Moving level 9 aside while the
     walk is at level 150 must stop the walk with a clear error (EAGAIN, "moved or replaced"),
@@ -187,7 +196,7 @@ def test_deep_walk_directory_moved_while_closed(root_dir: Path, hook, op: str) -
         _chain(level8 / "d", 191)  # an impostor of the same shape: must not be walked into
 
     hook(2, _after_calls(150, move_level9))
-    with Root(root_dir) as fs:
+    with Root(root_dir, resolver=resolver) as fs:
         with pytest.raises(OSError) as ei:
             if op == "rm":
                 fs.rm("t", recursive=True)
@@ -201,7 +210,7 @@ def test_deep_walk_directory_moved_while_closed(root_dir: Path, hook, op: str) -
 
 
 @pytest.mark.parametrize("op", ["rm", "cp"])
-def test_walk_fds_are_close_on_exec(root_dir: Path, hook, op: str) -> None:
+def test_walk_fds_are_close_on_exec(root_dir: Path, hook, op: str, resolver: str) -> None:
     """Mid-walk (stage 2), every fd the walker holds on the tree is close-on-exec: a child
     another thread starts meanwhile inherits none of them."""
     import fcntl
@@ -220,7 +229,7 @@ def test_walk_fds_are_close_on_exec(root_dir: Path, hook, op: str) -> None:
                 leaks.append(target)
 
     hook(2, _after_calls(20, look))
-    with Root(root_dir) as fs:
+    with Root(root_dir, resolver=resolver) as fs:
         if op == "rm":
             fs.rm("t", recursive=True)
         else:
