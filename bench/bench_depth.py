@@ -6,7 +6,7 @@ the kernel floor measured in C in the same run (``bench/c/floor.c``: ``openat2``
 One ``openat2`` resolves any depth, so ``Root`` should stay flat: goal depth 8 at most
 1.1x depth 2 (per operation); and ``lstat`` of a multi-component path at most 1.1x
 ``stat``'s cost. A per-component walk (Go's ``os.Root`` here: stat 1.5 us at depth 1,
-20 us at depth 8) grows with depth.
+20 us at depth 8) grows with depth; so does the emulated resolver, measured beside it.
 
     python -m bench.bench_depth [--quick] [--repeats N] [--dir DIR]
 """
@@ -59,6 +59,7 @@ def main() -> int:
                 f.write(b"x" * 100)
         dfd = os.open(top, os.O_PATH | os.O_DIRECTORY)
         root = Root(top)
+        emu = Root(top, resolver="emulated")
         cases: list[Case] = []
         for d in DEPTHS:
             path = _path(d)
@@ -74,7 +75,10 @@ def main() -> int:
                       Case(f"os.lstat d{d}", mk(lambda q: os.lstat(q, dir_fd=dfd))),
                       Case(f"Root.lstat d{d}", mk(root.lstat)),
                       Case(f"open d{d}", mk(lambda q: os.close(os.open(q, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dfd)))),
-                      Case(f"Root.open d{d}", mk(lambda q: root.open(q, "rb", buffering=0).close()))]
+                      Case(f"Root.open d{d}", mk(lambda q: root.open(q, "rb", buffering=0).close())),
+                      Case(f"emulated.stat d{d}", mk(emu.stat)),
+                      Case(f"emulated.lstat d{d}", mk(emu.lstat)),
+                      Case(f"emulated.open d{d}", mk(lambda q: emu.open(q, "rb", buffering=0).close()))]
         n = a.n if getattr(a, "n", None) else calibrate(cases[1], 20e6 if a.quick else 60e6)
         res = interleave(cases, repeats, n, warmup=1)
         floor = _floor(top, 20000 if a.quick else 100000)
@@ -106,6 +110,17 @@ def main() -> int:
           "the last rows, lstat against stat).\n")
     print(md_table(["operation", "subject", "median", "plain", "vs plain", "kernel floor: fstatat / openat2",
                     "ratio", "goal", "verdict"], rows))
+    emu_rows: list[list[object]] = []
+    for op, plain in (("stat", "os.stat"), ("lstat", "os.lstat"), ("open", "open")):
+        for d in DEPTHS:
+            e, o, pl = per[f"emulated.{op} d{d}"], per[f"Root.{op} d{d}"], per[f"{plain} d{d}"]
+            emu_rows.append([f"{op} at depth {d}", fmt_ns(o), fmt_ns(e), fmt_ns(pl), f"{e / o:.2f}x", f"{e / pl:.2f}x"])
+    print("\nThe two resolvers side by side (same run): `Root(resolver=\"emulated\")` steps one "
+          "`O_PATH|O_NOFOLLOW` component at a time and checks the last directory through "
+          "`/proc/self/fd`, so it grows with depth where openat2 stays flat. No goal: it is the "
+          "opt-in fallback for kernels and sandboxes without openat2.\n")
+    print(md_table(["operation", "Root (openat2)", "Root (emulated)", "plain", "emulated vs openat2",
+                    "emulated vs plain"], emu_rows))
     return 0
 
 
