@@ -40,6 +40,9 @@ _RENAME_EXCHANGE = 2
 _REFLINK = {"never": lib.BN_REFLINK_NEVER, "auto": lib.BN_REFLINK_AUTO, "always": lib.BN_REFLINK_ALWAYS}
 _ENOTREG_MESSAGE = "not a regular file"
 _EMOUNT_MESSAGE = "crosses a mount point (the root is served with no_xdev)"
+#: the one retry policy's give-up (native/internal.h, bn_retry_again): the caller may try again
+_RETRY_MESSAGE = (f"the tree kept changing under the call (renamed or refilled {lib.BN_RETRY_TRIES} times or for "
+                  f"{lib.BN_RETRY_MS} ms): gave up; it may be retried")
 _ECHANGED_MESSAGE = "a directory in the tree was moved or replaced during the walk; stopped there"
 _PATH_MAX = 4096
 _O_PATH = os.O_PATH
@@ -177,6 +180,8 @@ def _error(code: int, path: Any, path2: Any = None) -> OSError:
         return PermissionError(errno.EPERM, _ENOTREG_MESSAGE, path)
     if code == lib.BN_ECHANGED:
         return OSError(errno.EAGAIN, _ECHANGED_MESSAGE, path)
+    if code == errno.EAGAIN:
+        return OSError(errno.EAGAIN, _RETRY_MESSAGE, path, None, path2)
     return make_error(code, path, path2)
 
 

@@ -46,6 +46,11 @@
 #define BN_JSLOT 4096
 #define BN_JSLOTS 256
 
+/* The one retry policy (internal.h, bn_retry_again): a step the tree keeps changing under is
+   tried at most this often and this long, then gives EAGAIN */
+#define BN_RETRY_TRIES 128
+#define BN_RETRY_MS 250
+
 /* Tree walks (native/tree.c): the deepest tree a walk descends (deeper: -BN_ETOODEEP). */
 #define BN_TREE_MAX_DEPTH 1048576
 

@@ -8,7 +8,8 @@
  * without a path.  The kernel checks the whole walk at once, so there is no window between
  * a check and a use for a rename or a symlink swap to slip into; the only race it admits
  * is a rename that moves a ".." it has crossed, and then it fails with EAGAIN, which we
- * retry a bounded number of times (BN_EAGAIN_TRIES) and then report.
+ * retry under the one retry policy (bn_retry_again: BN_RETRY_TRIES, BN_RETRY_MS) and then
+ * report.
  *
  * Where EXDEV means what.  From openat2, EXDEV means "this walk would escape" (and with
  * RESOLVE_NO_XDEV, also "this walk would cross a mount"): bn_openat2 turns it into
@@ -31,7 +32,6 @@
 
 #include <string.h>
 
-static int bn_tries_eagain = BN_EAGAIN_TRIES;
 
 #define BN_MAX_LINKS 40   /* links followed in one resolution, as the kernel allows */
 
@@ -47,15 +47,15 @@ static int bn_openat2_raw(int dirfd, const char *path, int flags, int mode, uint
     if (flags & O_CREAT || (flags & O_TMPFILE) == O_TMPFILE)
         how.mode = (uint64_t)(mode & 07777);
     how.resolve = resolve;
-    for (int i = 0; i < bn_tries_eagain; i++) {
+    for (bn_retry again = {0, 0};;) {
         long fd = syscall(SYS_openat2, dirfd, path, &how, sizeof how);
         if (fd >= 0)
             return (int)fd;
-        if (errno == EAGAIN || errno == EINTR)
-            continue;
-        return -errno;
+        if (errno != EAGAIN && errno != EINTR)
+            return -errno;
+        if (!bn_retry_again(&again))
+            return -EAGAIN;
     }
-    return -EAGAIN;
 }
 
 /*
@@ -95,7 +95,7 @@ static int bn_openat2_how(int dirfd, const char *path, int flags, int mode, uint
  *   kernel's name for the new fd (/proc/self/fd) must be the start's name plus expect,
  *   and the start's name must not have changed meanwhile.  A rename that moved anything
  *   under the walk fails that check, and the whole resolution is tried again
- *   (BN_EAGAIN_TRIES, then EAGAIN), as openat2 does when it sees a rename;
+ *   (bn_retry_again, then EAGAIN), as openat2 does when it sees a rename;
  * - at the end, the directory the last name was opened from is checked the same way, so
  *   a directory moved out of the root mid-walk (which a walk downwards alone would not
  *   notice) cannot carry the result outside;
@@ -420,12 +420,13 @@ static int bn_emulated(int start, const char *path, int flags, int mode, uint64_
         return -BN_EESCAPE;
     if (path[0] == 0)
         return -ENOENT;
-    for (int i = 0; i < bn_tries_eagain; i++) {
+    for (bn_retry again = {0, 0};;) {
         int r = bn_emul_once(start, path, flags, mode, resolve);
         if (r != -EAGAIN && r != -EINTR)
             return r;
+        if (!bn_retry_again(&again))
+            return -EAGAIN;
     }
-    return -EAGAIN;
 }
 
 static int bn_resolve(int dirfd, const char *path, int flags, int mode, uint64_t resolve, int rx)

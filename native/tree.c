@@ -48,7 +48,6 @@
 #define BN_TREE_PREFIX 8        /* levels whose fds are never closed */
 #define BN_TREE_WINDOW 2        /* see bn_keep */
 #define BN_TREE_OPEN_MAX 128    /* open frames tracked; bn_keep allows ~60 at the depth limit */
-#define BN_TREE_TRIES 8         /* rm: a directory refilled or swapped this often gives EAGAIN */
 
 /* What cp copies onto a directory once its contents are done. */
 typedef struct {
@@ -66,7 +65,7 @@ typedef struct {
     size_t list, end;     /* arena range of its own listing */
     size_t pos;           /* next name to visit */
     int err;              /* cp: the first failure inside this directory */
-    int tries;            /* rm: refills and swaps seen */
+    bn_retry retry;       /* rm: refills and swaps seen (the one retry policy, internal.h) */
     long rec;             /* watch: this directory's entry in the bn_wlist */
     bn_meta meta;         /* cp: the source directory's */
 } bn_frame;
@@ -358,11 +357,11 @@ static void bn_pop(bn_walk *w)
 /*
  * Remove dfd/<arena name> whatever it is: unlink it, or push its frame to empty it first
  * (returns 1).  A name swapped between a file, a link and a directory meanwhile is tried
- * again, at most BN_TREE_TRIES times.
+ * again under the one retry policy (bn_retry_again), counting what `again` has seen.
  */
-static int bn_rm_name(bn_walk *w, int dfd, size_t name, int tries)
+static int bn_rm_name(bn_walk *w, int dfd, size_t name, bn_retry again)
 {
-    for (; tries < BN_TREE_TRIES; tries++) {
+    for (;;) {
         const char *n = w->arena + name;
         if (unlinkat(dfd, n, 0) == 0) {
             bn_did(w->job, 1, 0);
@@ -378,6 +377,8 @@ static int bn_rm_name(bn_walk *w, int dfd, size_t name, int tries)
         if (cfd == -ENOTDIR || cfd == -ELOOP) {
             if (why == EPERM)
                 return -EPERM;
+            if (!bn_retry_again(&again))
+                return -EAGAIN;
             continue;   /* swapped for a file or a link meanwhile: unlink that */
         }
         if (cfd == -ENOENT)
@@ -388,10 +389,9 @@ static int bn_rm_name(bn_walk *w, int dfd, size_t name, int tries)
         int r = bn_push(w, fds, name, NULL, NULL);
         if (r < 0)
             return r;
-        w->f[w->n - 1].tries = tries;
+        w->f[w->n - 1].retry = again;
         return 1;
     }
-    return -EAGAIN;
 }
 
 static int bn_rm_tree(const bn_root *rt, int pfd, const char *leaf, bn_job *job)
@@ -402,7 +402,8 @@ static int bn_rm_tree(const bn_root *rt, int pfd, const char *leaf, bn_job *job)
     if (r < 0)
         return r;
     w.job = job;
-    r = bn_rm_name(&w, pfd, 0, 0);
+    const bn_retry fresh = {0, 0};
+    r = bn_rm_name(&w, pfd, 0, fresh);
     while (r >= 0 && w.n > 0) {
         if (bn_cancelled(job)) {
             r = -ECANCELED;   /* what is not removed yet stays */
@@ -414,7 +415,7 @@ static int bn_rm_tree(const bn_root *rt, int pfd, const char *leaf, bn_job *job)
             f->pos += strlen(w.arena + name) + 1;
             r = bn_ensure(&w, w.n - 1);
             if (r == 0)
-                r = bn_rm_name(&w, w.f[w.n - 1].fd[0], name, 0);
+                r = bn_rm_name(&w, w.f[w.n - 1].fd[0], name, fresh);
             continue;
         }
         /* emptied: remove it from its parent */
@@ -428,11 +429,12 @@ static int bn_rm_tree(const bn_root *rt, int pfd, const char *leaf, bn_job *job)
             bn_pop(&w);
             continue;
         }
-        int e = errno, tries = f->tries + 1;
-        if ((e == ENOTEMPTY || e == ENOTDIR) && tries >= BN_TREE_TRIES) {
+        int e = errno;
+        bn_retry again = f->retry;
+        if ((e == ENOTEMPTY || e == ENOTDIR) && !bn_retry_again(&again)) {
             r = -EAGAIN;   /* refilled or swapped again and again meanwhile */
         } else if (e == ENOTEMPTY) {
-            f->tries = tries;   /* entries appeared meanwhile: list it again */
+            f->retry = again;   /* entries appeared meanwhile: list it again */
             r = bn_ensure(&w, w.n - 1);
             if (r == 0)
                 r = bn_read_names(&w, &w.f[w.n - 1]);
@@ -441,7 +443,7 @@ static int bn_rm_tree(const bn_root *rt, int pfd, const char *leaf, bn_job *job)
             bn_pop(&w);
             r = w.n ? bn_ensure(&w, w.n - 1) : 0;
             if (r == 0)
-                r = bn_rm_name(&w, w.n ? w.f[w.n - 1].fd[0] : pfd, name, tries);
+                r = bn_rm_name(&w, w.n ? w.f[w.n - 1].fd[0] : pfd, name, again);
         } else
             r = -e;
     }

@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -236,3 +237,39 @@ def test_walk_fds_are_close_on_exec(root_dir: Path, hook, op: str, resolver: str
             fs.cp("t", "copy", recursive=True)
     assert _fired()
     assert not leaks, leaks
+
+
+# -- the one retry policy: count and deadline -------------------------------------------------
+
+
+@pytest.mark.parametrize("pause", [0.0, 0.003], ids=["count", "deadline"])
+def test_rm_gives_up_on_a_directory_refilled_forever(root_dir: Path, hook, resolver: str, pause: float) -> None:
+    """An attacker refills the directory ``rm -r`` is emptying every time it looks (stage 2:
+    a new subdirectory each time), so the final ``rmdir`` never succeeds. rm gives up under
+    the one retry policy (native/internal.h): after ``BN_RETRY_TRIES`` tries, or, when each
+    try takes 3 ms, once ``BN_RETRY_MS`` have passed (so after at most 85); the error is
+    ``EAGAIN`` with a message naming the policy; what the attacker made is still there."""
+    d = root_dir / "d"
+    (d / "x").mkdir(parents=True)
+    fires = [0]
+
+    def refill() -> None:
+        fires[0] += 1
+        (d / f"y{fires[0]}").mkdir()
+        if pause:
+            time.sleep(pause)
+        _pending[2] = refill
+
+    hook(2, refill)
+    with Root(root_dir, resolver=resolver) as fs:
+        with pytest.raises(BlockingIOError) as ei:
+            fs.rm("d", recursive=True)
+    assert ei.value.errno == errno.EAGAIN and ei.value.filename == "d"
+    assert f"{lib.BN_RETRY_TRIES} times or for {lib.BN_RETRY_MS} ms" in str(ei.value)
+    tries = fires[0]
+    # the count bounds it: each retry lists d again and meets at most the two made since
+    assert tries <= 2 * lib.BN_RETRY_TRIES + 2, tries
+    if pause:  # each try takes >= 3 ms: the deadline ends it, after fewer tries
+        assert tries <= lib.BN_RETRY_MS / (pause * 1000) + 2, tries
+    left = os.listdir(d)
+    assert left and set(left) <= {f"y{k}" for k in range(1, tries + 1)}, left
