@@ -1,10 +1,13 @@
 """What an operator sees (issue 14): the log line of a refused escape and its rate limit,
-the daemon's counters through ``stats`` (``Client``, ``AsyncClient``)."""
+the daemon's counters through ``stats`` (``Client``, ``AsyncClient``, ``beneathd-ctl``)."""
 
 from __future__ import annotations
 
 import errno
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -219,3 +222,30 @@ def test_async_client_stats(root_dir: Path) -> None:
     with server_thread(root_dir) as sock:  # (its own trio loop, in a thread)
         st = trio.run(main, sock)
     assert (st["calls"], st["errors"], st["escapes"], st["connections"]) == (2, 1, 1, 1)
+
+
+# -- beneathd-ctl stats --------------------------------------------------------------------------
+
+
+def _ctl(sock: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "beneathd.client.ctl", "-S", sock, *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_ctl_stats(root_dir: Path) -> None:
+    with server_thread(root_dir) as sock:
+        with Client(sock) as c, pytest.raises(EscapeError):
+            c.stat("../x")
+        r = _ctl(sock, "stats")
+        assert r.returncode == 0, r.stderr
+        rows = dict(line.split() for line in r.stdout.splitlines())
+        # its own call is the second (the first client may not have been seen leaving yet)
+        assert rows.pop("connections") in ("1", "2")
+        assert rows == {"calls": "2", "errors": "1", "escapes": "1", "connections_total": "2", "peers_refused": "0"}
+        r = _ctl(sock, "--json", "stats")
+        assert r.returncode == 0, r.stderr
+        doc = json.loads(r.stdout)
+        assert doc["ok"] and doc["errors"] == [] and len(doc["results"]) == 1
+        st = doc["results"][0]
+        assert 1 <= st.pop("connections") <= 3
+        assert st == {"calls": 3, "errors": 1, "escapes": 1, "connections_total": 3, "peers_refused": 0}
