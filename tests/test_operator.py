@@ -1,14 +1,17 @@
 """What an operator sees (issue 14): the log line of a refused escape and its rate limit,
-the daemon's counters through ``stats`` (``Client``, ``AsyncClient``, ``beneathd-ctl``)."""
+the daemon's counters through ``stats`` (``Client``, ``AsyncClient``, ``beneathd-ctl``)
+and systemd's ``STATUS=`` line."""
 
 from __future__ import annotations
 
 import errno
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -249,3 +252,57 @@ def test_ctl_stats(root_dir: Path) -> None:
         st = doc["results"][0]
         assert 1 <= st.pop("connections") <= 3
         assert st == {"calls": 3, "errors": 1, "escapes": 1, "connections_total": 3, "peers_refused": 0}
+
+
+# -- systemd's STATUS= line ----------------------------------------------------------------------
+
+
+def test_status_text() -> None:
+    from beneathd.daemon.serve import status_text
+
+    assert status_text({"calls": 1234, "errors": 5, "escapes": 2, "connections": 3, "connections_total": 17,
+                        "peers_refused": 1}) == \
+        "serving: 3 connections (17 since start, 1 refused), 1234 calls, 5 errors, 2 escapes refused"
+
+
+async def test_status_on_notify_socket(root_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """READY=1 comes with a first STATUS= line; the line is sent again once the counters
+    changed (a real NOTIFY_SOCKET, bound here; the daemon looks every status_interval)."""
+    from beneathd.daemon import Root, serve
+    from beneathd.daemon.server import Server, ServerConfig
+
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+    notify.bind(str(tmp_path / "notify"))
+    notify.setblocking(False)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+    path = str(tmp_path / "s")
+    lsock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    lsock.bind(path)
+    lsock.listen(8)
+    logs: list[str] = []
+
+    async def message() -> str:
+        await trio.lowlevel.wait_readable(notify)
+        return notify.recv(4096).decode()
+
+    def work() -> None:
+        with Client(path) as c:
+            c.stat(".")
+            with pytest.raises(EscapeError):
+                c.stat("../x")
+
+    with notify, lsock, Root(str(root_dir)) as root:
+        server = Server(root, lsock, ServerConfig(policy=Policy({os.geteuid()}), log=logs.append))
+        with trio.fail_after(60):  # (against a hang; nothing here is timed)
+            async with trio.open_nursery() as n:
+                n.start_soon(serve.run, server, None, 0.01)
+                assert await message() == ("READY=1\nSTATUS=serving: 0 connections (0 since start, 0 refused), "
+                                           "0 calls, 0 errors, 0 escapes refused")
+                await trio.to_thread.run_sync(work)
+                want = "STATUS=serving: 0 connections (1 since start, 0 refused), 2 calls, 1 errors, 1 escapes refused"
+                seen: list[Any] = []
+                while not seen or seen[-1] != want:
+                    seen.append(await message())
+                    assert seen[-1].startswith("STATUS=serving: "), seen
+                n.cancel_scope.cancel()
+    assert len(_escapes(logs)) == 1
