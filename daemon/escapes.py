@@ -54,6 +54,14 @@ def shown(path: Any) -> str:
     return repr(b[:MAX_SHOWN].decode("utf-8", "backslashreplace")) + tail
 
 
+def _key(path: Any) -> bytes:
+    if isinstance(path, bytes):
+        return path
+    if isinstance(path, str):
+        return path.encode("utf-8", "surrogateescape")
+    return repr(path).encode()  # (never raises: a log must not fail the reply it goes with)
+
+
 class _Pair:
     __slots__ = ("since", "more", "who", "paths")
 
@@ -85,8 +93,7 @@ class EscapeLog:
     def refused(self, peer: Any, method: str, exc: OSError) -> None:
         """Note an escape ``peer`` (a ``PeerCred``) attempted with ``method``: log it, or count it."""
         names = [p for p in (exc.filename, exc.filename2) if p is not None]
-        key_paths = tuple(p.encode("utf-8", "surrogateescape") if isinstance(p, str) else bytes(p) for p in names)
-        key = (peer.pid, peer.uid, key_paths)
+        key = (peer.pid, peer.uid, tuple(map(_key, names)))
         with self._lock:
             now = self.clock()
             self._flush(now)

@@ -156,6 +156,15 @@ def test_rate_limit_table_is_bounded() -> None:
     assert el.pending == 0
 
 
+def test_escape_without_a_usable_path_is_still_logged() -> None:
+    logs: list[str] = []
+    el = EscapeLog(logs.append)
+    el.refused(PeerCred(10, 1000, 1000), "stat", EscapeError())
+    el.refused(PeerCred(10, 1000, 1000), "stat", EscapeError(42))  # (never raises)
+    assert logs == ["beneathd: escape refused: pid=10 uid=1000 gid=1000 method=stat path=?: path escapes the root",
+                    "beneathd: escape refused: pid=10 uid=1000 gid=1000 method=stat path=42: path escapes the root"]
+
+
 # -- the counters --------------------------------------------------------------------------------
 
 
