@@ -282,9 +282,10 @@ class Server:
         else:
             self.errors += 1
 
-    def _failed(self, conn: _Conn, what: str, e: Exception, threaded: bool = False) -> None:
-        """A call (``what``: its method's name) ends in ``e``: count it as an error (unless
-        it was cancelled), log a refused escape (daemon/escapes.py) and an internal error."""
+    def _failed(self, conn: _Conn, what: str, e: Exception, threaded: bool = False, where: str = "") -> None:
+        """A call (``what``: its method's name; ``where``: a prefix for the internal-error
+        line) ends in ``e``: count it as an error (unless it was cancelled), log a refused
+        escape (daemon/escapes.py) and an internal error."""
         escape = False
         if isinstance(e, EscapeError):
             escape = True
@@ -295,7 +296,7 @@ class Server:
         else:
             self.errors += error
             self.escapes += escape
-        self._note_internal(what, e)
+        self._note_internal(where + what, e)
 
     # -- accepting ---------------------------------------------------------------------------
 
@@ -624,7 +625,7 @@ class Server:
         try:
             return _pack_slot([None, encode_result(m, self._ops[m.name](**r.args))])
         except Exception as e:
-            self._failed(conn, m.name, e, threaded)
+            self._failed(conn, m.name, e, threaded, "batch: ")
             return _pack_slot([error_reply(e, m, r.args), None])
 
     def _batch_payload(self, conn: _Conn, req: Request, job: Job | None = None) -> bytes:
