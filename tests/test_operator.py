@@ -193,6 +193,10 @@ def test_counters(root_dir: Path) -> None:
             st = c2.stats()
         assert st == {"calls": 12, "errors": 7, "escapes": 4, "connections": 2, "connections_total": 2,
                       "peers_refused": 0}
+        with c.watch("."):  # ended by the client's cancel (ECANCELED): not an error
+            pass
+        st = c.stats()
+        assert (st["calls"], st["errors"]) == (14, 7)
 
 
 def test_stats_for_a_read_only_peer_and_refusals_counted(root_dir: Path) -> None:
