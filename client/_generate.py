@@ -64,6 +64,7 @@ RESULT_TYPES = {
     "walk": "Iterator[tuple[Any, list[Any], list[Any]]]",
     "watch": "Watch",
     "batch": "list[Any]",
+    "stats": "dict[str, int]",
 }
 
 

@@ -54,6 +54,7 @@ _S_read_file = SPECS['read_file']
 _S_write_file = SPECS['write_file']
 _S_open = SPECS['open']
 _S_batch = SPECS['batch']
+_S_stats = SPECS['stats']
 
 
 class SyncMethods:
@@ -577,6 +578,10 @@ class SyncMethods:
         """many calls in one round trip, run in order; each slot a result or the exception (DESIGN.md "Batch")."""
         return self._batch(calls, stop_on_error, timeout)
 
+    def stats(self, *, timeout: float | None = None) -> dict[str, int]:
+        """the daemon's counters: calls, errors, escapes refused, connections."""
+        return self._call(_S_stats, (), [], timeout)
+
 
 class AsyncMethods:
     """``AsyncClient``'s methods (awaited)."""
@@ -708,6 +713,10 @@ class AsyncMethods:
     async def batch(self, calls: Iterable[Any], *, stop_on_error: bool = False, timeout: float | None = None) -> list[Any]:
         """many calls in one round trip, run in order; each slot a result or the exception (DESIGN.md "Batch")."""
         return await self._batch(calls, stop_on_error, timeout)
+
+    async def stats(self, *, timeout: float | None = None) -> dict[str, int]:
+        """the daemon's counters: calls, errors, escapes refused, connections."""
+        return await self._call(_S_stats, *_encode_stats(), timeout)
 
 
 # -- the argument handling alone, for Client.submit (pipelining) ------------------------------
@@ -1216,6 +1225,9 @@ def _encode_open(path: PathArg, mode: str = 'r', *, buffering: int = -1, encodin
     w3 = atomic if atomic.__class__ is bool else bool(atomic)
     return (path, mode, buffering, encoding, perms, atomic, ), [w0, w1, w2, w3]
 
+def _encode_stats() -> tuple[tuple[Any, ...], list[Any]]:
+    return (), []
+
 
 #: name -> encode(*args, **kwargs) -> (the caller's values, the wire params)
 ENCODERS: dict[str, Callable[..., tuple[tuple[Any, ...], list[Any]]]] = {
@@ -1248,4 +1260,5 @@ ENCODERS: dict[str, Callable[..., tuple[tuple[Any, ...], list[Any]]]] = {
     'read_file': _encode_read_file,
     'write_file': _encode_write_file,
     'open': _encode_open,
+    'stats': _encode_stats,
 }

@@ -33,6 +33,7 @@ EXAMPLES = """examples:
   beneathd-ctl -S /run/beneathd/p1.sock --json watch src     # one JSON line per event, until ^C
   echo '[["mkdir", "d", {"parents": true}], ["write_file", "d/a", "hi"], ["stat", "d/a"]]' \\
     | beneathd-ctl -S /run/beneathd/p1.sock batch -         # one round trip
+  beneathd-ctl -S /run/beneathd/p1.sock stats    # the daemon's counters: calls, errors, escapes refused
 
 exit status: 0 success, 1 an operation failed (each failure is reported), 2 bad usage.
 """
@@ -305,6 +306,18 @@ def _batch(c: Client, a: argparse.Namespace, out: Out) -> int:
     return rc
 
 
+def _stats(c: Client, a: argparse.Namespace, out: Out) -> int:
+    """The daemon's counters, one ``name value`` line each (``--json``: one object)."""
+    try:
+        st = c.stats()
+    except OSError as e:
+        out.error(f"cannot read the daemon's counters: {_why(e)}", e)
+        return 1
+    width = max(map(len, st), default=0)
+    out.item(st, "\n".join(f"{k:<{width}}  {v}" for k, v in st.items()))
+    return 0
+
+
 def _mkdir(c: Client, a: argparse.Namespace, out: Out) -> int:
     mode = int(a.mode, 8) if a.mode else 0o777
     return _each(out, a.paths, "cannot create directory",
@@ -553,6 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = cmd("batch", _batch, "run the calls of a JSON file in one round trip (a line per result)")
     s.add_argument("--stop-on-error", action="store_true", help="do not run the calls after the first failure")
     s.add_argument("file", help='a JSON list of [method, arg, ..., {keyword: value}] ("-": stdin)')
+    cmd("stats", _stats, "the daemon's counters: calls, errors, escapes refused, connections")
     s = cmd("mkdir", _mkdir, "make directories")
     s.add_argument("-p", dest="parents", action="store_true", help="make parents as needed, no error if existing")
     s.add_argument("-m", dest="mode", default=None, help="octal mode (less the daemon's umask)")

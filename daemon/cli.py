@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="directories all watches of this daemon may hold at once (default 65536; more: ENOSPC)")
     p.add_argument("--max-watches-per-connection", type=int, default=16384, metavar="N",
                    help="directories the watches of one connection may hold (default 16384)")
+    p.add_argument("--escape-log-window", type=float, default=60.0, metavar="SECONDS",
+                   help="log a refused escape once per peer and path in this long, then the count of "
+                        "the others (default 60)")
     p.add_argument("--no-landlock", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--max-connections", type=int, default=128, help=argparse.SUPPRESS)
     p.add_argument("--max-inflight", type=int, default=64, help=argparse.SUPPRESS)
@@ -204,6 +207,7 @@ def _main(args: argparse.Namespace) -> int:
             worker_threads=args.workers,
             max_watches=args.max_watches,
             max_watches_per_connection=args.max_watches_per_connection,
+            escape_log_window=args.escape_log_window,
         )
         if reaper is not None:
             # only now does the socket file appear: whoever finds it can connect, and finds

@@ -3,13 +3,20 @@
 SIGTERM/SIGINT end the daemon cleanly at any time: one that arrives during startup (before
 trio runs) is noted by :func:`note_early_signals`' handler and acted on as soon as serving
 has begun.
+
+Under systemd (``NOTIFY_SOCKET`` set) the daemon says ``READY=1`` with a first ``STATUS=``
+line once it serves, then sends the line again whenever its counters changed, looked at
+every ``STATUS_INTERVAL`` seconds (``systemctl status`` shows the latest):
+``STATUS=serving: 2 connections (17 since start, 0 refused), 1234 calls, 5 errors, 1 escapes refused``
+(:func:`status_text`; the same figures as the ``stats`` method).
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import time
-from typing import Any
+from typing import Any, Mapping
 
 import trio
 
@@ -17,7 +24,10 @@ from . import systemd as _systemd
 from .server import Server
 from .startup import log
 
-__all__ = ["note_early_signals", "early_signal", "notify", "run"]
+__all__ = ["note_early_signals", "early_signal", "notify", "run", "status_text", "STATUS_INTERVAL"]
+
+#: seconds between looks at the counters for a new STATUS= line (sent only when it changed)
+STATUS_INTERVAL = 5.0
 
 
 def notify(state: str) -> None:
@@ -27,7 +37,23 @@ def notify(state: str) -> None:
         pass
 
 
-async def run(server: Server, idle_exit: float | None) -> None:
+def status_text(stats: Mapping[str, int]) -> str:
+    """The ``STATUS=`` text for the server's counters (``Server.stats()``)."""
+    return (f"serving: {stats['connections']} connections ({stats['connections_total']} since start, "
+            f"{stats['peers_refused']} refused), {stats['calls']} calls, {stats['errors']} errors, "
+            f"{stats['escapes']} escapes refused")
+
+
+async def _status(server: Server, last: str, interval: float) -> None:
+    while True:
+        await trio.sleep(interval)
+        line = status_text(server.stats())
+        if line != last:
+            notify(f"STATUS={line}")
+            last = line
+
+
+async def run(server: Server, idle_exit: float | None, status_interval: float = STATUS_INTERVAL) -> None:
     async with trio.open_nursery() as nursery:
 
         async def signals(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -55,7 +81,10 @@ async def run(server: Server, idle_exit: float | None) -> None:
         await nursery.start(server.serve)
         if idle_exit is not None:
             nursery.start_soon(idle)
-        notify("READY=1")
+        line = status_text(server.stats())
+        notify(f"READY=1\nSTATUS={line}")
+        if os.environ.get("NOTIFY_SOCKET"):  # (no wakeups for it outside systemd)
+            nursery.start_soon(_status, server, line, status_interval)
 
 
 _early: list[int] = []

@@ -20,6 +20,7 @@ import errno
 import os
 import socket as _stdsocket
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -50,8 +51,10 @@ from ..protocol.connection import (
     fds_of,
     refusal,
 )
-from ..protocol.methods import API, call_mutates
+from ..protocol.errors import EscapeError
+from ..protocol.methods import API, ROOT_API, call_mutates
 from .auth import PeerCred, Policy, peer_cred
+from .escapes import EscapeLog
 from .root import PROGRESS_INTERVAL, Job
 from .watch import WatchBudget
 
@@ -165,6 +168,11 @@ class ServerConfig:
     #: user has fs.inotify.max_user_instances, 128 by default)
     max_watch_streams: int = 32
     log: Callable[[str], None] = _stderr_log
+    #: a refused escape is logged once per (peer, path) in this many seconds, then the
+    #: count of the others (daemon/escapes.py; ``--escape-log-window``)
+    escape_log_window: float = 60.0
+    #: the clock of those windows (tests move it on instead of sleeping)
+    clock: Callable[[], float] = time.monotonic
 
 
 class _Conn:
@@ -224,20 +232,77 @@ class Server:
         self._rbuf = memoryview(bytearray(self.cfg.max_frame + 1))
         self.limits = Limits.for_requests(self.cfg.max_message)
         self.limiter = trio.CapacityLimiter(self.cfg.worker_threads)
+        #: connections open now
         self.connections = 0
         self.last_activity = time.monotonic()
-        self.served = 0
+        # The counters of ``stats`` (and of systemd's STATUS= line). The loop's are plain
+        # ints bumped on the loop alone (one increment per request: this daemon is measured
+        # per request); worker threads add theirs to ``_threads_counted`` under a lock.
+        #: calls answered: every request, but a batch counts its calls (those it ran) instead
+        self.calls = 0
+        #: calls answered with an error (a cancelled call is not one)
+        self.errors = 0
+        #: calls refused because a path escaped the root (each is logged, rate-limited)
+        self.escapes = 0
+        #: connections accepted and served since the start; peers refused (policy, limit)
+        self.accepted = 0
+        self.refused = 0
+        self._threads_counted = [0, 0, 0]  # calls, errors, escapes
+        self._threads_lock = threading.Lock()
+        self.escape_log = EscapeLog(self.cfg.log, self.cfg.escape_log_window, self.cfg.clock)
         self._next_writer = 1
         #: directories all watches of the daemon hold
         self.watch_budget = WatchBudget(self.cfg.max_watches, "this daemon (--max-watches)")
-        #: method name -> the bound Root method (requests carry every parameter by name)
+        #: method name -> the bound Root method (requests carry every parameter by name),
+        #: or the server's own for what the daemon answers itself (``Method.daemon``: stats)
         self._ops: dict[str, Callable[..., Any]] = {
-            name: getattr(root, name) for name, m in API.items() if not m.returns_fd}
+            name: getattr(root, name) for name, m in ROOT_API.items() if not m.returns_fd}
+        self._ops.update({name: getattr(self, name) for name, m in API.items() if m.daemon})
+
+    # -- the counters --------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, int]:
+        """The counters (the ``stats`` method's result, and the STATUS= line's figures)."""
+        with self._threads_lock:
+            calls, errors, escapes = self._threads_counted
+        return {"calls": self.calls + calls, "errors": self.errors + errors, "escapes": self.escapes + escapes,
+                "connections": self.connections, "connections_total": self.accepted,
+                "peers_refused": self.refused}
+
+    def _count_in_thread(self, calls: int = 0, errors: int = 0, escapes: int = 0) -> None:
+        with self._threads_lock:
+            c = self._threads_counted
+            c[0] += calls
+            c[1] += errors
+            c[2] += escapes
+
+    def _count_error(self, threaded: bool) -> None:
+        if threaded:
+            self._count_in_thread(errors=1)
+        else:
+            self.errors += 1
+
+    def _failed(self, conn: _Conn, what: str, e: Exception, threaded: bool = False, where: str = "") -> None:
+        """A call (``what``: its method's name; ``where``: a prefix for the internal-error
+        line) ends in ``e``: count it as an error (unless it was cancelled), log a refused
+        escape (daemon/escapes.py) and an internal error."""
+        escape = False
+        if isinstance(e, EscapeError):
+            escape = True
+            self.escape_log.refused(conn.peer, what, e)
+        error = not (isinstance(e, OSError) and e.errno == errno.ECANCELED)
+        if threaded:
+            self._count_in_thread(errors=error, escapes=escape)
+        else:
+            self.errors += error
+            self.escapes += escape
+        self._note_internal(where + what, e)
 
     # -- accepting ---------------------------------------------------------------------------
 
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._flush_escapes)
             task_status.started()
             while True:
                 try:
@@ -251,6 +316,12 @@ class Server:
                         continue
                     raise
                 nursery.start_soon(self._connection, sock)
+
+    async def _flush_escapes(self) -> None:
+        """The escape log's windows close on time even if no escape comes to close them."""
+        while True:
+            await trio.sleep(min(5.0, max(self.cfg.escape_log_window, 0.1)))
+            self.escape_log.flush()
 
     async def _refuse(self, sock: trio.socket.SocketType, err: int, message: str) -> None:
         with trio.move_on_after(1.0):
@@ -281,10 +352,12 @@ class Server:
             access = self.cfg.policy.access(peer)
             if access is None:
                 self.cfg.log(f"beneathd: refused peer {peer}: not allowed")
+                self.refused += 1
                 await self._refuse(tsock, errno.EACCES, f"peer uid {peer.uid} is not allowed by this daemon")
                 return
             if self.connections >= self.cfg.max_connections:
                 self.cfg.log(f"beneathd: refused peer {peer}: too many connections")
+                self.refused += 1
                 await self._refuse(tsock, errno.EAGAIN, "too many connections, try again later")
                 return
             # From here on the connection is served on the stdlib socket directly
@@ -293,6 +366,7 @@ class Server:
         with sock:
             sock.setblocking(False)
             self.connections += 1
+            self.accepted += 1
             self.last_activity = time.monotonic()
             proto = ServerConnection(access, self.limits, max_frame=self.cfg.max_frame,
                                      max_faults=self.cfg.max_faults)
@@ -429,7 +503,7 @@ class Server:
                 continue
             if ev.__class__ is Request:
                 req: Request = ev  # type: ignore[assignment]
-                self.served += 1
+                self.calls += 1  # (a batch's calls replace it: _inline_batch, _batch_payload)
                 m = req.method
                 if m.long and m.is_long(req.args) and not (m.result in _LISTINGS and self._small_dir(req)):
                     conn.inflight += 1
@@ -467,6 +541,8 @@ class Server:
                 return
             else:
                 assert isinstance(ev, Reject)
+                self.calls += 1  # a request refused (malformed, or a read-only peer's write)
+                self.errors += 1
                 await self._reply(conn, ev.reply)
                 if ev.fatal:
                     return
@@ -516,7 +592,7 @@ class Server:
         except Exception as e:
             if fd is not None:
                 os.close(fd)
-            self._note_internal(m.name, e)
+            self._failed(conn, m.name, e, threadsafe)
             return conn.proto.error(req, e, threadsafe=threadsafe), None
 
     def _small_dir(self, req: Request) -> bool:
@@ -533,21 +609,23 @@ class Server:
 
     # -- batches -------------------------------------------------------------------------------
 
-    def _batch_one(self, conn: _Conn, c: Any) -> bytes:
+    def _batch_one(self, conn: _Conn, c: Any, threaded: bool = False) -> bytes:
         """One call of a batch (``[method, params]``) run, as its packed slot:
-        ``[nil, result]`` or ``[error, nil]``."""
+        ``[nil, result]`` or ``[error, nil]`` (counted as an error; the caller counts the call)."""
         try:
             r = parse_batched(c)
         except ProtocolError as e:
+            self._count_error(threaded)
             return _pack_slot([e.to_wire(), None])
         m = r.method
         if conn.proto.access != "rw" and call_mutates(m, r.args):
+            self._count_error(threaded)
             return _pack_slot([{"errno": errno.EACCES, "code": "EACCES",
                                 "message": f"read-only peer may not call {m.name}", "paths": []}, None])
         try:
             return _pack_slot([None, encode_result(m, self._ops[m.name](**r.args))])
         except Exception as e:
-            self._note_internal(f"batch: {m.name}", e)
+            self._failed(conn, m.name, e, threaded, "batch: ")
             return _pack_slot([error_reply(e, m, r.args), None])
 
     def _batch_payload(self, conn: _Conn, req: Request, job: Job | None = None) -> bytes:
@@ -555,14 +633,17 @@ class Server:
         stop = req.args["stop_on_error"]
         slots: list[bytes] = []
         failed = False
+        ran = 0
         with gc_paused():
             for c in req.args["calls"]:
                 if failed or (job is not None and job.cancelled):
                     slots.append(_NIL)
                     continue
-                slot = self._batch_one(conn, c)
+                slot = self._batch_one(conn, c, True)
+                ran += 1
                 slots.append(slot)
                 failed = stop and slot[1:2] != _NIL
+            self._count_in_thread(calls=ran - 1)  # its calls, in place of the batch the reader counted
             return self._batch_reply(conn, req, slots)
 
     async def _inline_batch(self, conn: _Conn, req: Request) -> None:
@@ -574,6 +655,7 @@ class Server:
         failed = False
         one = self._batch_one
         calls = req.args["calls"]
+        ran = 0
         for i in range(0, len(calls), 16):  # (a checkpoint costs ~3 us; 16 calls ~0.1 ms)
             with gc_paused():  # (not across the checkpoint: other tasks run with it on)
                 for c in calls[i:i + 16]:
@@ -581,9 +663,11 @@ class Server:
                         slots.append(_NIL)
                     else:
                         slot = one(conn, c)
+                        ran += 1
                         slots.append(slot)
                         failed = stop and slot[1:2] != _NIL
             await trio.lowlevel.checkpoint()
+        self.calls += ran - 1  # its calls, in place of the batch the reader counted
         await self._reply(conn, self._batch_reply(conn, req, slots))
 
     def _batch_reply(self, conn: _Conn, req: Request, slots: list[bytes]) -> bytes:
@@ -678,7 +762,7 @@ class Server:
                             outcome.append(proto.reply(req, None))
                             return
                 except Exception as e:
-                    self._note_internal(req.method.name, e)
+                    self._failed(conn, req.method.name, e)
                     outcome.append(proto.error(req, e))
 
         try:
@@ -722,8 +806,10 @@ class Server:
         conn.bytes_changed.set()  # the reader may be waiting for room that this watch gives back
         try:
             if conn.watching > self.cfg.max_watch_streams:
-                final = proto.error(req, OSError(errno.EMFILE, "too many watches on this connection (the limit is "
-                                                               f"{self.cfg.max_watch_streams})"))
+                err = OSError(errno.EMFILE, f"too many watches on this connection (the limit is "
+                                            f"{self.cfg.max_watch_streams})")
+                self._failed(conn, "watch", err)
+                final = proto.error(req, err)
                 return
             if conn.watch_budget is None:
                 conn.watch_budget = WatchBudget(self.cfg.max_watches_per_connection,
@@ -733,7 +819,7 @@ class Server:
                 w = await trio.to_thread.run_sync(
                     lambda: self.root.watch(**req.args, budget=budget, job=job), limiter=self.limiter)
             except Exception as e:
-                self._note_internal("watch", e)
+                self._failed(conn, "watch", e)
                 final = proto.error(req, e)
                 return
             st.credit -= 1
@@ -762,6 +848,7 @@ class Server:
             if job.cancelled:
                 final = proto.error(req, OSError(errno.ECANCELED, "cancelled"))
             elif w.error is not None:
+                self._failed(conn, "watch", w.error)
                 final = proto.error(req, w.error)
             else:
                 final = proto.reply(req, None)

@@ -36,8 +36,9 @@ def gc_paused() -> Iterator[None]:
 
 #: calls in one batch at most (a longer one: ValueError naming the limit)
 MAX_BATCH = 131072
-#: what cannot go in a batch: an fd or a stream would outlive its slot in the reply
-NOT_BATCHABLE = frozenset({"open", "watch", "walk", "batch"})
+#: what cannot go in a batch: an fd or a stream would outlive its slot in the reply; the
+#: daemon's counters are no call on the tree (and Root, which runs its own batches, has none)
+NOT_BATCHABLE = frozenset({"open", "watch", "walk", "batch", "stats"})
 
 
 def batch_calls(calls: Any) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:

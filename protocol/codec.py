@@ -604,6 +604,7 @@ _RESULT_ENCODERS: dict[str, Any] = {
     "walk": _none,  # the tuples went in pages
     "watch": _none,  # the events went in pages
     "batch": lambda value: value,  # the daemon encoded each call's slot
+    "stats": dict,
 }
 
 
@@ -674,6 +675,10 @@ def decode_result(method: Method, wire: Any, like: Any = ".") -> Any:
             if not (isinstance(wire, list) and len(wire) == 2 and all(type(x) is int and x >= 0 for x in wire)):
                 raise _bad_result(method)
             return (wire[0], wire[1])
+        if kind == "stats":  # (names a client does not know yet are kept: a newer daemon may count more)
+            if not (isinstance(wire, dict) and all(type(k) is str and type(v) is int for k, v in wire.items())):
+                raise _bad_result(method)
+            return dict(wire)
     except OSError:
         raise
     except (TypeError, ValueError):

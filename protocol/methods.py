@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 from .modes import is_write_mode
 
-__all__ = ["REQUIRED", "Param", "Method", "METHODS", "API", "MUTATING", "READ_ONLY", "call_mutates"]
+__all__ = ["REQUIRED", "Param", "Method", "METHODS", "API", "ROOT_API", "MUTATING", "READ_ONLY", "call_mutates"]
 
 
 class _Required:
@@ -41,8 +41,9 @@ PARAM_TYPES = frozenset({"path", "text", "data", "int", "bool", "str", "optstr",
 #: "walk" pages before a nil final result), watch (a stream of "watch" pages of events,
 #: the first one empty once the watch is in place, until the client cancels it)
 #: batch (one [error, result] pair per call, in order; nil pairs for calls not run)
+#: stats (a map of counter name -> int: the daemon's own counters)
 RESULT_TYPES = frozenset({"none", "bool", "stat", "names", "entries", "path", "text", "bytes", "fd", "usage",
-                          "walk", "watch", "batch"})
+                          "walk", "watch", "batch", "stats"})
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,10 @@ class Method:
     #: part of the protocol, not of the API: served by the daemon's connection itself (an
     #: atomic writer's publish and discard), not a Root method, not a client method
     internal: bool = False
+    #: part of the API but answered by the daemon from its own state, not by the tree (the
+    #: counters of ``stats``): a client method, not a ``Root`` one (in-process there is no
+    #: daemon to count anything)
+    daemon: bool = False
 
     def is_long(self, args: dict[str, Any]) -> bool:
         if self.result == "batch":  # long if one of its calls may be (raw [method, params] pairs)
@@ -182,6 +187,8 @@ _TABLE = [
     ),
     Method("batch", (_p("calls", "calls"), _k("stop_on_error", "bool", False)), "batch", False, long=True,
            doc="many calls in one round trip, run in order; each slot a result or the exception"),
+    Method("stats", (), "stats", False, daemon=True,
+           doc="the daemon's counters: calls, errors, escapes refused, connections"),
     # an atomic writer (open(..., atomic=True)) of this connection, by the handle its open
     # reply carried: publish its contents at its path whole, or drop them
     Method("writer_publish", (_p("handle", "int"),), "none", True, internal=True,
@@ -198,8 +205,10 @@ for _m in _TABLE:  # the table is checked once, at import: a typo is an error, n
 METHODS: dict[str, Method] = {m.name: m for m in _TABLE}
 MUTATING = frozenset(m.name for m in _TABLE if m.mutates)
 READ_ONLY = frozenset(m.name for m in _TABLE if not m.mutates)
-#: the API: what Root, Client and AsyncClient have a method for
+#: the API: what Client and AsyncClient have a method for
 API: dict[str, Method] = {n: m for n, m in METHODS.items() if not m.internal}
+#: what Root has a method for: the API but the daemon's own (``Method.daemon``)
+ROOT_API: dict[str, Method] = {n: m for n, m in API.items() if not m.daemon}
 
 
 def call_mutates(m: Method, args: Mapping[str, Any]) -> bool:

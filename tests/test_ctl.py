@@ -38,7 +38,7 @@ def test_help_has_examples_and_every_command() -> None:
     r = subprocess.run([sys.executable, "-m", "beneathd.client.ctl", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "examples:" in r.stdout and "exit status" in r.stdout
     for name in ("ls", "stat", "du", "tree", "mkdir", "rm", "cp", "mv", "ln", "chmod", "chown", "touch", "truncate",
-                 "cat", "put", "get", "watch"):
+                 "cat", "put", "get", "watch", "stats"):
         assert name in r.stdout, name
     r = subprocess.run([sys.executable, "-m", "beneathd.client.ctl", "-S", "x", "du", "--help"],
                        capture_output=True, text=True)

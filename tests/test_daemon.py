@@ -371,6 +371,30 @@ def test_read_only_peer(tmp_path: Path) -> None:
         assert sorted(os.listdir(d.root)) == ["f"]
 
 
+def test_escape_of_a_read_only_peer_is_logged_and_it_may_read_the_counters(tmp_path: Path) -> None:
+    """The real daemon (dropped to nobody, under Landlock): a read-only peer of another uid
+    attempts escapes; the journal line names its pid and uid, the method and its path (the
+    second one within the window only counts), never the root; ``stats`` is open to it."""
+    with start_daemon(tmp_path, "--read-only-uid", str(READER)) as d:
+        os.chmod(d.sock, 0o666)
+        out = run_as(READER, f"""
+            import json, os
+            from beneathd.client import Client, EscapeError
+            c = Client({d.sock!r})
+            for _ in range(2):
+                try:
+                    c.stat("../../etc/passwd")
+                except EscapeError:
+                    pass
+            print(json.dumps({{"pid": os.getpid(), "stats": c.stats()}}))
+        """)
+        st = out["stats"]
+        assert (st["calls"], st["errors"], st["escapes"], st["connections"]) == (3, 2, 2, 1), out
+        lines = [ln for ln in d.stderr().splitlines() if "escape refused" in ln]
+        assert lines == [f"beneathd: escape refused: pid={out['pid']} uid={READER} gid={READER} method=stat "
+                         "path='../../etc/passwd': path escapes the root"]
+
+
 # -- the CLI ----------------------------------------------------------------------------------
 
 

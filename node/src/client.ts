@@ -236,6 +236,7 @@ const NOT_BATCHABLE: Record<string, string> = {
   watch: "watch streams its events (call watch() alone)",
   walk: "walk streams its results (call walk() alone)",
   batch: "a batch cannot hold a batch",
+  stats: "the daemon's counters are no call on the tree (call stats() alone)",
   utimes: "utimes follows a final symlink by resolving it first, which a batch cannot do between its calls "
     + "(use lutimes, a path's own times, or call utimes() alone)",
   close: "close is not a file operation",
@@ -851,6 +852,21 @@ export class Client {
     const r = await this.long("du", "du", { path: wirePath(path) }, [path], options);
     if (!Array.isArray(r) || r.length !== 2) throw new TypeError("beneathd: malformed du reply");
     return { bytes: Number(r[0]), entries: Number(r[1]) };
+  }
+
+  /** The daemon's counters since its start (not a Node method; the daemon's `stats`,
+   * open to read-only peers too): `calls`, `errors`, `escapes` (refused, each logged),
+   * `connections` (open now), `connections_total`, `peers_refused` (PROTOCOL.md "The
+   * daemon's counters"); names a newer daemon adds are kept. */
+  async stats(options?: CallOptions): Promise<Record<string, number>> {
+    const r = await this.simple("stats", "stats", {}, [], options);
+    if (r === null || typeof r !== "object" || Array.isArray(r)) throw new TypeError("beneathd: malformed stats reply");
+    const out: Record<string, number> = {};
+    for (const [k, v] of Object.entries(r as Record<string, unknown>)) {
+      if (typeof v !== "number" && typeof v !== "bigint") throw new TypeError("beneathd: malformed stats reply");
+      out[k] = Number(v);
+    }
+    return out;
   }
 
   /** `pathlib.Path.walk` beneath the root, streamed: `[dirpath, dirnames, filenames]`

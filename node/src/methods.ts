@@ -50,6 +50,7 @@ export const METHODS = {
   write_file: { name: "write_file", params: [{ name: "path", type: "path", required: true, default: null }, { name: "data", type: "data", required: true, default: null }, { name: "mode", type: "int", required: false, default: 438 }], result: "none", mutates: true, progress: true, streams: false },
   open: { name: "open", params: [{ name: "path", type: "path", required: true, default: null }, { name: "mode", type: "openmode", required: false, default: "r" }, { name: "perms", type: "int", required: false, default: 438 }, { name: "atomic", type: "bool", required: false, default: false }], result: "fd", mutates: false, progress: false, streams: false },
   batch: { name: "batch", params: [{ name: "calls", type: "calls", required: true, default: null }, { name: "stop_on_error", type: "bool", required: false, default: false }], result: "batch", mutates: false, progress: false, streams: false },
+  stats: { name: "stats", params: [], result: "stats", mutates: false, progress: false, streams: false },
   writer_publish: { name: "writer_publish", params: [{ name: "handle", type: "int", required: true, default: null }], result: "none", mutates: true, progress: false, streams: false },
   writer_discard: { name: "writer_discard", params: [{ name: "handle", type: "int", required: true, default: null }], result: "none", mutates: true, progress: false, streams: false },
 } as const satisfies Record<string, MethodSpec>;

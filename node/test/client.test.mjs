@@ -234,6 +234,17 @@ describe("escapes", () => {
     const e = await c.stat("esc/out/sentinel").catch((x) => x);
     assert.ok(e instanceof EscapeError && e.errno === -18 && e.syscall === "stat" && e.path === "esc/out/sentinel");
   });
+
+  it("stats: the daemon counts each escape it refused; stats cannot be batched", async () => {
+    const before = await c.stats();
+    await assert.rejects(c.stat("../x"), { code: "EXDEV" });
+    const after = await c.stats();
+    assert.equal(after.escapes, before.escapes + 1);
+    assert.equal(after.errors, before.errors + 1);
+    assert.equal(after.calls, before.calls + 2); // the stat and this stats call
+    assert.ok(after.connections >= 1 && after.connections_total >= after.connections && after.peers_refused >= 0);
+    await assert.rejects(async () => c.batch([["stats"]]), { code: "ERR_INVALID_ARG_VALUE" });
+  });
 });
 
 function snapshot(dir) {
