@@ -94,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--escape-log-window", type=float, default=60.0, metavar="SECONDS",
                    help="log a refused escape once per peer and path in this long, then the count of "
                         "the others (default 60)")
+    p.add_argument("--follow-root", action="store_true",
+                   help="look at the root's path every second; when it names another directory than the "
+                        "one served (a restored volume, a new mount), exit with status 75 so that systemd "
+                        "starts the daemon again on it (default: keep serving the directory first opened)")
+    p.add_argument("--follow-root-interval", type=float, default=1.0, help=argparse.SUPPRESS)
     p.add_argument("--no-landlock", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--max-connections", type=int, default=128, help=argparse.SUPPRESS)
     p.add_argument("--max-inflight", type=int, default=64, help=argparse.SUPPRESS)
@@ -222,11 +227,13 @@ def _main(args: argparse.Namespace) -> int:
         server = Server(root, listener, cfg)
         _log(f"serving {args.root} on {args.socket or 'the systemd socket'} as uid {os.geteuid()}")
         try:
+            rc = 0
             if not serve.early_signal():
-                trio.run(serve.run, server, args.idle_exit)
+                follow = (os.path.abspath(args.root), args.follow_root_interval) if args.follow_root else None
+                rc = trio.run(serve.run, server, args.idle_exit, serve.STATUS_INTERVAL, follow)
         finally:
             serve.notify("STOPPING=1")
-        return 0
+        return rc
     finally:
         try:
             listener.close()

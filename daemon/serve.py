@@ -9,6 +9,13 @@ line once it serves, then sends the line again whenever its counters changed, lo
 every ``STATUS_INTERVAL`` seconds (``systemctl status`` shows the latest):
 ``STATUS=serving: 2 connections (17 since start, 0 refused), 1234 calls, 5 errors, 1 escapes refused``
 (:func:`status_text`; the same figures as the ``stats`` method).
+
+With ``--follow-root`` the daemon looks at its root's path every ``follow_interval``
+seconds: when the path no longer names the directory it holds (a volume restored from
+backup, a new mount over it, the directory replaced), it logs it and exits with
+:data:`EXIT_ROOT_REPLACED`, so that systemd (``Restart=on-failure``) starts it again on the
+new directory.  It cannot reopen in place: Landlock's domain, fixed before serving, admits
+only the old directory's tree, and no process can widen its own domain (nor an exec'd one).
 """
 
 from __future__ import annotations
@@ -24,7 +31,11 @@ from . import systemd as _systemd
 from .server import Server
 from .startup import log
 
-__all__ = ["note_early_signals", "early_signal", "notify", "run", "status_text", "STATUS_INTERVAL"]
+__all__ = ["note_early_signals", "early_signal", "notify", "run", "status_text", "STATUS_INTERVAL",
+           "EXIT_ROOT_REPLACED"]
+
+#: the exit status when --follow-root saw the root replaced (EX_TEMPFAIL: "start me again")
+EXIT_ROOT_REPLACED = 75
 
 #: seconds between looks at the counters for a new STATUS= line (sent only when it changed)
 STATUS_INTERVAL = 5.0
@@ -53,8 +64,38 @@ async def _status(server: Server, last: str, interval: float) -> None:
             last = line
 
 
-async def run(server: Server, idle_exit: float | None, status_interval: float = STATUS_INTERVAL) -> None:
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
+
+
+async def _follow_root(server: Server, path: str, interval: float) -> str:
+    """Return (why) once ``path`` stops naming the directory the server holds."""
+    held = _identity(os.fstat(server.root.fileno()))
+    while True:
+        await trio.sleep(interval)
+        try:
+            now = _identity(os.stat(path))
+        except OSError as e:
+            return f"{path} cannot be looked up ({e.strerror})"
+        if now != held:
+            return (f"{path} is now another directory (device {now[0]}, inode {now[1]}; "
+                    f"served: device {held[0]}, inode {held[1]})")
+
+
+async def run(server: Server, idle_exit: float | None, status_interval: float = STATUS_INTERVAL,
+              follow_root: tuple[str, float] | None = None) -> int:
+    """Serve until a signal, the idle exit or (``follow_root``: path, interval) the root
+    replaced; the exit status (0, or :data:`EXIT_ROOT_REPLACED`)."""
+    status = 0
     async with trio.open_nursery() as nursery:
+
+        async def follow() -> None:
+            nonlocal status
+            assert follow_root is not None
+            why = await _follow_root(server, *follow_root)
+            log(f"--follow-root: {why}: exiting ({EXIT_ROOT_REPLACED}) to be started again on it")
+            status = EXIT_ROOT_REPLACED
+            nursery.cancel_scope.cancel()
 
         async def signals(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as it:
@@ -85,6 +126,9 @@ async def run(server: Server, idle_exit: float | None, status_interval: float = 
         notify(f"READY=1\nSTATUS={line}")
         if os.environ.get("NOTIFY_SOCKET"):  # (no wakeups for it outside systemd)
             nursery.start_soon(_status, server, line, status_interval)
+        if follow_root is not None:
+            nursery.start_soon(follow)
+    return status
 
 
 _early: list[int] = []
