@@ -56,11 +56,18 @@ _ALL_BY_ABI[5] = _ALL_BY_ABI[4] | _A["IOCTL_DEV"]
 # ABI 6 (scopes) and 7 (audit flags) add no filesystem right.
 
 _READ = _A["READ_FILE"] | _A["READ_DIR"]
-# Everything the operations need beneath the root. EXECUTE, MAKE_CHAR, MAKE_BLOCK,
-# MAKE_SOCK and IOCTL_DEV are handled (so denied) but never granted.
+# Everything the operations need beneath the root. Landlock checks a rename or a link of
+# an existing node against the right to make one of its kind in the destination, so
+# MAKE_SOCK, MAKE_CHAR and MAKE_BLOCK are granted too, or renaming or linking a socket or
+# a device node already in the tree would fail (EACCES) where os.rename/os.link as the
+# project user succeed. They let the daemon make no new one: it binds no socket there,
+# the API refuses device nodes (mkfifo makes FIFOs only, cp skips sockets and devices),
+# and making a device needs CAP_MKNOD, which a daemon never serving as root lacks.
+# EXECUTE and IOCTL_DEV are handled (so denied) and never granted: nothing needs them.
 _ROOT_RW = (
     _READ | _A["WRITE_FILE"] | _A["REMOVE_DIR"] | _A["REMOVE_FILE"] | _A["MAKE_DIR"]
-    | _A["MAKE_REG"] | _A["MAKE_FIFO"] | _A["MAKE_SYM"] | _A["REFER"] | _A["TRUNCATE"]
+    | _A["MAKE_REG"] | _A["MAKE_FIFO"] | _A["MAKE_SYM"] | _A["MAKE_SOCK"] | _A["MAKE_CHAR"]
+    | _A["MAKE_BLOCK"] | _A["REFER"] | _A["TRUNCATE"]
 )
 
 
@@ -107,7 +114,8 @@ def confine(
     daemon's user. An fd is used, never closed.
 
     Every right the kernel's ABI knows is handled; beneath the root the daemon gets read,
-    write, create (dir, file, fifo, symlink), remove, refer and truncate; ``extra_read``
+    write, create (dir, file, fifo, symlink; socket and device nodes, which a rename or
+    link of an existing one needs), remove, refer and truncate; ``extra_read``
     paths get read only, ``extra_rw`` the same rights as the root, ``extra_remove``
     directories only the right to unlink files in them. Returns a log line.
     A kernel without Landlock (or with it disabled) returns a warning line and nothing

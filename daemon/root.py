@@ -594,10 +594,19 @@ class Root:
         parents: bool = False,
         exist_ok: bool = False,
     ) -> None:
-        """``pathlib.Path.mkdir`` beneath the root."""
-        mk = lib.bn_mkdir_p if parents else lib.bn_mkdir
+        """``pathlib.Path.mkdir`` beneath the root.  With ``parents``, whether an existing
+        name is a directory is decided natively when ``mkdir`` finds it (``bn_mkdir_p``
+        returns 1), so a name removed meanwhile is made again, never reported as existing."""
+        if parents:
+            r = lib.bn_mkdir_p(self._r, _enc(path), mode)
+            if r == 1:
+                if exist_ok:
+                    return
+                r = -errno.EEXIST
+        else:
+            r = lib.bn_mkdir(self._r, _enc(path), mode)
         try:
-            _check(mk(self._r, _enc(path), mode), path)
+            _check(r, path)
         except OSError as e:
             if isinstance(e, EscapeError) or not exist_ok or not self._is_dir(path):
                 raise

@@ -716,11 +716,16 @@ int bn_realpath(const bn_root *rt, const char *path, char *out, size_t size)
 
 int bn_mkdir_p(const bn_root *rt, const char *path, int mode)
 {
-    /* pathlib's mkdir(parents=True): the missing ancestors with mode 0777 (less the umask),
-       then path itself; each one a bn_mkdir, so each is resolved by the door above. */
-    int r = bn_mkdir(rt, path, mode);
-    if (r != -ENOENT)
-        return r;
+    /* pathlib's mkdir(parents=True): path itself, and if that says ENOENT the ancestors
+       from the top with mode 0777 (less the umask), then path again; each one a bn_mkdir,
+       so each is resolved by the door above.  Returns 0 (made), 1 (path is a directory
+       already: the caller's exist_ok decides) or -errno; -EEXIST is a name that is there
+       and is not a directory (a file, a dangling link).
+       A name mkdir says exists is looked at here, at once: a second look by the caller
+       could find it removed meanwhile and call a missing path existing.  If it is gone by
+       then, or mkdir says ENOENT below an ancestor just made or found (an rm -r of an
+       ancestor meanwhile), the whole walk starts again under the one retry policy
+       (bn_retry_again); then -ENOENT. */
     char buf[PATH_MAX];
     size_t n = strlen(path);
     if (n >= PATH_MAX)
@@ -728,22 +733,51 @@ int bn_mkdir_p(const bn_root *rt, const char *path, int mode)
     memcpy(buf, path, n + 1);
     while (n > 0 && buf[n - 1] == '/')
         n--;
-    for (size_t i = 1; i < n; i++) {
-        if (buf[i] != '/' || buf[i - 1] == '/')
-            continue;
-        buf[i] = 0;
-        r = bn_mkdir(rt, buf, 0777);
-        if (r == -EEXIST) {
-            int fd = bn_openat2(rt->fd, buf, O_PATH | O_DIRECTORY, 0, rt->rx);
-            r = fd >= 0 ? 0 : (fd == -ENOTDIR ? -EEXIST : fd);
-            if (fd >= 0)
-                close(fd);
+    for (bn_retry again = {0, 0};;) {
+        size_t i = n;   /* the name made next is buf[0..i); i == n: path itself */
+        int walked = 0; /* path said ENOENT: making the ancestors, from the top */
+        for (;;) {
+            char cut = buf[i];
+            buf[i] = 0;
+            int r = i == n ? bn_mkdir(rt, path, mode) : bn_mkdir(rt, buf, 0777);
+            if (r == -EEXIST) {
+                /* a directory (an in-tree link to one counts, as for pathlib's is_dir)? */
+                int fd = bn_openat2(rt->fd, buf, O_PATH | O_DIRECTORY, 0, rt->rx);
+                if (fd >= 0) {
+                    close(fd);
+                    r = 1;
+                } else if (fd == -ENOENT) {
+                    /* gone, or a dangling link: the name itself says which (made again
+                       as a directory by someone else meanwhile: a directory) */
+                    struct stat st;
+                    fd = bn_openat2(rt->fd, buf, O_PATH | O_NOFOLLOW, 0, rt->rx);
+                    r = fd;
+                    if (fd >= 0) {
+                        r = fstat(fd, &st) == 0 && S_ISDIR(st.st_mode) ? 1 : -EEXIST;
+                        close(fd);
+                    }
+                } else {
+                    /* not a directory; an ancestor that is a link out says so */
+                    r = (i == n || fd == -ENOTDIR) ? -EEXIST : fd;
+                }
+            }
+            buf[i] = cut;
+            if (i == n && r != -ENOENT)
+                return r;
+            if (r == -ENOENT && (walked || i < n))
+                break;   /* something above went away meanwhile: again from the start */
+            if (r < 0 && r != -ENOENT)
+                return r;
+            /* the next ancestor from the top (the first one once path said ENOENT) */
+            size_t k = walked ? i + 1 : 1;
+            walked = 1;
+            while (k < n && (buf[k] != '/' || buf[k - 1] == '/'))
+                k++;
+            i = k < n ? k : n;
         }
-        buf[i] = '/';
-        if (r < 0)
-            return r;
+        if (!bn_retry_again(&again))
+            return -ENOENT;
     }
-    return bn_mkdir(rt, path, mode);
 }
 
 /*

@@ -316,7 +316,13 @@ def test_mkdir_like_pathlib(fs: Any, root_dir: Path, ref: Path) -> None:
                   ("a/b/c", {"parents": True}), ("a/b/c", {"parents": True}),
                   ("a/b/c", {"parents": True, "exist_ok": True}), ("f", {"exist_ok": True}),
                   ("f/x", {"parents": True}), ("lf", {"exist_ok": True}), ("ld", {"exist_ok": True}),
-                  ("dang", {}), ("ld/new", {}), ("d/", {"exist_ok": True}), ("x/", {})]:
+                  ("dang", {}), ("ld/new", {}), ("d/", {"exist_ok": True}), ("x/", {}),
+                  # parents: what is there already is judged as pathlib's is_dir does
+                  ("ld", {"parents": True, "exist_ok": True}), ("ld", {"parents": True}),
+                  ("lf", {"parents": True, "exist_ok": True}), ("dang", {"parents": True, "exist_ok": True}),
+                  ("dang/x", {"parents": True}), ("lf/x", {"parents": True, "exist_ok": True}),
+                  ("d/sub/h", {"parents": True, "exist_ok": True}), ("d/./q/../r/", {"parents": True}),
+                  ("d//s//t", {"parents": True}), ("ld/sub", {"parents": True, "exist_ok": True})]:
         same(lambda: fs.mkdir(p, **kw), lambda: (ref / p).mkdir(**kw), p)
     assert sorted(os.listdir(root_dir)) == sorted(os.listdir(ref))
     assert os.path.isdir(root_dir / "d" / "new")

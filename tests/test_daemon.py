@@ -527,3 +527,110 @@ def test_ctl(daemon: Daemon) -> None:
     assert not (daemon.root / "a3").exists()
     r = ctl(s, "cat", "../../etc/passwd")
     assert r.returncode == 1 and b"escapes the root" in r.stderr
+
+
+# -- fd hygiene --------------------------------------------------------------------------------
+
+O_CLOEXEC_FLAG = 0o2000000  # O_CLOEXEC as fdinfo's "flags:" (octal) shows the fd's own bit
+
+
+def fds_without_cloexec(pid: int) -> dict[int, str]:
+    """Every fd of ``pid`` but stdio whose ``/proc/PID/fdinfo`` flags lack O_CLOEXEC, with
+    what it is (stdio is inherited by design, and the daemon never execs anyway)."""
+    bad = {}
+    for name in os.listdir(f"/proc/{pid}/fdinfo"):
+        fd = int(name)
+        if fd <= 2:
+            continue
+        try:
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                info = f.read()
+            what = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:
+            continue  # closed meanwhile
+        flags = int(next(line for line in info.splitlines() if line.startswith("flags:")).split()[1], 8)
+        if not flags & O_CLOEXEC_FLAG:
+            bad[fd] = f"{what} flags 0{flags:o}"
+    return bad
+
+
+def test_daemon_fds_are_cloexec(daemon: Daemon) -> None:
+    """After and during a mixed workload (files opened and passed, an atomic writer held, a
+    big file replaced, a walk paused between pages, a recursive watch, cp -r and rm -r),
+    every fd the daemon holds is close-on-exec."""
+    import threading
+
+    for i in range(30):
+        (daemon.root / "t" / f"d{i}").mkdir(parents=True)
+        (daemon.root / "t" / f"d{i}" / "f").write_bytes(b"x")
+    chown_tree(daemon.root)
+    with Client(daemon.sock) as c, Client(daemon.sock) as c2:
+        c.write_file("big", b"1" * (2 << 20))
+        c.write_file("big", b"2" * (2 << 20))  # the old file is held, then released
+        held = [c.open("f1", "w"), c.open("big", "rb"), c.open("f2", "w", atomic=True),
+                c.open("f3", "ab", buffering=0)]
+        walk = c.walk("t")
+        next(walk)  # the daemon holds the walk between pages
+        with c2.watch(".", recursive=True) as w:
+            c.mkdir("t/new")
+            assert w.next(5) is not None
+            c.cp("t", "t2", recursive=True)
+            done = threading.Event()
+
+            def churn() -> None:  # the daemon's fds at their most: calls in flight meanwhile
+                while not done.is_set():
+                    c.rm("t3", recursive=True, force=True)
+                    c.cp("t2", "t3", recursive=True)
+
+            th = threading.Thread(target=churn, daemon=True)
+            th.start()
+            try:
+                seen = [fds_without_cloexec(daemon.pid) for _ in range(20)]
+            finally:
+                done.set()
+                th.join(30)
+            assert seen == [{}] * 20, next(s for s in seen if s)
+            assert daemon.fds() > 10  # the check looked at the workload's fds
+            assert fds_without_cloexec(daemon.pid) == {}
+        list(walk)
+        for f in held:
+            f.close()
+        c.rm("t2", recursive=True)
+    assert fds_without_cloexec(daemon.pid) == {}
+    assert daemon.alive()
+
+
+def test_received_fds_are_cloexec(daemon: Daemon) -> None:
+    """fds the clients receive (Client.open, AsyncClient.open under trio and asyncio, an
+    atomic writer's fd, read_file's passed fd) are FD_CLOEXEC in the client process."""
+    import fcntl
+
+    import anyio
+
+    from beneathd.client import AsyncClient
+
+    def cloexec(f: Any) -> bool:
+        return bool(fcntl.fcntl(f.fileno(), fcntl.F_GETFD) & fcntl.FD_CLOEXEC)
+
+    (daemon.root / "r").write_bytes(b"r" * 10)
+    chown_tree(daemon.root)
+    with Client(daemon.sock) as c:
+        files = [c.open("r"), c.open("r", "rb", buffering=0), c.open("w", "w"), c.open("x", "wb", atomic=True)]
+        try:
+            assert [cloexec(f) for f in files] == [True] * len(files)
+        finally:
+            for f in files:
+                f.close()
+
+    async def main() -> list[bool]:
+        async with AsyncClient(daemon.sock) as ac:
+            files = [await ac.open("r"), await ac.open("w", "w"), await ac.open("y", "wb", atomic=True)]
+            try:
+                return [cloexec(f) for f in files]
+            finally:
+                for f in files[:2]:
+                    f.close()
+                await files[2].aclose()
+
+    for backend in ("trio", "asyncio"):
+        assert anyio.run(main, backend=backend) == [True] * 3, backend

@@ -235,3 +235,89 @@ except FileNotFoundError:
     print('{"raised": true}')
 """
     assert run_child(code, str(tmp_path / "nope")) == {"raised": True}
+
+
+SPECIAL_KINDS = ("sock", "fifo", "chr", "blk")
+
+
+def _make_special(d: Path, kind: str, owner: int) -> None:
+    """A socket (bound, then its listener closed), FIFO or device node at ``d/kind``
+    (devices 240:0, a number for local use that no driver has), owned by ``owner``."""
+    import os
+    import stat
+
+    p = d / kind
+    if kind == "sock":
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.bind(str(p))
+    elif kind == "fifo":
+        os.mkfifo(p, 0o600)
+    else:
+        os.mknod(p, (stat.S_IFCHR if kind == "chr" else stat.S_IFBLK) | 0o600, os.makedev(240, 0))
+    os.chown(p, owner, owner)
+
+
+RENAME_LINK_AS_USER = r"""
+import errno, json, os
+d = {d!r}
+res = {{}}
+for kind in {kinds!r}:
+    for op, fn in (("link", lambda: os.link(os.path.join(d, kind), os.path.join(d, kind + "_link"))),
+                   ("rename", lambda: os.rename(os.path.join(d, kind), os.path.join(d, "sub", kind)))):
+        try:
+            fn()
+            res[kind + " " + op] = "ok"
+        except OSError as e:
+            res[kind + " " + op] = errno.errorcode[e.errno]
+print(json.dumps(res))
+"""
+
+
+@needs_landlock
+@pytest.mark.skipif(__import__("os").geteuid() != 0, reason="starts the daemon as root (then nobody)")
+def test_daemon_renames_and_links_sockets_and_devices(tmp_path: Path) -> None:
+    """Over the real daemon under Landlock (dropped to nobody), hard-linking and renaming
+    into another directory an existing socket, FIFO, character or block device inside
+    the root does what ``os.rename`` / ``os.link`` do as the same user: MAKE_SOCK,
+    MAKE_CHAR and MAKE_BLOCK are granted beneath the root (they used to be handled but never
+    granted: EACCES for a socket or a device node)."""
+    import errno
+    import os
+    import shutil
+    import tempfile
+
+    from beneathd.client import Client
+    from test_daemon import NOBODY, run_as, start_daemon
+
+    uid = NOBODY.pw_uid
+    ref = Path(tempfile.mkdtemp(prefix="beneathd-ref-"))  # beside /tmp: reachable by nobody
+    try:
+        os.chmod(ref, 0o755)
+        for d in (ref, ref / "sub"):
+            d.mkdir(exist_ok=True)
+            os.chown(d, uid, uid)
+        for kind in SPECIAL_KINDS:
+            _make_special(ref, kind, uid)
+        want = run_as(uid, RENAME_LINK_AS_USER.format(d=str(ref), kinds=SPECIAL_KINDS))
+    finally:
+        shutil.rmtree(ref, ignore_errors=True)
+    assert set(want.values()) == {"ok"}, want  # what the project user can do itself
+
+    with start_daemon(tmp_path) as d, Client(d.sock) as c:
+        assert "Landlock ABI" in d.stderr() and "applied" in d.stderr(), d.stderr()
+        c.mkdir("sub")
+        for kind in SPECIAL_KINDS:
+            _make_special(d.root, kind, uid)
+        got = {}
+        for kind in SPECIAL_KINDS:
+            for op, fn in (("link", lambda: c.link(kind, f"{kind}_link")),
+                           ("rename", lambda: c.rename(kind, f"sub/{kind}"))):
+                try:
+                    fn()
+                    got[f"{kind} {op}"] = "ok"
+                except OSError as e:
+                    got[f"{kind} {op}"] = errno.errorcode[e.errno or 0]
+        assert got == want
+        assert sorted(os.listdir(d.root)) == sorted(["sub", *(f"{k}_link" for k in SPECIAL_KINDS)])
+        for kind in SPECIAL_KINDS:
+            assert os.path.samestat(os.lstat(d.root / "sub" / kind), os.lstat(d.root / f"{kind}_link"))
