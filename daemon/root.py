@@ -777,6 +777,9 @@ class Root:
 
 #: directory fds a walk holds at most (the nearest levels; the others are reopened)
 _WALK_FDS = 64
+#: a directory whose path (relative to the root) is this long or longer is listed in its
+#: parent's dirnames but not entered: no call can name it, and os.walk cannot enter it either
+_PATH_MAX = 4096
 
 
 def _join(parent: Any, name: Any) -> Any:
@@ -910,6 +913,8 @@ class _Walk:
                     name = f.dirs[f.i]
                     f.i += 1
                     path = _join(f.path, name)
+                    if len(path) >= _PATH_MAX // 4 and len(os.fsencode(path)) >= _PATH_MAX:
+                        continue  # no call could name what is below (ENAMETOOLONG): as os.walk
                     nb = os.fsencode(name)
                     pfd = self._fd(len(self.frames) - 1)
                     fd = lib.bn_open_child_dir(pfd, nb)

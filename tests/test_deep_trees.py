@@ -3,8 +3,8 @@ allows (one mkdirat per level), and no tree operation may die, hang or run out o
 
 The guard for issue 16 (the daemon died by SIGSEGV on ``cp -r`` of a 3000-deep chain, from
 recursion in the native walker): 100,000-deep chains through every tree operation (cp -r,
-rm -r, move's copy-then-remove fallback across a mount) over ``Root``, ``Client`` and
-``AsyncClient`` (whose daemon walks in worker threads), then the real daemon process, each
+rm -r, move's copy-then-remove fallback across a mount, du, walk, watch) over ``Root``,
+``Client`` and ``AsyncClient`` (whose daemon walks in worker threads), then the real daemon process, each
 time checking that what was copied is whole, the daemon lives and its fd count is back
 where it was. ``BENEATHD_DEEP`` changes the depth (the figures in docs/SECURITY.md).
 """
@@ -98,6 +98,32 @@ def test_deep_chain_every_tree_operation(backend: str, deep_root: Path) -> None:
 
         assert fd_count() == before
         assert fs.listdir(".") in ([], ["mnt"])
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+def test_deep_chain_walk_du_watch(backend: str, deep_root: Path) -> None:
+    """The other walks over the same chain: ``du`` counts every level; ``walk`` enters
+    directories while their path is shorter than PATH_MAX (4096 bytes: no call could name
+    what is below, and os.walk cannot enter it either), so 2047 levels of ``src/d/...``;
+    a recursive ``watch`` stops at its budget with ``ENOSPC`` naming it (the daemon's
+    per-connection cap, 16,384 directories; the same budget given to ``Root``), its kernel
+    watches and fds given back."""
+    from beneathd.daemon.watch import WatchBudget
+
+    make_chain(deep_root, "src", DEPTH)
+    with BACKENDS[backend](deep_root) as fs:
+        fs.stat(".")
+        before = fd_count()
+        assert fs.du("src")[1] == DEPTH + 1
+        tops = [top for top, _dirs, _files in fs.walk("src")]
+        assert len(tops) == min(DEPTH, (4096 - len("src")) // 2 + 1), len(tops)
+        assert max(map(len, tops)) < 4096
+        kw = {"budget": WatchBudget(16384, "watched directories per connection")} if backend.startswith("root") else {}
+        if DEPTH > 16384:
+            with pytest.raises(OSError) as ei:
+                fs.watch("src", recursive=True, **kw)
+            assert ei.value.errno == errno.ENOSPC and "16384" in str(ei.value), ei.value
+        assert fd_count() == before
 
 
 def test_deep_walks_on_a_small_thread_stack(deep_root: Path) -> None:
