@@ -448,9 +448,12 @@ class ServerConnection:
             wire = [e[:5] for e in wire]  # version 1: no link text
         payload: bytes = pack([1, req.msgid, None, wire])
         if len(payload) > self.max_message:
+            # what to use instead: a listing pages through walk; contents stream through open
+            instead = "walk(), which sends a big directory in pages" if req.method.result == "entries" or \
+                req.method.name == "listdir" else "open() for big files"
             return self.error(req, OSError(
                 _errno.EFBIG, f"result of {len(payload)} bytes exceeds the message limit "
-                              f"({self.max_message}); use open() for big files"), threadsafe=threadsafe)
+                              f"({self.max_message}); use {instead}"), threadsafe=threadsafe)
         return payload
 
     def error(self, req: Request, exc: BaseException, *, threadsafe: bool = False) -> bytes:
