@@ -120,11 +120,41 @@ static int bn_openat2_how(int dirfd, const char *path, int flags, int mode, uint
 #define STATX_MNT_ID 0x00001000U
 #endif
 
-/* The kernel's name of fd (readlink of /proc/self/fd/N) into out; its length or -errno. */
-static int bn_fd_name(int fd, char *out, size_t size)
+/* /proc/self/fd, held open so that each look is one readlinkat (not a walk from /proc),
+   and reopened in a forked child, whose /proc/self is another process */
+static int bn_fd_dir = -1;
+static pid_t bn_fd_dir_pid;
+
+/* /proc/self/fd of this process, or -errno */
+static int bn_fd_dir_get(void)
 {
-    char pb[64];
-    ssize_t n = readlink(bn_procfd(pb, sizeof pb, fd), out, size - 1);
+    int dir = __atomic_load_n(&bn_fd_dir, __ATOMIC_ACQUIRE);
+    pid_t me = getpid();
+    if (dir < 0 || __atomic_load_n(&bn_fd_dir_pid, __ATOMIC_RELAXED) != me) {
+        int nd = open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (nd < 0)
+            return -errno;
+        __atomic_store_n(&bn_fd_dir_pid, me, __ATOMIC_RELAXED);
+        int old = dir;
+        if (!__atomic_compare_exchange_n(&bn_fd_dir, &old, nd, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+            close(nd);   /* another thread got there first: use its */
+            nd = old;
+        }
+        /* a stale fd of the parent's is kept open in a child: one fd, not a leak per call */
+        dir = nd;
+    }
+    return dir;
+}
+
+/* The kernel's name of fd (readlink of /proc/self/fd/N, dir: bn_fd_dir_get()) into out;
+   its length or -errno. */
+static int bn_fd_name(int dir, int fd, char *out, size_t size)
+{
+    char num[16];
+    if (dir < 0)
+        return dir;
+    snprintf(num, sizeof num, "%d", fd);
+    ssize_t n = readlinkat(dir, num, out, size - 1);
     if (n < 0)
         return -errno;
     if ((size_t)n >= size - 1)
@@ -137,10 +167,11 @@ static int bn_fd_name(int fd, char *out, size_t size)
 static int bn_emul_check(int start, int fd, const char *expect)
 {
     char top[PATH_MAX], here[PATH_MAX], again[PATH_MAX];
-    int t = bn_fd_name(start, top, sizeof top);
+    int dir = bn_fd_dir_get();
+    int t = bn_fd_name(dir, start, top, sizeof top);
     if (t < 0)
         return t;
-    int h = bn_fd_name(fd, here, sizeof here);
+    int h = bn_fd_name(dir, fd, here, sizeof here);
     if (h < 0)
         return h;
     size_t tl = (size_t)t;
@@ -150,7 +181,7 @@ static int bn_emul_check(int start, int fd, const char *expect)
                        : strcmp(here, top) == 0;
     if (!ok)
         return -EAGAIN;
-    int a = bn_fd_name(start, again, sizeof again);
+    int a = bn_fd_name(dir, start, again, sizeof again);
     if (a < 0)
         return a;
     return strcmp(top, again) == 0 ? 0 : -EAGAIN;
@@ -193,7 +224,7 @@ int bn_emulated_ready(int fd)
     char name[PATH_MAX];
     if (statfs("/proc/self/fd", &sf) < 0 || sf.f_type != PROC_SUPER_MAGIC)
         return -ENOSYS;
-    int r = bn_fd_name(fd, name, sizeof name);
+    int r = bn_fd_name(bn_fd_dir_get(), fd, name, sizeof name);
     if (r < 0)
         return r;
     if (name[0] != '/')

@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import itertools
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -86,7 +87,7 @@ def outcome(root_fd: int, path: str, flags: int, rx: int, base: str) -> tuple[ob
         return ("error", -fd)
     try:
         st = os.fstat(fd)
-        where = os.readlink(f"/proc/self/fd/{fd}")
+        where = re.sub(r"#\d+ \(deleted\)$", "#TMPFILE (deleted)", os.readlink(f"/proc/self/fd/{fd}"))
         return ("ok", st.st_mode & 0o170000, os.path.relpath(where, base) if where.startswith(base) else where)
     finally:
         os.close(fd)
