@@ -224,7 +224,7 @@ int bn_emulated_ready(int fd)
     char name[PATH_MAX];
     if (statfs("/proc/self/fd", &sf) < 0 || sf.f_type != PROC_SUPER_MAGIC)
         return -ENOSYS;
-    int r = bn_fd_name(bn_fd_dir_get(), fd, name, sizeof name);
+    int r = bn_fd_name(bn_fd_dir_get(), fd, name, sizeof name);   /* (opens it now, once) */
     if (r < 0)
         return r;
     if (name[0] != '/')
