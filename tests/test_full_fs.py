@@ -27,30 +27,12 @@ from typing import Any, Iterator
 
 import pytest
 
-from _util import IS_ROOT
+from _util import mounted_tmpfs
 
 SIZE = "4m"
 TEMP_MARK = ".beneathd-"
 OLD = b"old contents, which must survive\n" * 100
 BIG = 2 << 20  # above the clients' BIG_WRITE (64 KiB): written through an atomic writer's fd
-
-
-def mount_tmpfs(path: Path, size: str = SIZE) -> None:
-    """Mount a tmpfs of ``size`` at ``path`` or skip the test, saying why."""
-    if not IS_ROOT:
-        pytest.skip("mounting a tmpfs needs root")
-    path.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        path.rmdir()
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
-
-
-def umount(path: Path) -> None:
-    if subprocess.run(["umount", str(path)], capture_output=True).returncode != 0:
-        subprocess.run(["umount", "-l", str(path)], check=False)
-    path.rmdir()
 
 
 def fill(d: Path, leave: int = 0) -> None:
@@ -84,16 +66,12 @@ def temps(top: Path) -> list[str]:
 @pytest.fixture
 def full(root_dir: Path) -> Iterator[Path]:
     """``root_dir/full``: a 4 MiB tmpfs holding ``old`` (OLD), filled to the last page."""
-    d = root_dir / "full"
-    mount_tmpfs(d)
-    try:
+    with mounted_tmpfs(root_dir / "full", SIZE) as d:
         (d / "old").write_bytes(OLD)
         (d / "sub").mkdir()
         (d / "sub" / "old").write_bytes(OLD)
         fill(d)
         yield d
-    finally:
-        umount(d)
 
 
 def check_enospc(e: pytest.ExceptionInfo[OSError], root_dir: Path, *paths: str) -> None:
@@ -217,9 +195,7 @@ def test_gnu_cp_r_onto_full_fs_for_comparison(root_dir: Path) -> None:
     """What GNU ``cp -r`` leaves in the same situation: the file it was writing when the
     file system filled, truncated (it writes in place), besides the whole ones."""
     files = _tree(root_dir / "tree")
-    d = root_dir / "gnu"
-    mount_tmpfs(d)
-    try:
+    with mounted_tmpfs(root_dir / "gnu", SIZE) as d:
         fill(d, leave=2 << 20)
         r = subprocess.run(["cp", "-r", str(root_dir / "tree"), str(d / "copy")], capture_output=True, text=True)
         assert r.returncode == 1 and "No space left on device" in r.stderr, r
@@ -227,5 +203,3 @@ def test_gnu_cp_r_onto_full_fs_for_comparison(root_dir: Path) -> None:
         FIGURES["gnu"] = (whole, absent, part)
         print(f"GNU cp -r onto 2 MiB free: {whole} files whole, {absent} absent, in part: {part}")
         assert whole >= 1 and len(part) >= 1
-    finally:
-        umount(d)
