@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import resource
 import stat as _stat
 import sys
 import threading
@@ -41,6 +42,25 @@ _REFLINK = {"never": lib.BN_REFLINK_NEVER, "auto": lib.BN_REFLINK_AUTO, "always"
 _ENOTREG_MESSAGE = "not a regular file"
 _EMOUNT_MESSAGE = "crosses a mount point (the root is served with no_xdev)"
 _ECHANGED_MESSAGE = "a directory in the tree was moved or replaced during the walk; stopped there"
+
+
+def fd_limit() -> int:
+    """This process's RLIMIT_NOFILE (soft): what ``EMFILE`` messages name, since a caller
+    over a socket cannot see the daemon's."""
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def _emfile(path: Any = None, path2: Any = None) -> OSError:
+    return make_error(errno.EMFILE, path, path2,
+                      f"Too many open files (RLIMIT_NOFILE {fd_limit()} of the process holding the root)")
+
+
+def name_fd_limit(e: BaseException, path: Any = None) -> BaseException:
+    """A bare ``EMFILE`` (``os.dup`` and the like, outside the native calls) as the native
+    ones raise it: the limit named, and ``path`` if it names none."""
+    if isinstance(e, OSError) and e.errno == errno.EMFILE and e.strerror == os.strerror(errno.EMFILE):
+        return _emfile(path if e.filename is None else e.filename, e.filename2)
+    return e
 _PATH_MAX = 4096
 _O_PATH = os.O_PATH
 _O_PATH_NOFOLLOW = os.O_PATH | os.O_NOFOLLOW
@@ -173,6 +193,8 @@ def _error(code: int, path: Any, path2: Any = None) -> OSError:
         return PermissionError(errno.EPERM, _ENOTREG_MESSAGE, path)
     if code == lib.BN_ECHANGED:
         return OSError(errno.EAGAIN, _ECHANGED_MESSAGE, path)
+    if code == errno.EMFILE:
+        return _emfile(path, path2)
     return make_error(code, path, path2)
 
 
@@ -534,8 +556,11 @@ class Root:
         fd = _check(lib.bn_writer_open(self._r, _enc(path), perms, flags, "+" in mode, w), path)
         try:
             f = io.open(os.dup(fd), mode.replace("x", "w"), buffering=buffering, encoding=encoding, closefd=True)
-        except BaseException:
+        except BaseException as e:
             lib.bn_writer_discard(w)
+            named = name_fd_limit(e, path)
+            if named is not e:
+                raise named from None
             raise
 
         def publish() -> None:
