@@ -99,6 +99,9 @@ def test_calls_past_the_fd_limit_get_emfile_naming_it(daemon: Daemon) -> None:
                 break
         else:
             raise AssertionError("no connection was refused")
+        with Client(daemon.sock, timeout=5) as other, pytest.raises(OSError) as ei:
+            other.exists("file")  # a new client is told why
+        check_emfile(ei.value)
         for call in (lambda: c.open("file", "rb"), lambda: c.read_file("file"),
                      lambda: c.open("w-new", "wb", atomic=True)):
             with pytest.raises(OSError) as ei:
