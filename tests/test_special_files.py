@@ -119,3 +119,36 @@ def test_move_across_a_mount_keeps_fifos(fs: Any, root_dir: Path, tree: Path) ->
         assert not tree.exists()
         assert kinds(mnt / "t") == {"fifo": "p", "sub": "d", "sub/fifo2": "p", "sub/file": "-", "lfifo": "l"}
         shutil.rmtree(mnt / "t")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="starts the daemon as root")
+def test_real_daemon_copies_fifos_under_landlock(tmp_path: Path) -> None:
+    """The deployed daemon (dropped to nobody, Landlock: MAKE_FIFO held, MAKE_SOCK not,
+    with its crash journal): the FIFO replaces the file in its way, keeps its mode and
+    times, the socket is skipped, nothing blocks."""
+    from beneathd.client import Client
+    from test_daemon import chown_tree, start_daemon
+
+    root = tmp_path / "root"
+    (root / "t").mkdir(parents=True)
+    os.mkfifo(root / "t" / "fifo", 0o640)
+    os.chmod(root / "t" / "fifo", 0o640)
+    os.utime(root / "t" / "fifo", ns=(MTIME, MTIME))
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(str(root / "t" / "sock"))
+    s.listen()
+    (root / "t2").mkdir()
+    (root / "t2" / "fifo").write_bytes(b"in the way")
+    chown_tree(root)
+    try:
+        with start_daemon(tmp_path, root=root) as d, Client(d.sock, timeout=T) as c:
+            c.cp("t", "t2", recursive=True)
+            st = os.lstat(root / "t2" / "fifo")
+            assert stat.S_ISFIFO(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o640 and st.st_mtime_ns == MTIME
+            assert sorted(os.listdir(root / "t2")) == ["fifo"]
+            walked = list(c.walk("t"))
+            assert c.du("t")[1] == 3 and len(walked) == 1 and sorted(walked[0][2]) == ["fifo", "sock"]
+            c.rm("t2", recursive=True)
+            assert not (root / "t2").exists()
+    finally:
+        s.close()
