@@ -10,16 +10,17 @@ leaves every file that fit whole and no file in part (each copied file is an ato
 replace), while GNU ``cp -r`` leaves the file it was writing truncated: both are measured
 here (docs/SECURITY.md, "Faults and hostile trees").
 
-``EDQUOT`` is not tested: this kernel has no quota format for tmpfs or ext4
-(``CONFIG_TMPFS_QUOTA``, ``CONFIG_QFMT_V2`` unset) and no xfs/btrfs tools are installed;
-the native code treats every write error alike (the temporary is dropped, the error
-returned), so ``EDQUOT`` takes the same path as ``ENOSPC``.
+A real quota (``EDQUOT``) cannot be set up here: this kernel has no quota format for
+tmpfs or ext4 (``CONFIG_TMPFS_QUOTA``, ``CONFIG_QFMT_V2`` unset) and no xfs/btrfs tools are
+installed.  So ``EDQUOT`` is injected instead: a child process whose ``write``, ``pwrite64``
+and ``copy_file_range`` fail with it (seccomp) runs the same writers on ``Root``.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import platform
 import shutil
 import subprocess
 from pathlib import Path
@@ -203,3 +204,58 @@ def test_gnu_cp_r_onto_full_fs_for_comparison(root_dir: Path) -> None:
         FIGURES["gnu"] = (whole, absent, part)
         print(f"GNU cp -r onto 2 MiB free: {whole} files whole, {absent} absent, in part: {part}")
         assert whole >= 1 and len(part) >= 1
+
+
+_EDQUOT_CHILD = r"""
+import errno, os, platform, sys
+sys.path.insert(0, sys.argv[2])
+from seccomp_util import deny_syscall
+from beneathd.daemon import Root
+
+NRS = {"x86_64": (1, 18, 326), "aarch64": (64, 68, 285)}[platform.machine()]  # write, pwrite64, copy_file_range
+root = Root(sys.argv[1])
+for nr in NRS:
+    deny_syscall(nr, errno.EDQUOT)
+
+
+def atomic():
+    with root.open("old", "wb", atomic=True, buffering=0) as f:
+        f.write(b"n" * 10)
+
+
+out = []
+for name, call in [("write_file", lambda: root.write_file("old", b"n" * 100)),
+                   ("write_file new", lambda: root.write_file("new", b"n" * 100)),
+                   ("atomic", atomic),
+                   ("copy_file", lambda: root.copy_file("src", "old")),
+                   ("copy_file never", lambda: root.copy_file("src", "old", reflink="never")),
+                   ("cp -r", lambda: root.cp("tree", "copy", recursive=True))]:
+    try:
+        call()
+        out.append(f"{name}: no error")
+    except OSError as e:
+        out.append(f"{name}: {errno.errorcode.get(e.errno)} {e.filename!r} {e.filename2!r}")
+os.writev(1, [("\n".join(out) + "\n").encode()])  # (write itself fails here)
+"""
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "aarch64"), reason="seccomp helper: x86_64/aarch64 only")
+def test_edquot_injected(root_dir: Path) -> None:
+    """The writers under an injected EDQUOT fail with it, naming the caller's paths; the
+    old file is intact and no temporary is left (``cp -r`` leaves its directories and no
+    file)."""
+    import sys
+
+    (root_dir / "old").write_bytes(OLD)
+    (root_dir / "src").write_bytes(b"s" * BIG)
+    (root_dir / "tree" / "d").mkdir(parents=True)
+    (root_dir / "tree" / "d" / "f").write_bytes(b"f" * 1000)
+    r = subprocess.run([sys.executable, "-c", _EDQUOT_CHILD, str(root_dir), str(Path(__file__).parent)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        "write_file: EDQUOT 'old' None", "write_file new: EDQUOT 'new' None", "atomic: EDQUOT None None",
+        "copy_file: EDQUOT 'src' 'old'", "copy_file never: EDQUOT 'src' 'old'", "cp -r: EDQUOT 'tree' 'copy'"], r.stdout
+    assert (root_dir / "old").read_bytes() == OLD
+    assert not (root_dir / "new").exists() and not (root_dir / "copy" / "d" / "f").exists()
+    assert temps(root_dir) == []
