@@ -43,24 +43,6 @@ _ENOTREG_MESSAGE = "not a regular file"
 _EMOUNT_MESSAGE = "crosses a mount point (the root is served with no_xdev)"
 _ECHANGED_MESSAGE = "a directory in the tree was moved or replaced during the walk; stopped there"
 
-
-def fd_limit() -> int:
-    """This process's RLIMIT_NOFILE (soft): what ``EMFILE`` messages name, since a caller
-    over a socket cannot see the daemon's."""
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-def _emfile(path: Any = None, path2: Any = None) -> OSError:
-    return make_error(errno.EMFILE, path, path2,
-                      f"Too many open files (RLIMIT_NOFILE {fd_limit()} of the process holding the root)")
-
-
-def name_fd_limit(e: BaseException, path: Any = None) -> BaseException:
-    """A bare ``EMFILE`` (``os.dup`` and the like, outside the native calls) as the native
-    ones raise it: the limit named, and ``path`` if it names none."""
-    if isinstance(e, OSError) and e.errno == errno.EMFILE and e.strerror == os.strerror(errno.EMFILE):
-        return _emfile(path if e.filename is None else e.filename, e.filename2)
-    return e
 _PATH_MAX = 4096
 _O_PATH = os.O_PATH
 _O_PATH_NOFOLLOW = os.O_PATH | os.O_NOFOLLOW
@@ -181,6 +163,25 @@ def _enc(path: Any) -> bytes:
 def _echo(value: bytes, like: Any) -> Any:
     """``value`` in the type the caller used (str stays str, bytes stay bytes)."""
     return value if isinstance(os.fspath(like), bytes) else os.fsdecode(value)
+
+
+def fd_limit() -> int:
+    """This process's RLIMIT_NOFILE (soft): what ``EMFILE`` messages name, since a caller
+    over a socket cannot see the daemon's."""
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def _emfile(path: Any = None, path2: Any = None) -> OSError:
+    return make_error(errno.EMFILE, path, path2,
+                      f"Too many open files (RLIMIT_NOFILE {fd_limit()} of the process holding the root)")
+
+
+def name_fd_limit(e: BaseException, path: Any = None) -> BaseException:
+    """A bare ``EMFILE`` (``os.dup`` and the like, outside the native calls) as the native
+    ones raise it: the limit named, and ``path`` if it names none."""
+    if isinstance(e, OSError) and e.errno == errno.EMFILE and e.strerror == os.strerror(errno.EMFILE):
+        return _emfile(path if e.filename is None else e.filename, e.filename2)
+    return e
 
 
 def _error(code: int, path: Any, path2: Any = None) -> OSError:
