@@ -42,7 +42,6 @@ _REFLINK = {"never": lib.BN_REFLINK_NEVER, "auto": lib.BN_REFLINK_AUTO, "always"
 _ENOTREG_MESSAGE = "not a regular file"
 _EMOUNT_MESSAGE = "crosses a mount point (the root is served with no_xdev)"
 _ECHANGED_MESSAGE = "a directory in the tree was moved or replaced during the walk; stopped there"
-
 _PATH_MAX = 4096
 _O_PATH = os.O_PATH
 _O_PATH_NOFOLLOW = os.O_PATH | os.O_NOFOLLOW
