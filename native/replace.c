@@ -124,7 +124,7 @@ static int bn_copy_fd(int in, int out, int reflink, bn_job *job)
             return -errno;
     }
     struct bn_copier c = {in, out, 1, NULL, job};
-    off_t got, size = st.st_size, end = size, pos = 0;
+    off_t got, size = st.st_size, end = size, pos = 0, written = 0;
     int r = 0, holes = (off_t)st.st_blocks * 512 < size;
     if (size == 0) {
         r = bn_copy_range(&c, 0, -1, &got);
@@ -146,8 +146,9 @@ static int bn_copy_fd(int in, int out, int reflink, bn_job *job)
                 break;
         }
         r = bn_copy_range(&c, data, hole - data, &got);
+        written = data + got;
         if (r == 0 && got < hole - data) {
-            end = data + got;   /* the source ended early: it shrank */
+            end = written;   /* the source ended early: it shrank */
             break;
         }
         pos = hole;
@@ -155,9 +156,10 @@ static int bn_copy_fd(int in, int out, int reflink, bn_job *job)
     free(c.buf);
     if (r < 0)
         return r;
-    if (fstat(in, &st) == 0 && st.st_size < end)
-        end = st.st_size;
-    return bn_neg(ftruncate(out, end));   /* a hole at the end is a size, not data */
+    if (holes && fstat(in, &st) == 0 && st.st_size < end)
+        end = st.st_size;   /* it shrank where the walk saw a hole */
+    /* a hole at the end is a size, not data (a file without holes has its size already) */
+    return written == end ? 0 : bn_neg(ftruncate(out, end));
 }
 
 void bn_tmpname(char *out, size_t n, const char *leaf)
