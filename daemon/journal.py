@@ -13,7 +13,8 @@ page cache at once and outlives the process; no syscall per record).  A slot in 
 kernel showed its directory (``/proc/self/fd``); a free slot starts with a zero byte.
 When a ``Root`` takes the journal (:meth:`Journal.replay`), each record left over is
 undone: if its path is still beneath the root and its last component is a temporary
-name, that regular file or symlink is unlinked (resolved beneath the root, like every
+name, that regular file, symlink or FIFO (``cp -r`` replaces links and FIFOs through
+temporary names too) is unlinked (resolved beneath the root, like every
 other operation).  Then the file is cleared and mapped for this process's own records.
 
 The directory is held with ``flock(LOCK_EX | LOCK_NB)``: one daemon per journal, so a
@@ -148,8 +149,8 @@ class Journal:
             return "skipped: not a temporary name"
         try:
             st = root.lstat(rel)
-            if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
-                return "skipped: not a file or symlink"
+            if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
+                return "skipped: not a file, symlink or FIFO"
             root.unlink(rel)
         except (FileNotFoundError, NotADirectoryError):
             return "gone"

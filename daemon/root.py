@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import resource
 import stat as _stat
 import sys
 import threading
@@ -170,6 +171,25 @@ def _echo(value: bytes, like: Any) -> Any:
     return value if isinstance(os.fspath(like), bytes) else os.fsdecode(value)
 
 
+def fd_limit() -> int:
+    """This process's RLIMIT_NOFILE (soft): what ``EMFILE`` messages name, since a caller
+    over a socket cannot see the daemon's."""
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def _emfile(path: Any = None, path2: Any = None) -> OSError:
+    return make_error(errno.EMFILE, path, path2,
+                      f"Too many open files (RLIMIT_NOFILE {fd_limit()} of the process holding the root)")
+
+
+def name_fd_limit(e: BaseException, path: Any = None) -> BaseException:
+    """A bare ``EMFILE`` (``os.dup`` and the like, outside the native calls) as the native
+    ones raise it: the limit named, and ``path`` if it names none."""
+    if isinstance(e, OSError) and e.errno == errno.EMFILE and e.strerror == os.strerror(errno.EMFILE):
+        return _emfile(path if e.filename is None else e.filename, e.filename2)
+    return e
+
+
 def _error(code: int, path: Any, path2: Any = None) -> OSError:
     """The exception for a native ``-code``, naming the caller's own path(s)."""
     if code == lib.BN_EESCAPE:
@@ -182,6 +202,8 @@ def _error(code: int, path: Any, path2: Any = None) -> OSError:
         return OSError(errno.EAGAIN, _ECHANGED_MESSAGE, path)
     if code == errno.EAGAIN:
         return OSError(errno.EAGAIN, _RETRY_MESSAGE, path, None, path2)
+    if code == errno.EMFILE:
+        return _emfile(path, path2)
     return make_error(code, path, path2)
 
 
@@ -571,8 +593,11 @@ class Root:
         fd = _check(lib.bn_writer_open(self._r, _enc(path), perms, flags, "+" in mode, w), path)
         try:
             f = io.open(os.dup(fd), mode.replace("x", "w"), buffering=buffering, encoding=encoding, closefd=True)
-        except BaseException:
+        except BaseException as e:
             lib.bn_writer_discard(w)
+            named = name_fd_limit(e, path)
+            if named is not e:
+                raise named from None
             raise
 
         def publish() -> None:

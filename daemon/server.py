@@ -55,7 +55,7 @@ from ..protocol.errors import EscapeError
 from ..protocol.methods import API, ROOT_API, call_mutates
 from .auth import PeerCred, Policy, peer_cred
 from .escapes import EscapeLog
-from .root import PROGRESS_INTERVAL, Job
+from .root import PROGRESS_INTERVAL, Job, fd_limit, name_fd_limit
 from .watch import WatchBudget
 
 __all__ = ["ServerConfig", "Server", "serve"]
@@ -251,6 +251,8 @@ class Server:
         self._threads_lock = threading.Lock()
         self.escape_log = EscapeLog(self.cfg.log, self.cfg.escape_log_window, self.cfg.clock)
         self._next_writer = 1
+        #: an fd given up to refuse a connection when the daemon is out of them (serve)
+        self._spare: int | None = None
         #: directories all watches of the daemon hold
         self.watch_budget = WatchBudget(self.cfg.max_watches, "this daemon (--max-watches)")
         #: method name -> the bound Root method (requests carry every parameter by name),
@@ -301,21 +303,102 @@ class Server:
     # -- accepting ---------------------------------------------------------------------------
 
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._flush_escapes)
-            task_status.started()
-            while True:
-                try:
-                    sock, _ = await self.listener.accept()
-                except OSError as e:
-                    if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                        self.cfg.log(f"beneathd: accept: {e.strerror}; pausing")
-                        await trio.sleep(0.1)
-                        continue
-                    if e.errno in (errno.ECONNABORTED, errno.EINTR, errno.EPROTO):
-                        continue
-                    raise
-                nursery.start_soon(self._connection, sock)
+        # Out of fds, accept fails with EMFILE at once (it takes the fd number before it
+        # looks at the backlog, so retrying would spin, waiting or not), and a peer would
+        # wait unanswered in the backlog. So one spare fd is held: out of fds, it is given
+        # up, one waiting connection accepted into it, told EMFILE naming the limit and
+        # closed, and the spare taken again (libev's and nginx's way); with none waiting the
+        # loop sleeps until one comes (see _shed). Out of kernel memory or of the system's
+        # files (ENFILE: a spare, a dup of the listener, frees no file), it pauses 100 ms
+        # between tries. Either way an episode is logged once, at its start and its end.
+        self._spare = self._take_spare()
+        short, refused = False, 0
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._flush_escapes)
+                task_status.started()
+                while True:
+                    try:
+                        sock, _ = await self.listener.accept()
+                    except OSError as e:
+                        if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                            if not short:
+                                self.cfg.log(f"beneathd: accept: {e.strerror} (RLIMIT_NOFILE {fd_limit()}); "
+                                             "refusing new connections until fds are freed"
+                                             if e.errno == errno.EMFILE else f"beneathd: accept: {e.strerror}; pausing")
+                                short = True
+                            if e.errno == errno.EMFILE:
+                                refused += await self._shed(e.errno)
+                            else:
+                                await trio.sleep(0.1)
+                            continue
+                        if e.errno in (errno.ECONNABORTED, errno.EINTR, errno.EPROTO):
+                            continue
+                        raise
+                    if short:
+                        self.cfg.log(f"beneathd: accept: accepting again; {refused} connections were refused "
+                                     "meanwhile")
+                        short, refused = False, 0
+                    nursery.start_soon(self._connection, sock)
+        finally:
+            if self._spare is not None:
+                os.close(self._spare)
+                self._spare = None
+
+    def _take_spare(self) -> int | None:
+        try:
+            return os.dup(self.listener.fileno())
+        except OSError:
+            return None
+
+    async def _shed(self, err: int) -> int:
+        """Out of fds: give up the spare fd, accept one waiting connection into it and
+        refuse it (1); with none waiting, take the spare back and wait until one comes (0:
+        fds freed meanwhile wake nothing, the next accept finds them). With no spare (its
+        number was taken by a worker thread), wait 100 ms (0)."""
+        if self._spare is None:
+            self._spare = self._take_spare()
+        if self._spare is None:
+            await trio.sleep(0.1)
+            return 0
+        os.close(self._spare)
+        self._spare = None
+        listener = _stdsocket.socket(fileno=self.listener.fileno())  # the same fd, not owned
+        sock: _stdsocket.socket | None = None
+        try:
+            sock = listener.accept()[0]
+        except BlockingIOError:  # none waiting
+            waiting = False
+        except OSError:  # the number was taken meanwhile (EMFILE), or worse
+            waiting = True
+        finally:
+            listener.detach()
+        if sock is None:
+            self._spare = self._take_spare()
+            if waiting:
+                await trio.sleep(0.1)
+            else:
+                await trio.lowlevel.wait_readable(self.listener)
+            return 0
+        try:
+            sock.setblocking(False)
+            sock.send(refusal(err, f"beneathd is out of file descriptors (its RLIMIT_NOFILE is {fd_limit()}); "
+                                   "try again later"))
+            sock.shutdown(_stdsocket.SHUT_WR)
+            # the peer's first request, if it comes at once: read before closing, it does
+            # not reset the connection (the peer reads the refusal) nor fail its send
+            with trio.move_on_after(0.05):
+                await trio.lowlevel.wait_readable(sock)
+            for _ in range(64):
+                if not sock.recv(self.cfg.max_frame + 1):
+                    break
+        except OSError:
+            pass  # (BlockingIOError: all read)
+        finally:
+            trio.lowlevel.notify_closing(sock)
+            sock.close()
+            self._spare = self._take_spare()
+        return 1
 
     async def _flush_escapes(self) -> None:
         """The escape log's windows close on time even if no escape comes to close them."""
@@ -593,7 +676,7 @@ class Server:
             if fd is not None:
                 os.close(fd)
             self._failed(conn, m.name, e, threadsafe)
-            return conn.proto.error(req, e, threadsafe=threadsafe), None
+            return conn.proto.error(req, name_fd_limit(e, a.get("path")), threadsafe=threadsafe), None
 
     def _small_dir(self, req: Request) -> bool:
         """A listing of a small directory runs inline: a worker thread's hop costs ~0.7 ms

@@ -109,6 +109,11 @@ BN_INTERNAL void bn_tmpname(char *out, size_t n, const char *leaf);
 BN_INTERNAL int bn_jadd(bn_journal *j, int dfd, const char *tmp);
 BN_INTERNAL void bn_jdel(bn_journal *j, int s);
 
+/* ---- ops.c ---- */
+/* chmod of dfd/leaf itself, never through a link (fchmodat2 AT_SYMLINK_NOFOLLOW, else
+   O_PATH|O_NOFOLLOW and /proc/self/fd): a link is EOPNOTSUPP */
+BN_INTERNAL int bn_chmod_leaf(int dfd, const char *leaf, int mode);
+
 /* ---- small shared helpers ---- */
 static inline int bn_neg(int r) { return r < 0 ? -errno : r; }
 

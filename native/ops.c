@@ -222,6 +222,21 @@ static int bn_chmod_fd(int fd, int mode)
     return bn_neg(chmod(bn_procfd(pb, sizeof pb, fd), (mode_t)mode));
 }
 
+int bn_chmod_leaf(int dfd, const char *leaf, int mode)
+{
+    if (syscall(SYS_fchmodat2, dfd, leaf, mode, AT_SYMLINK_NOFOLLOW) == 0)
+        return 0;
+    if (errno != ENOSYS)
+        return -errno;
+    /* no fchmodat2: pin the leaf with O_PATH|O_NOFOLLOW, refuse a link, go via /proc */
+    int fd = openat(dfd, leaf, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int r = bn_chmod_fd(fd, mode);
+    close(fd);
+    return r;
+}
+
 int bn_chmod(const bn_root *rt, const char *path, int mode)
 {
     bn_path p;
@@ -229,25 +244,7 @@ int bn_chmod(const bn_root *rt, const char *path, int mode)
     if (r < 0)
         return r;
     mode &= 07777;
-    if (p.tfd >= 0)
-        r = bn_chmod_fd(p.tfd, mode);
-    else {
-        long k = syscall(SYS_fchmodat2, p.pfd, p.leaf, mode, AT_SYMLINK_NOFOLLOW);
-        if (k == 0)
-            r = 0;
-        else if (errno != ENOSYS)
-            r = -errno;
-        else {
-            /* no fchmodat2: pin the leaf with O_PATH|O_NOFOLLOW, refuse a link, go via /proc */
-            int fd = openat(p.pfd, p.leaf, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-            if (fd < 0)
-                r = -errno;
-            else {
-                r = bn_chmod_fd(fd, mode);
-                close(fd);
-            }
-        }
-    }
+    r = p.tfd >= 0 ? bn_chmod_fd(p.tfd, mode) : bn_chmod_leaf(p.pfd, p.leaf, mode);
     bn_release(&p);
     return r;
 }

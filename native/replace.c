@@ -34,62 +34,132 @@ static int bn_write_all(int fd, const char *buf, size_t len)
     return 0;
 }
 
+static int bn_pwrite_all(int fd, const char *buf, size_t len, off_t off)
+{
+    while (len > 0) {
+        ssize_t n = pwrite(fd, buf, len, off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        buf += n;
+        off += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
 /* copy_file_range moves at most this much per call, so that a cancel is seen within one
    chunk (8 MiB: a few ms on a disk, and 128 calls for a GiB) */
 #define BN_CHUNK (8 << 20)
 
+/* The copy loop's state: copy_file_range until the file systems refuse it, then a buffer. */
+struct bn_copier { int in, out, cfr; char *buf; bn_job *job; };
+
+/* Copy in's bytes [off, off + len) (len < 0: to its end) to the same offsets of out;
+   *got is how many: fewer than len when the source ended first. */
+static int bn_copy_range(struct bn_copier *c, off_t off, off_t len, off_t *got)
+{
+    off_t done = 0;
+    *got = 0;
+    while (len < 0 || done < len) {
+        ssize_t n;
+        size_t want = (len < 0 || len - done > BN_CHUNK) ? BN_CHUNK : (size_t)(len - done);
+        if (bn_cancelled(c->job))
+            return -ECANCELED;
+        if (c->cfr) {
+            loff_t i = off + done, o = off + done;
+            n = copy_file_range(c->in, &i, c->out, &o, want, 0);
+            if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
+                          errno == EOPNOTSUPP || errno == EBADF)) {
+                c->cfr = 0;
+                continue;
+            }
+        } else {
+            if (!c->buf && !(c->buf = malloc(1 << 20)))
+                return -ENOMEM;
+            n = pread(c->in, c->buf, want > (1 << 20) ? (1 << 20) : want, off + done);
+            if (n > 0) {
+                int r = bn_pwrite_all(c->out, c->buf, (size_t)n, off + done);
+                if (r < 0)
+                    return r;
+            }
+        }
+        if (n == 0)
+            break;
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        done += n;
+        *got = done;
+        bn_did(c->job, 0, (uint64_t)n);
+    }
+    return 0;
+}
+
+/*
+ * Copy the contents of `in` to the empty `out`: FICLONE (holes and all), else the data
+ * extents only, as `cp --sparse=auto` does: a file with fewer blocks than its size needs
+ * is walked with SEEK_DATA / SEEK_HOLE and only its data is copied, at the same offsets,
+ * so holes stay holes (copy_file_range itself fills them with zeros on ext4 and tmpfs: a
+ * 1 TB sparse file would take an hour and 1 TB of disk). The copy is the source's first
+ * st_size bytes as fstat saw them at the start: what is appended meanwhile is not copied
+ * (as cp); a source that shrinks meanwhile gives a copy of its size at the end. A file
+ * whose st_size is 0 is read to its end (an empty file, or one whose size says nothing).
+ */
 static int bn_copy_fd(int in, int out, int reflink, bn_job *job)
 {
+    struct stat st;
+    if (fstat(in, &st) < 0)
+        return -errno;
     if (reflink != BN_REFLINK_NEVER) {
         if (ioctl(out, FICLONE, in) == 0) {
-            struct stat st;
-            bn_did(job, 0, fstat(in, &st) == 0 ? (uint64_t)st.st_size : 0);
+            bn_did(job, 0, (uint64_t)st.st_size);
             return 0;
         }
         if (reflink == BN_REFLINK_ALWAYS)
             return -errno;
     }
-    int use_cfr = 1;
-    char *buf = NULL;
-    for (;;) {
-        ssize_t n;
-        if (bn_cancelled(job)) {
-            free(buf);
-            return -ECANCELED;
-        }
-        if (use_cfr) {
-            n = copy_file_range(in, NULL, out, NULL, BN_CHUNK, 0);
-            if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
-                          errno == EOPNOTSUPP || errno == EBADF)) {
-                use_cfr = 0;
-                continue;
-            }
-        } else {
-            if (!buf && !(buf = malloc(1 << 20)))
-                return -ENOMEM;
-            n = read(in, buf, 1 << 20);
-            if (n > 0) {
-                int r = bn_write_all(out, buf, (size_t)n);
-                if (r < 0) {
-                    free(buf);
-                    return r;
-                }
-            }
-        }
-        if (n == 0)
-            break;
-        if (n > 0)
-            bn_did(job, 0, (uint64_t)n);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            int e = errno;
-            free(buf);
-            return -e;
-        }
+    struct bn_copier c = {in, out, 1, NULL, job};
+    off_t got, size = st.st_size, end = size, pos = 0, written = 0;
+    int r = 0, holes = (off_t)st.st_blocks * 512 < size;
+    if (size == 0) {
+        r = bn_copy_range(&c, 0, -1, &got);
+        free(c.buf);
+        return r;
     }
-    free(buf);
-    return 0;
+    while (r == 0 && pos < size) {
+        off_t data = pos, hole = size;
+        if (holes) {
+            data = lseek(in, pos, SEEK_DATA);
+            if (data < 0 && errno == ENXIO)
+                break;   /* a hole from pos to the end */
+            if (data < 0) {
+                holes = 0;   /* no SEEK_DATA: copy the rest whole */
+                data = pos;
+            } else if ((hole = lseek(in, data, SEEK_HOLE)) < 0 || hole > size)
+                hole = size;
+            if (data >= size)
+                break;
+        }
+        r = bn_copy_range(&c, data, hole - data, &got);
+        written = data + got;
+        if (r == 0 && got < hole - data) {
+            end = written;   /* the source ended early: it shrank */
+            break;
+        }
+        pos = hole;
+    }
+    free(c.buf);
+    if (r < 0)
+        return r;
+    if (holes && fstat(in, &st) == 0 && st.st_size < end)
+        end = st.st_size;   /* it shrank where the walk saw a hole */
+    /* a hole at the end is a size, not data (a file without holes has its size already) */
+    return written == end ? 0 : bn_neg(ftruncate(out, end));
 }
 
 void bn_tmpname(char *out, size_t n, const char *leaf)

@@ -616,48 +616,55 @@ static int bn_cp_dir_done(int cs, int cd, const bn_meta *m, int flags)
     return bn_neg(fchmod(cd, m->mode & 07777));
 }
 
-/* Copy the non-directory sfd/name (not followed) to dfd/name. */
+/* Make the symlink `target` (or, target NULL, the FIFO of `mode`) dfd/name.  An existing
+   non-directory there is replaced with BN_CP_OVERWRITE, through a journaled temporary name
+   and a rename (no moment without the name), as bn_atomic_replace replaces a file. */
+static int bn_cp_make(int dfd, const char *name, const char *target, mode_t mode, struct bn_cpctx *c)
+{
+    if ((target ? symlinkat(target, dfd, name) : mknodat(dfd, name, S_IFIFO | mode, 0)) == 0)
+        return 0;
+    if (errno != EEXIST || !(c->flags & BN_CP_OVERWRITE))
+        return -errno;
+    struct stat dst;
+    if (fstatat(dfd, name, &dst, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(dst.st_mode))
+        return -EISDIR;
+    char tmp[NAME_MAX + 64];
+    bn_tmpname(tmp, sizeof tmp, name);
+    int rec = bn_jadd(c->j, dfd, tmp);
+    if ((target ? symlinkat(target, dfd, tmp) : mknodat(dfd, tmp, S_IFIFO | mode, 0)) < 0) {
+        int e = errno;
+        bn_jdel(c->j, rec);
+        return -e;
+    }
+    int e = renameat(dfd, tmp, dfd, name) < 0 ? errno : 0;
+    if (e)
+        unlinkat(dfd, tmp, 0);
+    bn_jdel(c->j, rec);
+    return -e;
+}
+
+/* Copy the non-directory sfd/name (not followed) to dfd/name: a regular file's contents
+   (never opening anything else: no FIFO is ever opened), a symlink as a link and a FIFO as
+   a FIFO (as cp -a; with preserve, their owner and times, and a FIFO's exact mode).
+   Sockets and device nodes are skipped (docs/SECURITY.md, "Faults and hostile trees"). */
 static int bn_cp_leaf(int sfd, int dfd, const char *name, const struct stat *st, struct bn_cpctx *c)
 {
-    int preserve = c->flags & BN_CP_PRESERVE;
-    if (S_ISLNK(st->st_mode)) {
+    int preserve = c->flags & BN_CP_PRESERVE, r;
+    if (S_ISLNK(st->st_mode) || S_ISFIFO(st->st_mode)) {
         char target[PATH_MAX];
-        ssize_t n = readlinkat(sfd, name, target, sizeof target - 1);
-        if (n < 0)
-            return errno == ENOENT ? 0 : -errno;
-        target[n] = 0;
-        if (symlinkat(target, dfd, name) < 0) {
-            if (errno != EEXIST || !(c->flags & BN_CP_OVERWRITE))
-                return -errno;
-            struct stat dst;
-            if (fstatat(dfd, name, &dst, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(dst.st_mode))
-                return -EISDIR;
-            char tmp[NAME_MAX + 64];
-            bn_tmpname(tmp, sizeof tmp, name);
-            int rec = bn_jadd(c->j, dfd, tmp);
-            if (symlinkat(target, dfd, tmp) < 0) {
-                int e = errno;
-                bn_jdel(c->j, rec);
-                return -e;
-            }
-            int e = renameat(dfd, tmp, dfd, name) < 0 ? errno : 0;
-            if (e)
-                unlinkat(dfd, tmp, 0);
-            bn_jdel(c->j, rec);
-            if (e)
-                return -e;
+        if (S_ISLNK(st->st_mode)) {
+            ssize_t n = readlinkat(sfd, name, target, sizeof target - 1);
+            if (n < 0)
+                return errno == ENOENT ? 0 : -errno;
+            target[n] = 0;
         }
-        if (!preserve)
-            return 0;
+        r = bn_cp_make(dfd, name, S_ISLNK(st->st_mode) ? target : NULL, st->st_mode & 07777, c);
+        if (r < 0 || !preserve)
+            return r;
         bn_meta m;
         bn_meta_of(st, &m);
-        return bn_set_meta(dfd, &m, name);
-    }
-    if (S_ISFIFO(st->st_mode)) {
-        if (mknodat(dfd, name, S_IFIFO | (st->st_mode & 07777), 0) < 0 &&
-            (errno != EEXIST || !(c->flags & BN_CP_OVERWRITE)))
-            return -errno;
-        return 0;
+        r = bn_set_meta(dfd, &m, name);   /* owner and times of the name itself */
+        return (r == 0 && S_ISFIFO(st->st_mode)) ? bn_chmod_leaf(dfd, name, st->st_mode & 07777) : r;
     }
     if (!S_ISREG(st->st_mode))
         return 0;   /* sockets and device nodes are not copied */
@@ -665,7 +672,7 @@ static int bn_cp_leaf(int sfd, int dfd, const char *name, const struct stat *st,
     if (fd < 0)
         return (errno == ENOENT) ? 0 : -errno;
     struct stat st2;
-    int r = bn_neg(fstat(fd, &st2));
+    r = bn_neg(fstat(fd, &st2));
     if (r == 0 && !S_ISREG(st2.st_mode))
         r = -BN_ENOTREG;   /* swapped after the fstatat: refuse rather than guess */
     if (r == 0) {

@@ -257,12 +257,19 @@ def walk_counted(tuples: Any, progress: Any) -> Any:
 
 
 def write_counted(f: Any, data: Any, progress: Any, chunk: int = 16 << 20) -> None:
-    """Write ``data`` to ``f`` whole in chunks, ``progress`` as :func:`read_counted` says."""
+    """Write ``data`` to ``f`` whole in chunks, ``progress`` as :func:`read_counted` says.
+    A failed write (``ENOSPC``, ``EDQUOT``, ``EFBIG``) names ``f.name``, the caller's path
+    (``write_file``'s error, not a bare file object's)."""
     mv = memoryview(data).cast("B")
     last = time.monotonic()
     done = 0
     while done < len(mv):
-        done += f.write(mv[done:done + chunk])
+        try:
+            done += f.write(mv[done:done + chunk])
+        except OSError as e:
+            if e.filename is None:
+                e.filename = getattr(f, "name", None)
+            raise
         if progress is not None and time.monotonic() - last >= _PROGRESS_INTERVAL:
             last = time.monotonic()
             progress(Progress(0, done))

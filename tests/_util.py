@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator
 
 from beneathd.protocol import EscapeError
 
-__all__ = ["EscapeError", "call_with_timeout", "outcome", "IS_ROOT", "ESCAPE", "tmpfs", "du_by_path"]
+__all__ = ["EscapeError", "call_with_timeout", "outcome", "IS_ROOT", "ESCAPE", "tmpfs", "mounted_tmpfs", "du_by_path"]
 
 IS_ROOT = os.geteuid() == 0
 
@@ -80,6 +80,28 @@ def tmpfs(path: Path, size: str = "2g") -> Iterator[Path]:
             subprocess.run(["umount", "-l", str(path)], check=False)
         else:
             subprocess.run(["rm", "-rf", str(path)], check=False)  # deep: not shutil.rmtree
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` (``mount -o size=``) mounted at ``path`` (created), unmounted and
+    removed after; the test is skipped, saying why, where mounting is impossible."""
+    import pytest
+
+    if not IS_ROOT:
+        pytest.skip("mounting a tmpfs needs root")
+    path.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        path.rmdir()
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        if subprocess.run(["umount", str(path)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(path)], check=False)
+        path.rmdir()
 
 
 def du_by_path(top: Any) -> tuple[int, int]:

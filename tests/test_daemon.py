@@ -15,7 +15,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import msgpack
 import pytest
@@ -84,7 +84,11 @@ def wait_socket(path: str, proc: subprocess.Popen, timeout: float = 10.0) -> Non
 
 
 @contextlib.contextmanager
-def start_daemon(tmp_path: Path, *extra: str, root: Path | None = None) -> Iterator[Daemon]:
+def start_daemon(tmp_path: Path, *extra: str, root: Path | None = None,
+                 preexec_fn: Callable[[], None] | None = None) -> Iterator[Daemon]:
+    """The real daemon, as root dropping to nobody; ``preexec_fn`` runs in the child before
+    the exec (e.g. a lower RLIMIT_NOFILE: prlimit on the running daemon needs
+    CAP_SYS_RESOURCE once it is nobody)."""
     if root is None:
         root = tmp_path / "root"
         root.mkdir(exist_ok=True)
@@ -99,7 +103,7 @@ def start_daemon(tmp_path: Path, *extra: str, root: Path | None = None) -> Itera
         proc = subprocess.Popen(
             [sys.executable, "-m", "beneathd.daemon", "--root", str(root), "--socket", sock,
              "--user", "nobody", "--allow-uid", "0", *extra],
-            stdout=lf, stderr=lf,
+            stdout=lf, stderr=lf, preexec_fn=preexec_fn,
         )
     d = Daemon(proc, sock, root, log)
     try:

@@ -305,7 +305,7 @@ op, args = sys.argv[4], sys.argv[5:]
 lib.bn_set_hook(1)
 if op == "write_file":
     root.write_file(args[0], args[1].encode())
-elif op == "cp_r_symlink":  # a symlink replaced inside cp -r: symlinkat(temp), then renameat
+elif op in ("cp_r_symlink", "cp_r_fifo"):  # a link or FIFO replaced inside cp -r: made at a temporary name, renamed
     kill_on_rename()
     root.cp(args[0], args[1], recursive=True)
 else:
@@ -314,7 +314,7 @@ print("SURVIVED")
 '''
 
 _KILL_ARGS = {"write_file": ["dst", "new content\n"], "copy_file": ["src", "dst"], "cp": ["src", "dst"],
-              "cp_r_symlink": ["tree-src", "tree-dst"]}
+              "cp_r_symlink": ["tree-src", "tree-dst"], "cp_r_fifo": ["fifo-src", "fifo-dst"]}
 
 
 def _kill_at_rename(root: Path, journal: Path | None, op: str) -> None:
@@ -328,12 +328,17 @@ def _kill_at_rename(root: Path, journal: Path | None, op: str) -> None:
     (root / "tree-src" / "ln").symlink_to("new-target")
     (root / "tree-dst").mkdir()
     (root / "tree-dst" / "ln").write_bytes(b"old")
+    (root / "fifo-src").mkdir()
+    os.mkfifo(root / "fifo-src" / "p")
+    (root / "fifo-dst").mkdir()
+    (root / "fifo-dst" / "p").write_bytes(b"old")
     r = subprocess.run([sys.executable, "-c", _KILL_CHILD, str(root), str(journal or ""),
                         str(Path(__file__).parent), op, *_KILL_ARGS[op]],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == -31, (r.returncode, r.stdout, r.stderr)  # SIGSYS: killed at the rename
     assert (root / "dst").read_bytes() in (b"old content\n", b"new content\n")
     assert (root / "tree-dst" / "ln").is_file()  # untouched: the rename never ran
+    assert (root / "fifo-dst" / "p").is_file()
 
 
 def _pending(journal: Path) -> list[bytes]:
