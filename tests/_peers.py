@@ -11,6 +11,7 @@ import errno
 import os
 import shutil
 import stat
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,12 +28,24 @@ def outcome_of(exc: BaseException | None) -> str:
     return type(exc).__name__
 
 
-def attempt(fn: Callable[[], Any]) -> tuple[str, Any, BaseException | None]:
-    """(outcome, result, exception) of ``fn()``."""
-    try:
-        return "ok", fn(), None
-    except Exception as e:  # noqa: BLE001 - every failure is classified
-        return outcome_of(e), None, e
+def attempt(fn: Callable[[], Any], *, tries: int = 20) -> tuple[str, Any, BaseException | None]:
+    """(outcome, result, exception) of ``fn()``.
+
+    ``EAGAIN`` (beneathd's "the tree kept changing under the call ... it may be retried")
+    is retried: openat2 gives it for a lookup with ``..`` whenever anything on the machine
+    was renamed meanwhile (the kernel's global rename seqcount), so a rename storm
+    elsewhere (another job's race tests) can exhaust the retry policy of a long lookup,
+    such as a 40-link loop through ``..``.  The call did nothing then."""
+    for i in range(tries):
+        try:
+            return "ok", fn(), None
+        except BlockingIOError as e:
+            if i == tries - 1:
+                return outcome_of(e), None, e
+            time.sleep(0.01)
+        except Exception as e:  # noqa: BLE001 - every failure is classified
+            return outcome_of(e), None, e
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def clear(d: Path) -> None:
