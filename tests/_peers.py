@@ -33,9 +33,10 @@ def attempt(fn: Callable[[], Any], *, tries: int = 20) -> tuple[str, Any, BaseEx
 
     ``EAGAIN`` (beneathd's "the tree kept changing under the call ... it may be retried")
     is retried: openat2 gives it for a lookup with ``..`` whenever anything on the machine
-    was renamed meanwhile (the kernel's global rename seqcount), so a rename storm
-    elsewhere (another job's race tests) can exhaust the retry policy of a long lookup,
-    such as a 40-link loop through ``..``.  The call did nothing then."""
+    was moved to another directory meanwhile (the kernel's global rename seqcount), so a
+    rename storm elsewhere (another job's race tests) can exhaust the retry policy of a
+    long lookup, such as a 40-link loop through ``..`` (measured: 17 of 5,000 under 43,000
+    cross-directory renames a second in an unrelated tmpfs).  The call did nothing then."""
     for i in range(tries):
         try:
             return "ok", fn(), None
