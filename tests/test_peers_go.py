@@ -301,10 +301,13 @@ def test_root_cases(tfs: tuple[Any, Path], op: str) -> None:
         _prepare(op, root, c)
         before = {"link": os.readlink(root / c.ltarget) if c.ltarget else None}
         outside = tree(root.parent)
+        inside = tree(root)
         want = DIFFERENCES.get((op, c.name), (_expect(op, c), ""))[0]
         got, result, exc = attempt(lambda: _call(op, fs, c))
         if not _matches(got, want):
             failures.append(f"{op}[{c.name}] {c.open!r}: got {got} ({exc}), want {want}")
+        elif got != "ok" and tree(root) != inside:
+            failures.append(f"{op}[{c.name}] {c.open!r}: failed with {got} but changed the tree")
         elif got == "ok" and (bad := _after(op, root, c, result, before)):
             failures.append(f"{op}[{c.name}] {c.open!r}: {bad}")
         # nothing beside the root changes (Go's escaping cases aim at ../ROOT, the root itself)
