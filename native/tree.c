@@ -477,8 +477,13 @@ int bn_rm(const bn_root *rt, const char *path, int recursive, int force, bn_job 
             if (fstatat(p.pfd, p.leaf, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode))
                 r = -EISDIR;
         }
-    } else
-        r = bn_rm_tree(rt, p.pfd, p.leaf, job);
+    } else {
+        /* the walk takes a name gone meanwhile as removed; the top must exist (rm -r) */
+        struct stat st;
+        r = force ? 0 : bn_neg(fstatat(p.pfd, p.leaf, &st, AT_SYMLINK_NOFOLLOW));
+        if (r == 0)
+            r = bn_rm_tree(rt, p.pfd, p.leaf, job);
+    }
     if (r == -ENOENT && force)
         r = 0;
     bn_release(&p);
