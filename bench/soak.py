@@ -111,7 +111,8 @@ class Escape(Exception):
 
 class Worker:
     def __init__(self, sock: str, cid: int, deadline: float, seed: int, outside_inodes: set[tuple[int, int]],
-                 owner: tuple[int, int]) -> None:
+                 owner: tuple[int, int], without: tuple[str, ...] = ()) -> None:
+        self.without = without
         self.sock, self.cid, self.deadline = sock, cid, deadline
         self.rnd = random.Random(seed * 1000 + cid)
         self.outside = outside_inodes
@@ -419,8 +420,8 @@ class Worker:
     def run(self) -> None:
         from beneathd.client import Client
 
-        names = [n for n, _ in self.OPS]
-        weights = [w for _, w in self.OPS]
+        names = [n for n, _ in self.OPS if n not in self.without]
+        weights = [w for n, w in self.OPS if n not in self.without]
         with Client(self.sock, timeout=120) as c:
             self.c = c
             self.setup()
@@ -448,10 +449,12 @@ def _thread(w: Worker) -> None:
         w.undoc(f"connection: {e!r}", traceback.format_exc())
 
 
-def _proc_main(args: tuple[str, list[int], float, int, list[tuple[int, int]], tuple[int, int]]) -> dict[str, Any]:
+def _proc_main(args: tuple[str, list[int], float, int, list[tuple[int, int]], tuple[int, int], tuple[str, ...]]
+               ) -> dict[str, Any]:
     """One client process: a thread per connection; returns its totals."""
-    sock, cids, deadline, seed, outside, owner = args
-    ws = [Worker(sock, cid, deadline, seed, set(map(tuple, outside)), owner) for cid in cids]  # type: ignore[arg-type]
+    sock, cids, deadline, seed, outside, owner, without = args
+    ws = [Worker(sock, cid, deadline, seed, set(map(tuple, outside)), owner, without)  # type: ignore[arg-type]
+          for cid in cids]
     ts = [threading.Thread(target=_thread, args=(w,), daemon=True) for w in ws]
     for t in ts:
         t.start()
@@ -510,6 +513,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="run the daemon without Landlock (the resolver alone stands between the calls and outside)")
     p.add_argument("--sample", type=float, default=10.0, help="seconds between samples")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--without", action="append", default=[], metavar="OP",
+                   help="leave an operation of the mix out (repeatable; e.g. watch, to tell its cost apart)")
     p.add_argument("--json", metavar="FILE")
     a = p.parse_args(argv)
 
@@ -553,7 +558,7 @@ def main(argv: list[str] | None = None) -> int:
         mon = Client(d.socket, timeout=60)
         ctx = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(procs, mp_context=ctx) as ex:
-            futs = [ex.submit(_proc_main, (d.socket, s, deadline, a.seed, outside_l, owner)) for s in shares]
+            futs = [ex.submit(_proc_main, (d.socket, s, deadline, a.seed, outside_l, owner, tuple(a.without))) for s in shares]
             while True:
                 done, _ = concurrent.futures.wait(futs, timeout=a.sample)
                 t = time.time() - t0
@@ -568,16 +573,25 @@ def main(argv: list[str] | None = None) -> int:
                 bad = inotify_inodes(d.pid) & lay.outside_inodes
                 if bad:
                     watch_escapes.append(sorted(bad))
+                # the monitor's own calls (one thread of a process that does nothing else, so
+                # their times are the daemon's): stats on the loop, a listing in the worker pool
+                probe = {}
                 try:
+                    t1 = time.perf_counter()
                     st = mon.stats()
+                    probe["stats_ms"] = round((time.perf_counter() - t1) * 1e3, 1)
+                    t1 = time.perf_counter()
+                    mon.scandir("w")
+                    probe["scandir_ms"] = round((time.perf_counter() - t1) * 1e3, 1)
                 except Exception as e:  # noqa: BLE001
                     st = {"error": repr(e)}
                 s = {"t": round(t, 1), "rss_kib": d.rss_kib(), "fds": d.fd_count(), "threads": d.threads(),
-                     "cpu_s": round(cpu_seconds(d.pid), 1), "stats": st}
+                     "cpu_s": round(cpu_seconds(d.pid), 1), "stats": st, "probe": probe}
                 samples.append(s)
                 print(f"[{t:6.1f}s] rss {s['rss_kib'] / 1024:6.1f} MiB  fds {s['fds']:4}  threads {s['threads']:3}  "
                       f"calls {st.get('calls')}  errors {st.get('errors')}  escapes refused {st.get('escapes')}  "
-                      f"conns {st.get('connections')}  cpu {s['cpu_s']:.0f} s  outside changes {len(changes)}", flush=True)
+                      f"conns {st.get('connections')}  cpu {s['cpu_s']:.0f} s  probe stats/scandir {probe.get('stats_ms')}/"
+                      f"{probe.get('scandir_ms')} ms  outside changes {len(changes)}", flush=True)
                 if len(done) == len(futs):
                     break
             results = [f.result() for f in futs]
@@ -622,7 +636,7 @@ def main(argv: list[str] | None = None) -> int:
         ops += r["ops"]
     n_esc_total = n_esc + len(changes) + len(watch_escapes)
     total_calls = sum(v for k, v in calls.items() if not k.startswith("batch/"))
-    missing = [m for m in methods if calls[m] == 0]
+    missing = [m for m in methods if calls[m] == 0 and m not in a.without]
     rss = [s["rss_kib"] for s in samples]
     fds = [s["fds"] for s in samples]
     warm_t = min(60.0, seconds * 0.2)
@@ -702,7 +716,8 @@ def main(argv: list[str] | None = None) -> int:
     if internal:
         print("\nDaemon internal errors (first ones):", *internal[:8], sep="\n  ")
     cmd = f"python -m bench.soak --minutes {a.minutes:g} --connections {a.connections} --procs {procs} " \
-          f"--resolver {a.resolver}" + (" --no-landlock" if a.no_landlock else "")
+          f"--resolver {a.resolver}" + (" --no-landlock" if a.no_landlock else "") + \
+        "".join(f" --without {w}" for w in a.without)
     print(f"\nCommand: `{cmd}`; daemon: `{' '.join(d.argv()[1:])}`")
     report = {
         "command": cmd, "connections": a.connections, "procs": procs, "minutes": a.minutes, "elapsed_s": elapsed,
