@@ -392,9 +392,21 @@ static int bn_emul_once(int start, const char *path, int flags, int mode, uint64
                 int e = errno;
                 struct stat st;
                 lfd = openat(cur, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-                if (lfd >= 0 && (fstat(lfd, &st) < 0 || !S_ISLNK(st.st_mode))) {
+                int moved = 0;
+                if (lfd >= 0 && fstat(lfd, &st) < 0) {
                     close(lfd);
                     lfd = -1;
+                } else if (lfd >= 0 && !S_ISLNK(st.st_mode)) {
+                    /* not a link at this second look: ELOOP said it was one at the first,
+                       and so did ENOTDIR if it is a directory now: the name was swapped
+                       in between (an answer for neither state), so try again */
+                    moved = e == ELOOP || S_ISDIR(st.st_mode);
+                    close(lfd);
+                    lfd = -1;
+                }
+                if (moved) {
+                    r = -EAGAIN;
+                    break;
                 }
                 errno = e;
             }

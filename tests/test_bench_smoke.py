@@ -25,6 +25,8 @@ TOP = Path(__file__).resolve().parents[1]
     ["bench.bench_depth", "--quick", "--repeats", "1"],
     ["bench.bench_cpu", "--n", "300"],
     ["bench.bench_node", "--quick", "--mib", "8", "--repeats", "1", "--n", "50", "--seconds", "0.1"],
+    # the long soak (issue 14), ~10 s with 4 connections: its verdict must pass too
+    ["bench.soak", "--minutes", "0.17", "--connections", "4", "--procs", "1", "--sample", "2"],
 ], ids=lambda a: a[0])
 def test_bench_script_runs(argv: list[str]) -> None:
     r = subprocess.run([sys.executable, "-m", *argv], cwd=TOP, capture_output=True, text=True, timeout=120)

@@ -25,6 +25,8 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -274,6 +276,49 @@ def test_rename_inside_the_root_is_retried(tmp_path: Path, hook: Callable[[int, 
         with pytest.raises(FileNotFoundError):
             fs.read_file("a/b/../c")
         assert fs.read_file("z/a/b/../c") == b"inside"
+
+
+@pytest.mark.parametrize("resolver", ["openat2", "emulated"])
+def test_a_last_name_swapped_between_a_directory_and_a_link_gets_an_answer_of_either(
+        tmp_path: Path, resolver: str) -> None:
+    """``a/b`` swapped with ``a/b_link -> outside`` by the race suite's attacker process
+    (found by bench/soak.py): listing ``a/b`` and chmod of ``a/b/victim`` (its parent
+    opened as a directory) get what the directory gives or an ``EscapeError``, never an
+    answer for neither state. The emulated resolver said ``ENOTDIR`` in about 0.3 % of
+    such calls: its last name opened with ``O_DIRECTORY|O_NOFOLLOW`` failed on the link,
+    and the second look, a directory again by then, returned that failure."""
+    import race_harness as rh
+
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    lay = rh.make_layout(tmp_path, root, outside, "interior")
+    before = rh.snapshot(outside)
+    dfd, na, nb = lay.swap
+    proc = subprocess.Popen([sys.executable, rh.__file__, "--attack", str(dfd), na, nb, "0"], pass_fds=[dfd],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdout.readline()
+    seen: dict[str, int] = {}
+    try:
+        with Root(root, resolver=resolver) as fs:
+            for call in (lambda: fs.listdir("a/b"), lambda: fs.chmod("a/b/victim", 0o640)):
+                end = time.monotonic() + 1.0
+                while time.monotonic() < end:
+                    try:
+                        call()
+                        kind = "ok"
+                    except OSError as e:  # EscapeError, or EAGAIN if the retry policy gave up
+                        kind = type(e).__name__ if e.errno in (errno.EXDEV, errno.EAGAIN) else repr(e)
+                    seen[kind] = seen.get(kind, 0) + 1
+    finally:
+        proc.stdin.close()
+        swaps = int(proc.stdout.read().strip() or 0)
+        proc.wait(30)
+        rh._restore(lay)
+        lay.close()
+    assert swaps > 0 and seen.get("ok") and seen.get("EscapeError"), (swaps, seen)
+    assert set(seen) <= {"ok", "EscapeError", "BlockingIOError"}, seen
+    assert rh.snapshot(outside) == before
 
 
 def _steps(*actions: Callable[[], None]) -> Callable[[], None]:
