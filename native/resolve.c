@@ -120,29 +120,48 @@ static int bn_openat2_how(int dirfd, const char *path, int flags, int mode, uint
 #define STATX_MNT_ID 0x00001000U
 #endif
 
-/* /proc/self/fd, held open so that each look is one readlinkat (not a walk from /proc),
-   and reopened in a forked child, whose /proc/self is another process */
+/* /proc/self/fd, held open so that each look is one readlinkat (not a walk from /proc).
+   Trusted only while it is still the directory opened: fstat must give the identity
+   recorded then.  A number closed by someone else and reused (for a directory an attacker
+   fills with links named like fd numbers) or a forked child's copy (another process's
+   /proc/self) fails that, and a fresh one is opened; the old number is never closed here,
+   as it may not be ours any more. */
+#include <pthread.h>
 static int bn_fd_dir = -1;
-static pid_t bn_fd_dir_pid;
+static dev_t bn_fd_dir_dev;
+static ino_t bn_fd_dir_ino;
+static pid_t bn_fd_dir_pid;   /* a forked child inherits the fd and the identity: not its own */
+static pthread_mutex_t bn_fd_dir_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int bn_fd_dir_valid(int dir)
+{
+    struct stat st;
+    return dir >= 0 && bn_fd_dir_pid == getpid() && fstat(dir, &st) == 0 && st.st_dev == bn_fd_dir_dev &&
+           st.st_ino == bn_fd_dir_ino;
+}
 
 /* /proc/self/fd of this process, or -errno */
 static int bn_fd_dir_get(void)
 {
-    int dir = __atomic_load_n(&bn_fd_dir, __ATOMIC_ACQUIRE);
-    pid_t me = getpid();
-    if (dir < 0 || __atomic_load_n(&bn_fd_dir_pid, __ATOMIC_RELAXED) != me) {
-        int nd = open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (nd < 0)
-            return -errno;
-        __atomic_store_n(&bn_fd_dir_pid, me, __ATOMIC_RELAXED);
-        int old = dir;
-        if (!__atomic_compare_exchange_n(&bn_fd_dir, &old, nd, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-            close(nd);   /* another thread got there first: use its */
-            nd = old;
+    pthread_mutex_lock(&bn_fd_dir_lock);
+    int dir = bn_fd_dir;
+    if (!bn_fd_dir_valid(dir)) {
+        struct statfs sf;
+        struct stat st;
+        dir = open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (dir < 0) {
+            dir = -errno;
+        } else if (fstatfs(dir, &sf) < 0 || sf.f_type != PROC_SUPER_MAGIC || fstat(dir, &st) < 0) {
+            close(dir);
+            dir = -ENOSYS;   /* not procfs: the checks would mean nothing */
+        } else {
+            bn_fd_dir = dir;
+            bn_fd_dir_pid = getpid();
+            bn_fd_dir_dev = st.st_dev;
+            bn_fd_dir_ino = st.st_ino;
         }
-        /* a stale fd of the parent's is kept open in a child: one fd, not a leak per call */
-        dir = nd;
     }
+    pthread_mutex_unlock(&bn_fd_dir_lock);
     return dir;
 }
 
@@ -379,7 +398,11 @@ static int bn_emul_once(int start, const char *path, int flags, int mode, uint64
                 }
             }
         } else {
-            /* the last name, with the caller's flags; a link there is followed unless asked not to */
+            /* the last name, with the caller's flags; a link there is followed unless asked not to.
+               An open that creates or truncates checks the walk first, so that it does not
+               act in a directory that has left the start meanwhile (the check after it stays) */
+            if ((flags & (O_CREAT | O_TRUNC)) && cur != start && (r = bn_emul_check(start, cur, expect)) < 0)
+                break;
             int fd = openat(cur, name, flags | O_NOFOLLOW | O_CLOEXEC, (mode_t)mode);
             int lfd = -1;
             if (fd >= 0 && (flags & (O_PATH | O_NOFOLLOW)) == O_PATH) {
@@ -449,8 +472,16 @@ static int bn_emul_once(int start, const char *path, int flags, int mode, uint64
         r = result;
     if (r == 0 && cur != start) {
         r = bn_emul_check(start, cur, expect);   /* the walk did not leave the start meanwhile */
-        if (r < 0)
+        if (r < 0) {
+            struct stat made, there;
+            /* a file this open made (O_EXCL) where the walk should not have been: unmade,
+               if the name still holds it, so the retry does not find it (EEXIST) */
+            if ((flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL) && fstat(result, &made) == 0 &&
+                fstatat(cur, name, &there, AT_SYMLINK_NOFOLLOW) == 0 && made.st_dev == there.st_dev &&
+                made.st_ino == there.st_ino)
+                unlinkat(cur, name, 0);
             close(result);
+        }
     }
     if (cur != start)
         close(cur);
@@ -465,6 +496,14 @@ static int bn_emulated(int start, const char *path, int flags, int mode, uint64_
         return -ENOENT;
     for (bn_retry again = {0, 0};;) {
         int r = bn_emul_once(start, path, flags, mode, resolve);
+        if (r == -BN_EMOUNT) {
+            /* as bn_openat2_how: a walk that crosses a mount and then escapes is an escape */
+            int a = bn_emulated(start, path, O_PATH | (flags & (O_NOFOLLOW | O_DIRECTORY)), 0,
+                                resolve & ~(uint64_t)BN_RESOLVE_NO_XDEV_K);
+            if (a >= 0)
+                close(a);
+            return a == -BN_EESCAPE ? a : r;
+        }
         if (r != -EAGAIN && r != -EINTR)
             return r;
         if (!bn_retry_again(&again))

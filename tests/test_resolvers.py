@@ -172,6 +172,10 @@ def test_same_answers_across_a_mount(tmp_path: Path) -> None:
                                 for p in ps)
                     assert not bad, (rx, flags, bad)
             assert outcome(fd, "m/x/y", os.O_PATH, XDEV | EMU, str(r)) == ("error", lib.BN_EMOUNT)
+            # across the mount and then out: an escape, not a mount, for both (a review's find)
+            for p in ("m/../..", "m/x/../../..", "m/../../f"):
+                for rx in (XDEV, XDEV | EMU):
+                    assert outcome(fd, p, os.O_PATH, rx, str(r)) == ("error", lib.BN_EESCAPE), (p, rx)
         finally:
             os.close(fd)
     finally:
@@ -350,3 +354,66 @@ def test_emulated_follows_links_like_the_kernel(tmp_path: Path) -> None:
             fs.stat("l_loop")
         assert e.value.errno == errno.ELOOP
         assert fs.realpath("d/e/l_back") == "f"
+
+
+# -- a review's findings (kept as regressions) ------------------------------------------------
+
+
+def test_the_cached_proc_fd_directory_is_not_trusted_by_its_number(tmp_path: Path, hook) -> None:  # noqa: F811
+    """The checks read /proc/self/fd through a held directory fd. If that number is closed
+    by someone else and reused by a directory an attacker fills with links named like fd
+    numbers, the checks must not believe them: the held fd is checked to still be the
+    procfs directory it opened, else a fresh one is opened."""
+    root, out = _tree(tmp_path)
+    rfd = os.open(root, os.O_PATH | os.O_DIRECTORY)
+    try:
+        assert lib.bn_emulated_ready(rfd) == 0
+        cached = [int(n) for n in os.listdir("/proc/self/fd")
+                  if _readlink_or_none(f"/proc/self/fd/{n}", r"^/proc/\d+/fd$")]
+        assert cached, "the emulated resolver holds /proc/self/fd"
+        spoof = root / "spoof"
+        spoof.mkdir()
+        sfd = os.open(spoof, os.O_RDONLY | os.O_DIRECTORY)
+        for n in cached:  # closed by someone else, and the number reused for the spoof
+            os.dup2(sfd, n)
+        os.close(sfd)
+        taken = cached
+        for n in range(3, 256):
+            os.symlink(f"/XX{'' if n == rfd else '/a/b'}", spoof / str(n))
+        _sequence(hook, 4, [_move_a_out(root, out)])
+        fd = lib.bn_openat2(rfd, b"a/b/c", os.O_RDONLY, 0, EMU)
+        if fd >= 0:
+            data = os.read(fd, 100)
+            os.close(fd)
+            raise AssertionError(f"read {data!r} from outside the root")
+        assert -fd == errno.ENOENT
+        for n in taken:
+            os.close(n)
+    finally:
+        os.close(rfd)
+
+
+def _readlink_or_none(p: str, pattern: str) -> bool:
+    try:
+        return re.match(pattern, os.readlink(p)) is not None
+    except OSError:
+        return False
+
+
+def test_exclusive_create_after_a_rename_mid_walk(tmp_path: Path, hook) -> None:  # noqa: F811
+    """``open("a/new", "x")`` while ``a`` is renamed to ``z`` and ``a`` made a link to it:
+    openat2 would create ``z/new``; the emulated resolver checks the walk before it creates,
+    so it retries and creates it once, through the link, instead of creating it, failing
+    the check and then finding its own file (EEXIST)."""
+    root = tmp_path / "root"
+    (root / "a").mkdir(parents=True)
+
+    def act() -> None:
+        os.rename(root / "a", root / "z")
+        os.symlink("z", root / "a")
+
+    with Root(root, resolver="emulated") as fs:
+        _sequence(hook, 4, [act])
+        with fs.open("a/new", "xb") as f:
+            f.write(b"made once")
+    assert os.listdir(root / "z") == ["new"] and (root / "z" / "new").read_bytes() == b"made once"
