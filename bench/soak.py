@@ -480,20 +480,8 @@ def _proc_main(args: tuple[str, list[int], float, int, list[tuple[int, int]], tu
 
 
 def inotify_inodes(pid: int) -> set[tuple[int, int]]:
-    """(dev, ino) of every kernel watch the process holds (its fdinfo inotify lines)."""
-    out = set()
-    base = f"/proc/{pid}/fdinfo"
-    for fd in os.listdir(base):
-        try:
-            with open(f"{base}/{fd}") as f:
-                for line in f:
-                    if line.startswith("inotify wd:"):
-                        kv = dict(x.split(":", 1) for x in line.split()[1:])
-                        sdev = int(kv["sdev"], 16)  # 12 bits major, 20 minor
-                        out.add((os.makedev(sdev >> 20, sdev & 0xFFFFF), int(kv["ino"], 16)))
-        except OSError:
-            continue
-    return out
+    """(dev, ino) of every kernel watch the process holds (race_harness reads its fdinfo)."""
+    return {(dev, ino) for ino, dev in rh.inotify_inodes(pid)}
 
 
 def cpu_seconds(pid: int) -> float:

@@ -505,6 +505,23 @@ def _log(res: Result) -> None:
         f.write(json.dumps(rec) + "\n")
 
 
+def inotify_inodes(pid: int | str = "self") -> list[tuple[int, int]]:
+    """(ino, dev) of every kernel watch the process holds (its fdinfo inotify lines)."""
+    out = []
+    base = f"/proc/{pid}/fdinfo"
+    for fd in os.listdir(base):
+        try:
+            with open(f"{base}/{fd}") as f:
+                for line in f:
+                    if line.startswith("inotify wd:"):
+                        kv = dict(x.split(":", 1) for x in line.split()[1:])
+                        sdev = int(kv["sdev"], 16)  # the kernel's dev_t: 12 bits major, 20 minor
+                        out.append((int(kv["ino"], 16), os.makedev(sdev >> 20, sdev & 0xFFFFF)))
+        except OSError:
+            continue
+    return out
+
+
 def cleanup(tmp: Path) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
 

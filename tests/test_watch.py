@@ -23,6 +23,7 @@ import pytest
 from _util import EscapeError
 from backends import BACKENDS, server_thread
 from naive import NaiveWatch
+from race_harness import inotify_inodes
 
 WAIT = 20.0  # seconds a test waits for events it expects (a loaded CI machine)
 
@@ -53,21 +54,6 @@ def has(evs: Iterable[Any], kind: str, path: Any) -> bool:
     return any(e.kind == kind and e.path == path for e in evs)
 
 
-def inotify_inodes(pid: int | str = "self") -> list[tuple[int, int]]:
-    """(ino, dev) of every kernel watch the process holds (its fdinfo inotify lines)."""
-    out = []
-    base = f"/proc/{pid}/fdinfo"
-    for fd in os.listdir(base):
-        try:
-            with open(f"{base}/{fd}") as f:
-                for line in f:
-                    if line.startswith("inotify wd:"):
-                        kv = dict(x.split(":", 1) for x in line.split()[1:])
-                        sdev = int(kv["sdev"], 16)  # the kernel's dev_t: 12 bits major, 20 minor
-                        out.append((int(kv["ino"], 16), os.makedev(sdev >> 20, sdev & 0xFFFFF)))
-        except OSError:
-            continue
-    return out
 
 
 def inotify_queued(pid: int | str = "self") -> int:
