@@ -802,9 +802,6 @@ class Root:
 
 #: directory fds a walk holds at most (the nearest levels; the others are reopened)
 _WALK_FDS = 64
-#: a directory whose path (relative to the root) is this long or longer is listed in its
-#: parent's dirnames but not entered: no call can name it, and os.walk cannot enter it either
-_PATH_MAX = 4096
 
 
 def _join(parent: Any, name: Any) -> Any:
@@ -939,7 +936,7 @@ class _Walk:
                     f.i += 1
                     path = _join(f.path, name)
                     if len(path) >= _PATH_MAX // 4 and len(os.fsencode(path)) >= _PATH_MAX:
-                        continue  # no call could name what is below (ENAMETOOLONG): as os.walk
+                        continue  # listed, not entered: no call could name what is below, as os.walk
                     nb = os.fsencode(name)
                     pfd = self._fd(len(self.frames) - 1)
                     fd = lib.bn_open_child_dir(pfd, nb)

@@ -52,7 +52,6 @@ struct bn_open_how { uint64_t flags; uint64_t mode; uint64_t resolve; };
    again at most BN_RETRY_TRIES times and for at most BN_RETRY_MS (beneathd.h), then gives EAGAIN
    (daemon/root.py names the policy in its message: the caller may retry).  libpathrs
    measured 32 tries failing ~3% of the time under an all-core rename attacker, 128 ~0.1%. */
-#define BN_EAGAIN_TRIES BN_RETRY_TRIES
 typedef struct { int n; uint64_t t0; } bn_retry;
 static inline uint64_t bn_now_ns(void)
 {

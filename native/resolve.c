@@ -32,7 +32,6 @@
 
 #include <string.h>
 
-
 #define BN_MAX_LINKS 40   /* links followed in one resolution, as the kernel allows */
 
 /* Deterministic race tests: a callback between steps, off (one predictable branch) by default. */
