@@ -96,8 +96,8 @@ class Spec:
         self.returns_fd = m.returns_fd
         #: index of the ``progress`` callback in ``vals``, or None
         self.progress_at = next((i for i, p in enumerate(m.params) if p.type == "progress"), None)
-        #: the call options every call of this method sends (scandir: the link texts)
-        self.options = {"link_target": True} if m.result == "entries" else None
+        #: the call options every call of this method sends (scandir: the link texts, in the packed form)
+        self.options = {"link_target": True, "packed": True} if m.result == "entries" else None
 
     def values(self, vals: tuple[Any, ...]) -> dict[str, Any]:
         return dict(zip(self.names, vals))

@@ -15,6 +15,7 @@ calls still in flight (as with any file object).
 
 from __future__ import annotations
 
+import array
 import errno
 import io
 import os
@@ -29,7 +30,16 @@ from beneathd._native import ffi, lib
 from ..protocol.batch import run_batch
 from ..protocol.errors import EscapeError, make_error
 from ..protocol.modes import open_flags
-from ..protocol.types import _PROGRESS_INTERVAL, AtomicFile, DirEntry, Progress, kind_of_mode, read_counted, stat_to_list, walk_counted
+from ..protocol.types import (
+    _PROGRESS_INTERVAL,
+    PACKED_STAT,
+    AtomicFile,
+    DirEntry,
+    Progress,
+    entries_from_packed,
+    read_counted,
+    walk_counted,
+)
 from .journal import Journal
 from .release import release as _release
 from .watch import Watch, WatchBudget
@@ -218,6 +228,23 @@ def _stat_out(out: Any) -> os.stat_result:
     mode, ino, dev, nlink, uid, gid, size, a, m, c, blksize, blocks, rdev = _unpack(out, 13)
     return _stat_result((mode, ino, dev, nlink, uid, gid, size, a // _NS, m // _NS, c // _NS,
                          a / _NS, m / _NS, c / _NS, a, m, c, blksize, blocks, rdev))
+
+
+def _take(ptr: Any, n: int) -> bytes:
+    """``n`` bytes a native call returned (copied out: the caller frees them)."""
+    return ffi.buffer(ptr, n)[:] if n else b""
+
+
+if sys.byteorder == "big":  # the packed listing's records are little-endian on the wire
+    _take_plain = _take
+
+    def _take(ptr: Any, n: int) -> bytes:  # type: ignore[no-redef]
+        b = _take_plain(ptr, n)
+        if ffi.typeof(ptr) is ffi.typeof("int64_t *"):
+            a = array.array("q", b)
+            a.byteswap()
+            b = a.tobytes()
+        return b
 
 
 def _check_procfs(fd: int) -> None:
@@ -446,45 +473,27 @@ class Root:
 
     def scandir(self, path: AnyStr | os.PathLike[AnyStr] = ".") -> list[DirEntry]:  # type: ignore[assignment]
         """``os.scandir`` beneath the root, as a list of ``DirEntry`` (with lstat data)."""
+        return entries_from_packed(*self._scandir_packed(path), prefix=os.fspath(path))
+
+    def _scandir_packed(self, path: Any = ".") -> tuple[bytes, bytes, bytes, bytes]:
+        """The listing of ``scandir`` in its packed form (``protocol.types.entries_from_packed``):
+        what the daemon sends as it is, made by one native call (``bn_scan_dir``: getdents,
+        an fstatat per name, a readlinkat and a stat beneath the root per symlink) with no
+        Python object per entry. A symlink's target is resolved as the caller's path + its
+        name, beneath the root (dangling or out: no target)."""
         p = os.fspath(path)
-        as_bytes = isinstance(p, bytes)
+        b = _enc(p)
         fd = self._opendir(path)
-        entries: list[DirEntry] = []
-        links: list[int] = []
-        sep: Any = b"/" if as_bytes else "/"
-        prefix = p if not p or p.endswith(sep) else p + sep  # os.path.join(p, name), once
+        out = ffi.new("bn_scan *")
         try:
-            with os.scandir(fd) as it:
-                for e in it:
-                    try:
-                        st = e.stat(follow_symlinks=False)  # fstatat(fd, name, NOFOLLOW)
-                    except FileNotFoundError:
-                        continue
-                    name: Any = os.fsencode(e.name) if as_bytes else e.name
-                    full = prefix + name
-                    kind = kind_of_mode(st.st_mode)
-                    lt: Any = None
-                    if kind == "symlink":
-                        links.append(len(entries))
-                        try:
-                            lt = os.readlink(e.name, dir_fd=fd)  # relative to the listed directory
-                        except OSError:
-                            lt = None  # replaced meanwhile
-                        else:
-                            lt = os.fsencode(lt) if as_bytes else lt
-                    entries.append(DirEntry(name, full, kind, kind, stat_to_list(st), None, lt))
+            n = lib.bn_scan_dir(self._r, fd, b if not b or b.endswith(b"/") else b + b"/", out)
+            if n < 0:
+                raise _error(-n, path)
+            return (_take(out.names, out.names_len), _take(out.stats, out.count * PACKED_STAT),
+                    _take(out.links, out.links_len), _take(out.targets, out.nlinks * PACKED_STAT))
         finally:
+            lib.bn_scan_free(out)
             os.close(fd)
-        for i in links:  # where a link points, found beneath the root (None: dangling/out)
-            link = entries[i]
-            try:
-                target = self.stat(link.path)
-            except OSError:
-                link.target_kind = None
-            else:
-                link.target_kind = kind_of_mode(target.st_mode)
-                link._target_stat_list = stat_to_list(target)
-        return entries
 
     def du(self, path: AnyStr | os.PathLike[AnyStr] = ".", *,  # type: ignore[assignment]
            progress: Callable[[Progress], Any] | None = None, job: Job | None = None) -> tuple[int, int]:

@@ -669,6 +669,8 @@ class Server:
                 if w is None:
                     raise OSError(errno.EBADF, f"no atomic writer {a['handle']} on this connection")
                 result = w.close() if m.name == "writer_publish" else w.discard()
+            elif req.packed:
+                result = self.root._scandir_packed(**a)
             else:
                 result = self._ops[m.name](**a)
             return conn.proto.reply(req, result, threadsafe=threadsafe), fd

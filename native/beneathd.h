@@ -161,6 +161,27 @@ typedef struct bn_names {
 int bn_list_names(int fd, bn_names *out);
 void bn_names_free(bn_names *n);
 
+/* A listing for scandir in one call, no object per entry: a directory fd's names in
+   getdents order ("." and ".." left out; a name gone before its fstatat is left out too),
+   each ending in a NUL in names; each one's lstat, 13 int64 in the wire's order, in stats;
+   for each symlink among them, in order, its text ending in a NUL in links (just the NUL
+   when it could not be read: replaced meanwhile) and in targets the stat of what it points
+   to, resolved beneath the root as prefix + name (mode 0: dangling, pointing out, or the
+   path too long). prefix is the listed directory's path as the caller spelled it, ending
+   in '/' (or empty for the root). Returns count, or -errno; bn_scan_free either way. */
+typedef struct bn_scan {
+    char *names;
+    size_t names_len;
+    int64_t *stats;
+    size_t count;
+    char *links;
+    size_t links_len;
+    int64_t *targets;
+    size_t nlinks;
+} bn_scan;
+long bn_scan_dir(const bn_root *rt, int fd, const char *prefix, bn_scan *out);
+void bn_scan_free(bn_scan *s);
+
 /* Watch (tree.c): inotify on directories opened beneath the root, through their own fds.
    bn_watch_tree opens `dir` beneath the root without following any link ("" for the root;
    with dev and ino nonzero it must still be that directory, else -BN_ECHANGED), then its

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-static void bn_stat_out(const struct stat *st, int64_t *out)
+void bn_stat_out(const struct stat *st, int64_t *out)
 {
     out[0] = st->st_mode;
     out[1] = (int64_t)st->st_ino;

@@ -935,6 +935,103 @@ void bn_names_free(bn_names *n)
     n->buf = NULL;
 }
 
+/* ---- bn_scan_dir: scandir's whole listing, lstat and link texts included ---- */
+
+/* Room for one more 13-int64 record in *a (capacity *cap records). */
+static int bn_stats_room(int64_t **a, size_t n, size_t *cap)
+{
+    if (n < *cap)
+        return 0;
+    size_t c = *cap ? *cap * 2 : 256;
+    int64_t *b = realloc(*a, c * 13 * sizeof **a);
+    if (!b)
+        return -ENOMEM;
+    *a = b;
+    *cap = c;
+    return 0;
+}
+
+long bn_scan_dir(const bn_root *rt, int fd, const char *prefix, bn_scan *out)
+{
+    size_t ncap = 0, scap = 0, lcap = 0, tcap = 0;
+    size_t plen = strlen(prefix);
+    long r = 0;
+    char *dents = malloc(BN_DENTS);
+    char *path = malloc(PATH_MAX);
+    char link[PATH_MAX];
+    memset(out, 0, sizeof *out);
+    if (!dents || !path) {
+        r = -ENOMEM;
+        goto done;
+    }
+    memcpy(path, prefix, plen);
+    if (lseek(fd, 0, SEEK_SET) < 0) {
+        r = -errno;
+        goto done;
+    }
+    for (;;) {
+        long n = syscall(SYS_getdents64, fd, dents, BN_DENTS);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            r = -errno;
+            goto done;
+        }
+        if (n == 0)
+            break;
+        for (long off = 0; off < n;) {
+            unsigned short reclen;
+            memcpy(&reclen, dents + off + 16, sizeof reclen);
+            const char *name = dents + off + 19;
+            off += reclen;
+            if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0)))
+                continue;
+            struct stat st;
+            if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                if (errno == ENOENT)
+                    continue;  /* removed since getdents: as os.scandir + lstat would skip it */
+                r = -errno;
+                goto done;
+            }
+            size_t len = strlen(name) + 1;
+            if ((r = bn_stats_room(&out->stats, out->count, &scap)) < 0 ||
+                (r = bn_buf_put(&out->names, &out->names_len, &ncap, name, len)) < 0)
+                goto done;
+            bn_stat_out(&st, out->stats + 13 * out->count);
+            out->count++;
+            if (!S_ISLNK(st.st_mode))
+                continue;
+            ssize_t k = readlinkat(fd, name, link, sizeof link - 1);
+            k = k < 0 ? 0 : k;  /* replaced meanwhile: no text */
+            link[k] = 0;
+            if ((r = bn_buf_put(&out->links, &out->links_len, &lcap, link, (size_t)k + 1)) < 0 ||
+                (r = bn_stats_room(&out->targets, out->nlinks, &tcap)) < 0)
+                goto done;
+            int64_t *t = out->targets + 13 * out->nlinks++;
+            memset(t, 0, 13 * sizeof *t);
+            if (plen + len <= PATH_MAX) {
+                memcpy(path + plen, name, len);
+                if (bn_stat(rt, path, t) < 0)
+                    memset(t, 0, 13 * sizeof *t);  /* dangling or pointing out */
+            }
+        }
+    }
+    r = (long)out->count;
+done:
+    free(dents);
+    free(path);
+    return r;
+}
+
+void bn_scan_free(bn_scan *s)
+{
+    free(s->names);
+    free(s->stats);
+    free(s->links);
+    free(s->targets);
+    memset(s, 0, sizeof *s);
+}
+
 /* ---- watch: inotify on directories opened beneath the root ---------------------------- */
 
 int bn_inotify_init(void)

@@ -28,7 +28,7 @@ from .batch import MAX_BATCH, NOT_BATCHABLE
 from .errors import error_from_wire, error_to_wire
 from .methods import METHODS, Method, Param
 from .modes import open_flags
-from .types import DirEntry, stat_from_list, stat_to_list
+from .types import DirEntry, entries_from_packed, stat_from_list, stat_to_list
 
 __all__ = [
     "REQUEST",
@@ -284,6 +284,8 @@ class Request:
     progress: bool = False
     #: scandir entries carry their link text (version 2 call option)
     link_target: bool = False
+    #: scandir answers in the packed form (version 2 call option; types.entries_from_packed)
+    packed: bool = False
 
 
 @dataclass(slots=True)
@@ -446,7 +448,7 @@ _BATCHABLE: dict[str, _ReqSpec] = {n: sp for n, sp in _REQ_SPECS.items()
                                    if n not in NOT_BATCHABLE and not sp.method.internal}
 
 #: version 2 call options (the optional fifth element of a request) and their types
-CALL_OPTIONS = {"progress": bool, "link_target": bool}
+CALL_OPTIONS = {"progress": bool, "link_target": bool, "packed": bool}
 
 
 def parse_request(obj: Any) -> Request:
@@ -532,6 +534,10 @@ def _parse_options(req: Request, options: Any) -> None:
         if req.method.result != "entries":
             raise ProtocolError(f"{req.method.name} has no link_target", err=_errno.EINVAL, msgid=req.msgid)
         req.link_target = True
+    if options.get("packed"):
+        if req.method.result != "entries":
+            raise ProtocolError(f"{req.method.name} has no packed form", err=_errno.EINVAL, msgid=req.msgid)
+        req.packed = True
 
 
 def parse_response(obj: Any) -> Response:
@@ -616,21 +622,8 @@ def encode_result(method: Method, value: Any) -> Any:
     return enc(value)
 
 
-_NS = 1_000_000_000
-_stat_result = os.stat_result
-
-
-def stat_from_wire(w: Any) -> os.stat_result:
-    """``stat_from_list`` with a fast path for the usual 13 plain ints."""
-    if w.__class__ is list and len(w) == 13:
-        for x in w:
-            if x.__class__ is not int:
-                break
-        else:
-            mode, ino, dev, nlink, uid, gid, size, a_ns, m_ns, c_ns, blksize, blocks, rdev = w
-            return _stat_result((mode, ino, dev, nlink, uid, gid, size, a_ns // _NS, m_ns // _NS, c_ns // _NS,
-                                 a_ns / _NS, m_ns / _NS, c_ns / _NS, a_ns, m_ns, c_ns, blksize, blocks, rdev))
-    return stat_from_list(w)
+#: (the client's name for it: a stat result off the wire)
+stat_from_wire = stat_from_list
 
 
 def _bad_result(method: Method) -> OSError:
@@ -662,6 +655,8 @@ def decode_result(method: Method, wire: Any, like: Any = ".") -> Any:
             if not isinstance(wire, list):
                 raise _bad_result(method)
             parent = os.fspath(like)
+            if len(wire) == 4 and wire[0].__class__ is bytes:  # the packed form (a v1 entry is an array)
+                return entries_from_packed(*wire, prefix=parent)
             return [DirEntry.from_wire(item, parent) for item in wire]
         if kind in ("path", "text"):
             if not isinstance(wire, bytes):

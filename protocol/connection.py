@@ -443,9 +443,12 @@ class ServerConnection:
         """The response to ``req`` carrying what its ``Root`` method returned; an error
         response (``EFBIG``, naming the limit) if it would exceed the message limit."""
         pack = msgpack.packb if threadsafe else self._pack
-        wire = encode_result(req.method, value)
-        if req.method.result == "entries" and not req.link_target:
-            wire = [e[:5] for e in wire]  # version 1: no link text
+        if req.packed:
+            wire = list(value)  # Root._scandir_packed's four strings, as they are
+        else:
+            wire = encode_result(req.method, value)
+            if req.method.result == "entries" and not req.link_target:
+                wire = [e[:5] for e in wire]  # version 1: no link text
         payload: bytes = pack([1, req.msgid, None, wire])
         if len(payload) > self.max_message:
             # what to use instead: a listing pages through walk; contents stream through open

@@ -6,14 +6,18 @@ real ``os.stat_result``; a directory entry travels as ``[name, kind, target_kind
 
 from __future__ import annotations
 
+import array
 import errno
 import os
 import stat as _stat
+import sys
 import time
 from typing import Any, NamedTuple
 
 __all__ = [
     "Progress",
+    "entries_from_packed",
+    "PACKED_STAT",
     "WatchEvent",
     "WATCH_KINDS",
     "AtomicFile",
@@ -70,16 +74,29 @@ _NS = 1_000_000_000
 
 
 def stat_from_list(seq: Any) -> os.stat_result:
-    """An ``os.stat_result`` (the same 10 + float times + ns times + blksize, blocks, rdev)."""
+    """An ``os.stat_result`` (the same 10 + float times + ns times + blksize, blocks, rdev)
+    from 13 ints in :data:`STAT_FIELDS` order; other ints-alike are converted (slowly)."""
+    if seq.__class__ is list and len(seq) == 13:
+        for x in seq:
+            if x.__class__ is not int:
+                break
+        else:
+            return _stat_of(seq)
     v = [int(x) for x in seq]
     if len(v) != 13:
         raise ValueError(f"a stat result has 13 fields, got {len(v)}")
+    return _stat_of(v)
+
+
+def _stat_of(v: list[int]) -> os.stat_result:
     mode, ino, dev, nlink, uid, gid, size, a_ns, m_ns, c_ns, blksize, blocks, rdev = v
-    seq10 = (mode, ino, dev, nlink, uid, gid, size, a_ns // _NS, m_ns // _NS, c_ns // _NS)
-    extra = (a_ns / _NS, m_ns / _NS, c_ns / _NS, a_ns, m_ns, c_ns, blksize, blocks, rdev)
     # os.stat_result: 10 sequence fields, then (by index) st_atime, st_mtime, st_ctime
     # (float), st_atime_ns, st_mtime_ns, st_ctime_ns, st_blksize, st_blocks, st_rdev.
-    return os.stat_result(seq10 + extra)
+    return _stat_result((mode, ino, dev, nlink, uid, gid, size, a_ns // _NS, m_ns // _NS, c_ns // _NS,
+                         a_ns / _NS, m_ns / _NS, c_ns / _NS, a_ns, m_ns, c_ns, blksize, blocks, rdev))
+
+
+_stat_result = os.stat_result
 
 
 def stat_to_list(st: os.stat_result) -> list[int]:
@@ -126,8 +143,9 @@ class DirEntry:
         self.path = path
         self.kind = kind
         self.target_kind = target_kind
-        self._stat_list = list(stat_list) if stat_list is not None else None
-        self._target_stat_list = list(target_stat_list) if target_stat_list is not None else None
+        # 13 ints each (converted here once: stat() then takes the fast way)
+        self._stat_list = [int(x) for x in stat_list] if stat_list is not None else None
+        self._target_stat_list = [int(x) for x in target_stat_list] if target_stat_list is not None else None
         self._stat: os.stat_result | None = None
         self.link_target = link_target
 
@@ -165,11 +183,11 @@ class DirEntry:
         if follow_symlinks and self.kind == "symlink":
             if self._target_stat_list is None:
                 raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), self.path)
-            return stat_from_list(self._target_stat_list)
+            return _stat_of(self._target_stat_list)
         if self._stat_list is None:
             raise OSError(0, "no stat data for this entry", self.name)
         if self._stat is None:
-            self._stat = stat_from_list(self._stat_list)
+            self._stat = _stat_of(self._stat_list)
         return self._stat
 
     def __eq__(self, other: object) -> bool:
@@ -208,6 +226,86 @@ class DirEntry:
         if lt is not None and not as_bytes:
             lt = os.fsdecode(lt)
         return cls(name, os.path.join(p, name), kind, target_kind, st, tst, lt)
+
+
+#: bytes of one stat record in the packed form of a listing: 13 little-endian int64
+PACKED_STAT = 13 * 8
+_S_IFMT = 0o170000
+_FSENC = sys.getfilesystemencoding()
+_FSERR = sys.getfilesystemencodeerrors()
+
+
+def _records(b: bytes) -> list[int]:
+    a = array.array("q")
+    a.frombytes(b)
+    if sys.byteorder == "big":
+        a.byteswap()  # the wire is little-endian
+    return a.tolist()
+
+
+def entries_from_packed(names: Any, stats: Any, links: Any, targets: Any, *, prefix: Any) -> list[DirEntry]:
+    """The entries of a listing in its packed form (``Root._scandir_packed``, and over the
+    wire with the ``packed`` call option): ``names`` each ending in a NUL, their lstat
+    records in ``stats`` (:data:`PACKED_STAT` bytes each), and for each symlink among them
+    in order its text (ending in a NUL; empty: unknown) in ``links`` and its target's record
+    in ``targets`` (mode 0: dangling or pointing out). Four strings instead of an array per
+    entry: the daemon makes them in C and the client splits them in a few calls, where the
+    array form costs ~8 us an entry to build, pack, unpack and check. ``prefix`` is the
+    listed path as the caller gave it (str or bytes): names, paths and link texts echo it.
+    Raises ValueError if the parts do not fit together."""
+    if not (names.__class__ is bytes and stats.__class__ is bytes and links.__class__ is bytes
+            and targets.__class__ is bytes) or len(stats) % PACKED_STAT or len(targets) % PACKED_STAT:
+        raise ValueError("malformed packed listing")
+    as_str = prefix.__class__ is str
+    if as_str:
+        nl: list[Any] = names.decode(_FSENC, _FSERR).split("\0")
+        lk: list[Any] = links.decode(_FSENC, _FSERR).split("\0")
+        sep: Any = "/"
+    else:
+        nl = names.split(b"\0")
+        lk = links.split(b"\0")
+        sep = b"/"
+    if nl.pop() or lk.pop():  # each part ends in a NUL (an empty part splits into one "")
+        raise ValueError("malformed packed listing: a part does not end in a NUL")
+    sv = _records(stats)
+    tv = _records(targets)
+    if len(nl) * 13 != len(sv) or len(lk) * 13 != len(tv):
+        raise ValueError("malformed packed listing: counts differ")
+    base = prefix if not prefix or prefix.endswith(sep) else prefix + sep
+    kinds = _KINDS
+    new = DirEntry.__new__
+    out: list[DirEntry] = []
+    append = out.append
+    j = 0
+    for i, name in enumerate(nl):
+        st = sv[13 * i:13 * i + 13]
+        kind = kinds.get(st[0] & _S_IFMT, "other")
+        e = new(DirEntry)
+        e.name = name
+        e.path = base + name
+        e.kind = kind
+        e._stat_list = st
+        e._stat = None
+        if kind == "symlink":
+            if j >= len(lk):
+                raise ValueError("malformed packed listing: more links than texts")
+            tst = tv[13 * j:13 * j + 13]
+            e.link_target = lk[j] or None
+            if tst[0]:
+                e.target_kind = kinds.get(tst[0] & _S_IFMT, "other")
+                e._target_stat_list = tst
+            else:
+                e.target_kind = None
+                e._target_stat_list = None
+            j += 1
+        else:
+            e.target_kind = kind
+            e._target_stat_list = None
+            e.link_target = None
+        append(e)
+    if j != len(lk):
+        raise ValueError("malformed packed listing: fewer links than texts")
+    return out
 
 
 def read_counted(f: Any, progress: Any, job: Any = None, chunk: int = 8 << 20) -> bytes:

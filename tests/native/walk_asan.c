@@ -144,6 +144,22 @@ static void *walks(void *arg)
         count += names.buf[i] == 0;
     CHECK(count == 3001 && names.buf[names.len - 1] == 0, "%zu other names", count);
     bn_names_free(&names);
+
+    /* bn_scan_dir: the same names with their lstat, the link's text and its target */
+    CHECK(symlinkat("/etc", nd, "out") == 0, "out link");
+    bn_scan scan;
+    long n = bn_scan_dir(&rt, nd, "names/", &scan);
+    CHECK(n == 3003 && scan.count == 3003 && scan.nlinks == 2, "bn_scan_dir: %ld (%zu links)", n, scan.nlinks);
+    size_t nuls = 0, links = 0;
+    for (size_t i = 0; i < scan.names_len; i++)
+        nuls += scan.names[i] == 0;
+    for (size_t i = 0; i < scan.count; i++)
+        links += S_ISLNK(scan.stats[13 * i]);
+    CHECK(nuls == 3003 && links == 2, "%zu names, %zu links", nuls, links);
+    int in = memcmp(scan.links, "sub", 4) == 0 ? 0 : 1;  /* getdents order: either link first */
+    CHECK(memcmp(scan.links + (in ? 5 : 4), in ? "sub" : "/etc", in ? 4 : 5) == 0, "link texts");
+    CHECK(S_ISDIR(scan.targets[13 * in]) && scan.targets[13 * (1 - in)] == 0, "targets: in, out");
+    bn_scan_free(&scan);
     close(nd);
     CHECK(bn_rm(&rt, "names", 1, 0, NULL) == 0, "rm -r names");
     return NULL;
