@@ -153,8 +153,34 @@ def finish(spec: Spec, vals: tuple[Any, ...], reply: Reply, atomic: Any = None) 
             return atomic(values, fds[0], reply.result)
         return wrap_fd(values, fds[0])
     if fds:
+        if spec.kind == "entries" and reply.error is None and len(fds) == 1:
+            return spec.result(None, read_packed(fds[0], reply.result, spec.m), vals)
         close_fds(fds)
     return spec.result(reply.error, reply.result, vals)
+
+
+def read_packed(fd: int, sizes: Any, m: Any) -> list[bytes]:
+    """A big listing's packed form from the memfd the daemon passed (``sizes``: its four
+    parts' lengths, one after the other from offset 0); the fd is closed."""
+    try:
+        if sizes.__class__ is not list or len(sizes) != 4 or not all(n.__class__ is int and n >= 0 for n in sizes):
+            raise _bad_result(m)
+        parts: list[bytes] = []
+        off = 0
+        for n in sizes:
+            chunks = []
+            left = n
+            while left:  # (a read gives at most ~2 GiB)
+                b = os.pread(fd, left, off)
+                if not b:  # shorter than the daemon said
+                    raise _bad_result(m)
+                chunks.append(b)
+                left -= len(b)
+                off += len(b)
+            parts.append(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        return parts
+    finally:
+        os.close(fd)
 
 
 def check_timeout(timeout: Any) -> float:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import array
 import errno
+import fcntl
 import os
 import socket as _stdsocket
 import sys
@@ -77,6 +78,26 @@ _LISTINGS = frozenset({"names", "entries"})
 _SMALL_DIR = 16 * 1024
 #: a watch page holds at most this many events
 WATCH_PAGE = 512
+#: a packed listing of this many bytes or more (or too big for a message) goes in a memfd
+#: passed with the reply (PROTOCOL.md "Listings"): no message limit for scandir, and one
+#: read instead of frames
+PACKED_FD_FROM = 1 << 20
+
+
+def packed_to_fd(parts: tuple[bytes, ...]) -> int:
+    """A sealed memfd holding ``parts`` one after the other (the caller sends and closes it)."""
+    fd = os.memfd_create("beneathd-listing", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        for part in parts:
+            view = memoryview(part)
+            while view:
+                view = view[os.write(fd, view):]
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW
+                    | fcntl.F_SEAL_WRITE)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 class _Stream:
@@ -671,6 +692,10 @@ class Server:
                 result = w.close() if m.name == "writer_publish" else w.discard()
             elif req.packed:
                 result = self.root._scandir_packed(**a)
+                size = sum(map(len, result))
+                if size >= PACKED_FD_FROM or size + 64 > conn.proto.max_message:
+                    fd = packed_to_fd(result)
+                    result = [len(part) for part in result]
             else:
                 result = self._ops[m.name](**a)
             return conn.proto.reply(req, result, threadsafe=threadsafe), fd

@@ -7,11 +7,13 @@ must say what ``os`` says. A malformed packed reply is ``EPROTO``, never a wrong
 
 from __future__ import annotations
 
+import array
 import errno
 import os
 import socket
 import stat
 import struct
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -182,3 +184,58 @@ def test_well_formed_packed_decodes() -> None:
     assert [(e.name, e.path, e.target_kind, e.link_target) for e in ents] == [(b"l", b"l", None, None)]
     with pytest.raises(FileNotFoundError):
         ents[0].stat()
+
+
+def _fake_daemon(path: str, result: Any, content: bytes) -> threading.Thread:
+    """A peer that answers one scandir request with ``result`` and a memfd of ``content``."""
+    lst = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    lst.bind(path)
+    lst.listen(1)
+
+    def serve() -> None:
+        with lst, lst.accept()[0] as s:
+            req = msgpack.unpackb(s.recv(1 << 16)[1:])
+            fd = os.memfd_create("fake")
+            os.write(fd, content)
+            s.sendmsg([b"\x00" + msgpack.packb([1, req[1], None, result])],
+                      [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])
+            os.close(fd)
+            s.recv(1 << 16)  # until the client goes
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    return t
+
+
+@pytest.mark.parametrize("result, content", [
+    ([2, 0, 0, 0], b"a"),  # shorter than it says
+    ([2, 104, 0], b"a\0" + FILE),  # three sizes
+    ([2, "104", 0, 0], b"a\0" + FILE),  # a size not an int
+    ([2, 100, 0, 0], b"a\0" + FILE),  # a record cut short
+    ({"names": 2}, b"a\0"),
+])
+def test_malformed_listing_fd_is_eproto(tmp_path: Path, result: Any, content: bytes) -> None:
+    from beneathd.client import Client
+
+    path = str(tmp_path / "fake.sock")
+    t = _fake_daemon(path, result, content)
+    before = len(os.listdir("/proc/self/fd"))
+    with Client(path) as c:
+        with pytest.raises(OSError) as ei:
+            c.scandir("d")
+        assert ei.value.errno == errno.EPROTO
+        # the memfd closed: what is left open is the two ends of the connection (both in this process)
+        assert len(os.listdir("/proc/self/fd")) == before + 2
+    t.join(10)
+
+
+def test_listing_fd_read_whole(tmp_path: Path) -> None:
+    from beneathd.client import Client
+
+    path = str(tmp_path / "fake.sock")
+    t = _fake_daemon(path, [4, 2 * PACKED_STAT, 2, PACKED_STAT], b"a\0l\0" + FILE + LINK + b"a\0" + FILE)
+    with Client(path) as c:
+        ents = c.scandir(b"d")
+    assert [(e.name, e.path, e.kind, e.target_kind, e.link_target) for e in ents] == [
+        (b"a", b"d/a", "file", "file", None), (b"l", b"d/l", "symlink", "file", b"a")]
+    t.join(10)
