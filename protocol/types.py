@@ -14,6 +14,8 @@ import sys
 import time
 from typing import Any, NamedTuple
 
+from .batch import gc_paused
+
 __all__ = [
     "Progress",
     "entries_from_packed",
@@ -272,6 +274,13 @@ def entries_from_packed(names: Any, stats: Any, links: Any, targets: Any, *, pre
     if len(nl) * 13 != len(sv) or len(lk) * 13 != len(tv):
         raise ValueError("malformed packed listing: counts differ")
     base = prefix if not prefix or prefix.endswith(sep) else prefix + sep
+    if len(nl) > 4096:
+        with gc_paused():  # (no cycles among them; a 200k listing: 0.98 -> 0.38 s)
+            return _entries(nl, sv, lk, tv, base)
+    return _entries(nl, sv, lk, tv, base)
+
+
+def _entries(nl: list[Any], sv: list[int], lk: list[Any], tv: list[int], base: Any) -> list[DirEntry]:
     kinds = _KINDS
     new = DirEntry.__new__
     out: list[DirEntry] = []
