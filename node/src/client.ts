@@ -147,6 +147,83 @@ function toDirents(r: unknown, parentPath: string | Buffer, conv: (b: Uint8Array
   });
 }
 
+const PACKED_STAT = 13 * 8;
+const KIND_OF_MODE: Record<number, string> = {
+  0o100000: "file", 0o040000: "dir", 0o120000: "symlink", 0o010000: "fifo", 0o140000: "socket", 0o020000: "char",
+  0o060000: "block",
+};
+
+/** The parts of a packed listing (PROTOCOL.md "Listings"): as sent, or read from the
+ * memfd passed with a big one (the result is then the parts' sizes); the fd is closed. */
+function packedParts(result: unknown, fds: number[]): Uint8Array[] | null {
+  try {
+    if (fds.length === 1 && Array.isArray(result) && result.length === 4 &&
+        result.every((n) => (typeof n === "number" || typeof n === "bigint") && n >= 0)) {
+      const parts: Uint8Array[] = [];
+      let off = 0;
+      for (const n of result.map(Number)) {
+        const b = Buffer.alloc(n);
+        for (let got = 0; got < n;) {
+          const k = fs.readSync(fds[0] as number, b, got, n - got, off + got);
+          if (k === 0) throw new TypeError("beneathd: malformed readdir reply (short listing fd)");
+          got += k;
+        }
+        parts.push(b);
+        off += n;
+      }
+      return parts;
+    }
+    if (Array.isArray(result) && result.length === 4 && result.every((x) => x instanceof Uint8Array)) {
+      return result as Uint8Array[];
+    }
+    return null;
+  } finally {
+    closeFds(fds);
+  }
+}
+
+/** Split a NUL-terminated run of names. */
+function splitNul(b: Uint8Array): Buffer[] {
+  const buf = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  const out: Buffer[] = [];
+  let start = 0;
+  for (let i = buf.indexOf(0, start); i !== -1; i = buf.indexOf(0, start)) {
+    out.push(buf.subarray(start, i));
+    start = i + 1;
+  }
+  if (start !== buf.length) throw new TypeError("beneathd: malformed readdir reply (a name without its NUL)");
+  return out;
+}
+
+/** A packed scandir reply as Dirents under `parentPath`. */
+function packedDirents(parts: Uint8Array[], parentPath: string | Buffer,
+                       conv: (b: Uint8Array) => string | Buffer): Dirent[] {
+  const [names, stats, links, targets] = parts as [Uint8Array, Uint8Array, Uint8Array, Uint8Array];
+  const nl = splitNul(names);
+  const lk = splitNul(links);
+  if (stats.byteLength !== nl.length * PACKED_STAT || targets.byteLength !== lk.length * PACKED_STAT) {
+    throw new TypeError("beneathd: malformed readdir reply (counts differ)");
+  }
+  const view = new DataView(stats.buffer, stats.byteOffset, stats.byteLength);
+  const out: Dirent[] = [];
+  let j = 0;
+  for (let i = 0; i < nl.length; i++) {
+    const st: bigint[] = [];
+    for (let k = 0; k < 13; k++) st.push(view.getBigInt64(i * PACKED_STAT + 8 * k, true));
+    const kind = KIND_OF_MODE[Number(st[0]) & 0o170000] ?? "other";
+    let target: string | Buffer | null = null;
+    if (kind === "symlink") {
+      if (j >= lk.length) throw new TypeError("beneathd: malformed readdir reply (more links than texts)");
+      const text = lk[j] as Buffer;
+      target = text.length ? conv(text) : null;
+      j++;
+    }
+    out.push(new Dirent(conv(nl[i] as Buffer), parentPath, kind, target, toStats(st) as Stats));
+  }
+  if (j !== lk.length) throw new TypeError("beneathd: malformed readdir reply (fewer links than texts)");
+  return out;
+}
+
 /** The ancestors of a recursive mkdir's path, and the path itself (asked whether each exists). */
 function mkdirPrefixes(p: Buffer): Buffer[] {
   const parts = p.toString("latin1").split("/");
@@ -817,9 +894,9 @@ export class Client {
   private async dirents(dir: Buffer, parentPath: string | Buffer, path: PathArg,
                         conv: (b: Uint8Array) => string | Buffer, o: CallOptions): Promise<Dirent[]> {
     const { result, fds } = await this.call({ name: "scandir", args: { path: dir }, syscall: "scandir", paths: [path],
-      signal: o.signal, timeout: o.timeout, options: { link_target: true } });
-    closeFds(fds);
-    return toDirents(result, parentPath, conv);
+      signal: o.signal, timeout: o.timeout, options: { link_target: true, packed: true } });
+    const parts = packedParts(result, fds);
+    return parts !== null ? packedDirents(parts, parentPath, conv) : toDirents(result, parentPath, conv);
   }
 
   private async readdirRecursive(path: PathArg, p: Buffer, types: boolean, conv: (b: Uint8Array) => string | Buffer,

@@ -496,3 +496,37 @@ describe("connections", () => {
     }
   });
 });
+
+describe("readdir withFileTypes, packed", () => {
+  it("a listing of 1 MiB or more (a passed memfd) says what fs says, stats and link texts too", async () => {
+    const top = join(d.root, "wide");
+    await fsp.mkdir(top);
+    for (let i = 0; i < 10000; i++) {
+      const name = join(top, `e-${String(i).padStart(5, "0")}`);
+      if (i % 10 === 9) await fsp.symlink(`e-${String(i - 1).padStart(5, "0")}`, name);
+      else await fsp.writeFile(name, "x".repeat(i % 100));
+    }
+    await fsp.mkdir(join(top, "sub"));
+    chownTree(top);
+    const got = await c.readdir("wide", { withFileTypes: true });
+    const want = await fsp.readdir(top, { withFileTypes: true });
+    assert.equal(got.length, want.length);
+    const byName = new Map(want.map((e) => [e.name, e]));
+    for (const e of got) {
+      const w = byName.get(e.name);
+      assert.ok(w, e.name);
+      assert.equal(e.parentPath, "wide");
+      assert.equal(e.isFile(), w.isFile(), e.name);
+      assert.equal(e.isDirectory(), w.isDirectory(), e.name);
+      assert.equal(e.isSymbolicLink(), w.isSymbolicLink(), e.name);
+      const st = await fsp.lstat(join(top, e.name));
+      assert.equal(e.stats.ino, st.ino, e.name);
+      assert.equal(e.stats.size, st.size, e.name);
+      assert.equal(e.stats.mode, st.mode, e.name);
+      assert.equal(e.linkTarget, e.isSymbolicLink() ? await fsp.readlink(join(top, e.name)) : null, e.name);
+    }
+    const bufs = await c.readdir(Buffer.from("wide"), { withFileTypes: true });
+    assert.ok(Buffer.isBuffer(bufs[0].name) && bufs.length === got.length);
+    await c.rm("wide", { recursive: true });
+  });
+});
