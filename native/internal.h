@@ -8,9 +8,6 @@
 
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
-/* the 13 int64 of a stat result, in the wire's order (ops.c) */
-void bn_stat_out(const struct stat *st, int64_t *out);
-
 #endif
 #include <errno.h>
 #include <fcntl.h>
@@ -29,27 +26,15 @@ void bn_stat_out(const struct stat *st, int64_t *out);
 
 #ifndef SYS_openat2
 #define SYS_openat2 437
-/* the 13 int64 of a stat result, in the wire's order (ops.c) */
-void bn_stat_out(const struct stat *st, int64_t *out);
-
 #endif
 #ifndef SYS_fchmodat2
 #define SYS_fchmodat2 452
-/* the 13 int64 of a stat result, in the wire's order (ops.c) */
-void bn_stat_out(const struct stat *st, int64_t *out);
-
 #endif
 #ifndef RENAME_NOREPLACE
 #define RENAME_NOREPLACE (1 << 0)
-/* the 13 int64 of a stat result, in the wire's order (ops.c) */
-void bn_stat_out(const struct stat *st, int64_t *out);
-
 #endif
 #ifndef O_TMPFILE
 #define O_TMPFILE (020000000 | O_DIRECTORY)
-/* the 13 int64 of a stat result, in the wire's order (ops.c) */
-void bn_stat_out(const struct stat *st, int64_t *out);
-
 #endif
 
 /* struct open_how and RESOLVE_* (linux/openat2.h), spelled out so old headers build. */

@@ -871,16 +871,14 @@ out:
     return r;
 }
 
-/* ---- bn_list_names: one directory's names, split for walk ---- */
+/* ---- one directory's names, for walk and scandir ---- */
 
-int bn_list_names(int fd, bn_names *out)
+/* Call each(arg, fd, name, d_type) for every name of the directory fd from its start, in
+   getdents order, "." and ".." left out; stop at the first negative return (returned). */
+static int bn_each_name(int fd, int (*each)(void *, int, const char *, unsigned char), void *arg)
 {
-    char *dirs = NULL, *rest = NULL;
-    size_t dlen = 0, dcap = 0, rlen = 0, rcap = 0;
     int r = 0;
     char *dents = malloc(BN_DENTS);
-    out->buf = NULL;
-    out->dirs = out->len = 0;
     if (!dents)
         return -ENOMEM;
     if (lseek(fd, 0, SEEK_SET) < 0) {
@@ -905,27 +903,49 @@ int bn_list_names(int fd, bn_names *out)
             off += reclen;
             if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0)))
                 continue;
-            if (type == DT_UNKNOWN) {
-                struct stat st;
-                type = (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) ? DT_DIR : DT_REG;
-            }
-            size_t len = strlen(name) + 1;
-            r = type == DT_DIR ? bn_buf_put(&dirs, &dlen, &dcap, name, len) : bn_buf_put(&rest, &rlen, &rcap, name, len);
-            if (r < 0)
+            if ((r = each(arg, fd, name, type)) < 0)
                 goto done;
         }
     }
-    /* one buffer: the directories, then the rest */
-    if (rlen && (r = bn_buf_put(&dirs, &dlen, &dcap, rest, rlen)) < 0)
-        goto done;
-    out->buf = dirs;
-    out->dirs = dlen - rlen;
-    out->len = dlen;
-    dirs = NULL;
 done:
-    free(dirs);
-    free(rest);
     free(dents);
+    return r;
+}
+
+struct bn_split_names {
+    char *dirs, *rest;
+    size_t dlen, dcap, rlen, rcap;
+};
+
+static int bn_put_split(void *arg, int fd, const char *name, unsigned char type)
+{
+    struct bn_split_names *s = arg;
+    if (type == DT_UNKNOWN) {
+        struct stat st;
+        type = (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) ? DT_DIR : DT_REG;
+    }
+    size_t len = strlen(name) + 1;
+    return type == DT_DIR ? bn_buf_put(&s->dirs, &s->dlen, &s->dcap, name, len)
+                          : bn_buf_put(&s->rest, &s->rlen, &s->rcap, name, len);
+}
+
+int bn_list_names(int fd, bn_names *out)
+{
+    struct bn_split_names s = {0};
+    out->buf = NULL;
+    out->dirs = out->len = 0;
+    int r = bn_each_name(fd, bn_put_split, &s);
+    /* one buffer: the directories, then the rest */
+    if (r == 0 && s.rlen)
+        r = bn_buf_put(&s.dirs, &s.dlen, &s.dcap, s.rest, s.rlen);
+    if (r == 0) {
+        out->buf = s.dirs;
+        out->dirs = s.dlen - s.rlen;
+        out->len = s.dlen;
+        s.dirs = NULL;
+    }
+    free(s.dirs);
+    free(s.rest);
     return r;
 }
 
@@ -951,76 +971,59 @@ static int bn_stats_room(int64_t **a, size_t n, size_t *cap)
     return 0;
 }
 
+struct bn_scanning {
+    const bn_root *rt;
+    bn_scan *out;
+    size_t ncap, scap, lcap, tcap, plen;
+    char *path;   /* prefix, then each link's name after it */
+};
+
+static int bn_put_entry(void *arg, int fd, const char *name, unsigned char type)
+{
+    struct bn_scanning *s = arg;
+    bn_scan *out = s->out;
+    struct stat st;
+    char link[PATH_MAX];
+    int r;
+    (void)type;
+    if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return errno == ENOENT ? 0 : -errno;  /* removed since getdents: as os.scandir + lstat would skip it */
+    size_t len = strlen(name) + 1;
+    if ((r = bn_stats_room(&out->stats, out->count, &s->scap)) < 0 ||
+        (r = bn_buf_put(&out->names, &out->names_len, &s->ncap, name, len)) < 0)
+        return r;
+    bn_stat_out(&st, out->stats + 13 * out->count);
+    out->count++;
+    if (!S_ISLNK(st.st_mode))
+        return 0;
+    ssize_t k = readlinkat(fd, name, link, sizeof link - 1);
+    k = k < 0 ? 0 : k;  /* replaced meanwhile: no text */
+    link[k] = 0;
+    if ((r = bn_buf_put(&out->links, &out->links_len, &s->lcap, link, (size_t)k + 1)) < 0 ||
+        (r = bn_stats_room(&out->targets, out->nlinks, &s->tcap)) < 0)
+        return r;
+    int64_t *t = out->targets + 13 * out->nlinks++;
+    memset(t, 0, 13 * sizeof *t);
+    if (s->plen + len <= PATH_MAX) {
+        memcpy(s->path + s->plen, name, len);
+        if (bn_stat(s->rt, s->path, t) < 0)
+            memset(t, 0, 13 * sizeof *t);  /* dangling or pointing out */
+    }
+    return 0;
+}
+
 long bn_scan_dir(const bn_root *rt, int fd, const char *prefix, bn_scan *out)
 {
-    size_t ncap = 0, scap = 0, lcap = 0, tcap = 0;
-    size_t plen = strlen(prefix);
-    long r = 0;
-    char *dents = malloc(BN_DENTS);
-    char *path = malloc(PATH_MAX);
-    char link[PATH_MAX];
+    struct bn_scanning s = {.rt = rt, .out = out, .plen = strlen(prefix)};
     memset(out, 0, sizeof *out);
-    if (!dents || !path) {
-        r = -ENOMEM;
-        goto done;
-    }
-    memcpy(path, prefix, plen);
-    if (lseek(fd, 0, SEEK_SET) < 0) {
-        r = -errno;
-        goto done;
-    }
-    for (;;) {
-        long n = syscall(SYS_getdents64, fd, dents, BN_DENTS);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            r = -errno;
-            goto done;
-        }
-        if (n == 0)
-            break;
-        for (long off = 0; off < n;) {
-            unsigned short reclen;
-            memcpy(&reclen, dents + off + 16, sizeof reclen);
-            const char *name = dents + off + 19;
-            off += reclen;
-            if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0)))
-                continue;
-            struct stat st;
-            if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-                if (errno == ENOENT)
-                    continue;  /* removed since getdents: as os.scandir + lstat would skip it */
-                r = -errno;
-                goto done;
-            }
-            size_t len = strlen(name) + 1;
-            if ((r = bn_stats_room(&out->stats, out->count, &scap)) < 0 ||
-                (r = bn_buf_put(&out->names, &out->names_len, &ncap, name, len)) < 0)
-                goto done;
-            bn_stat_out(&st, out->stats + 13 * out->count);
-            out->count++;
-            if (!S_ISLNK(st.st_mode))
-                continue;
-            ssize_t k = readlinkat(fd, name, link, sizeof link - 1);
-            k = k < 0 ? 0 : k;  /* replaced meanwhile: no text */
-            link[k] = 0;
-            if ((r = bn_buf_put(&out->links, &out->links_len, &lcap, link, (size_t)k + 1)) < 0 ||
-                (r = bn_stats_room(&out->targets, out->nlinks, &tcap)) < 0)
-                goto done;
-            int64_t *t = out->targets + 13 * out->nlinks++;
-            memset(t, 0, 13 * sizeof *t);
-            if (plen + len <= PATH_MAX) {
-                memcpy(path + plen, name, len);
-                if (bn_stat(rt, path, t) < 0)
-                    memset(t, 0, 13 * sizeof *t);  /* dangling or pointing out */
-            }
-        }
-    }
-    r = (long)out->count;
-done:
-    free(dents);
-    free(path);
-    return r;
+    s.path = malloc(PATH_MAX);
+    if (!s.path)
+        return -ENOMEM;
+    if (s.plen < PATH_MAX)
+        memcpy(s.path, prefix, s.plen);  /* (longer: no link's target can be named, none is looked up) */
+    int r = bn_each_name(fd, bn_put_entry, &s);
+    free(s.path);
+    return r < 0 ? r : (long)out->count;
 }
 
 void bn_scan_free(bn_scan *s)
