@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from typing import Callable
 
 from beneathd.daemon import Root
 
@@ -25,6 +26,8 @@ from bench._util import Case, base_parser, calibrate, fmt_ns, interleave, md_tab
 
 DEPTHS = (1, 2, 4, 8)
 GOAL_FLAT = 1.1
+#: issue 13: a multi-component stat/lstat within 10 % of openat2 + fstat + close in C
+GOAL_FLOOR = 1.1
 
 
 def _path(depth: int) -> str:
@@ -76,6 +79,7 @@ def main() -> int:
                       Case(f"Root.lstat d{d}", mk(root.lstat)),
                       Case(f"open d{d}", mk(lambda q: os.close(os.open(q, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dfd)))),
                       Case(f"Root.open d{d}", mk(lambda q: root.open(q, "rb", buffering=0).close())),
+                      Case(f"py floor d{d}", mk(_py_floor(root), os.fsencode(path))),
                       Case(f"emulated.stat d{d}", mk(emu.stat)),
                       Case(f"emulated.lstat d{d}", mk(emu.lstat)),
                       Case(f"emulated.open d{d}", mk(lambda q: emu.open(q, "rb", buffering=0).close()))]
@@ -102,12 +106,24 @@ def main() -> int:
         rows.append([f"lstat vs stat at depth {d}", "Root.lstat", fmt_ns(per[f"Root.lstat d{d}"]),
                      fmt_ns(per[f"Root.stat d{d}"]), "-", "-", f"{ratio:.2f}x", f"{GOAL_FLAT}x",
                      verdict(ratio, GOAL_FLAT)])
+    for op in ("stat", "lstat"):  # issue 13: within 10 % of the kernel's floor
+        d = 2
+        fl = floor.get(_path(d))
+        if fl is None:
+            continue
+        kfloor = fl[2 if op == "lstat" else 1]
+        ours = per[f"Root.{op} d{d}"]
+        rows.append([f"{op} at depth {d} vs the kernel floor", f"Root.{op}", fmt_ns(ours),
+                     f"py floor {fmt_ns(per[f'py floor d{d}'])}", "-", f"{kfloor:.0f} ns", f"{ours / kfloor:.2f}x",
+                     f"{GOAL_FLOOR}x", verdict(ours / kfloor, GOAL_FLOOR)])
     print("### Cost by depth\n")
     print(f"`python -m bench.bench_depth{' --quick' if a.quick else ''}`: {repeats} interleaved rounds of {n} calls "
           "per case, median time per call. `plain` is `os.*` with `dir_fd` on the same directory (no beneath check); "
           "`kernel floor` is C (`bench/c/floor.c`, best of 5): one `fstatat` / `openat2` + `fstat` + `close` "
           "(`O_NOFOLLOW` for lstat). `ratio` in the goal columns: against the same operation at depth 2 (and for "
-          "the last rows, lstat against stat).\n")
+          "the lstat vs stat rows, lstat against stat; for the last two, against the C floor's openat2 + fstat + "
+          "close, with `py floor` beside it: the same three calls from Python with nothing else, "
+          "`bn_openat2` + `os.stat(fd)` + `os.close`).\n")
     print(md_table(["operation", "subject", "median", "plain", "vs plain", "kernel floor: fstatat / openat2",
                     "ratio", "goal", "verdict"], rows))
     emu_rows: list[list[object]] = []
@@ -122,6 +138,20 @@ def main() -> int:
     print(md_table(["operation", "Root (openat2)", "Root (emulated)", "plain", "emulated vs openat2",
                     "emulated vs plain"], emu_rows))
     return 0
+
+
+def _py_floor(root: Root) -> Callable[[bytes], None]:
+    """What the three syscalls cost called from Python with nothing around them."""
+    from beneathd._native import lib
+
+    fd, rx = root.fileno(), root._rx
+    o_path = os.O_PATH
+
+    def run(b: bytes) -> None:
+        f = lib.bn_openat2(fd, b, o_path, 0, rx)
+        os.stat(f)
+        os.close(f)
+    return run
 
 
 if __name__ == "__main__":
