@@ -164,14 +164,15 @@ def _enc(path: Any) -> bytes:
             raise ValueError("embedded null byte")
         return path.encode(_FS_ENCODING, _FS_ERRORS)  # type: ignore[no-any-return]
     if cls is bytes:
-        if b"\0" in path:
+        # (0 in: a NUL byte; b"\0" in would format and drop a TypeError first, ~0.4 us)
+        if 0 in path:
             raise ValueError("embedded null byte")
         return path  # type: ignore[no-any-return]
     p = os.fspath(path)
     b = os.fsencode(p) if isinstance(p, str) else p
     if not isinstance(b, bytes):
         raise TypeError(f"path should be str or bytes, not {type(path).__name__}")
-    if b"\0" in b:
+    if 0 in b:
         raise ValueError("embedded null byte")
     return b
 
@@ -416,7 +417,7 @@ class Root:
         p: Any = path
         cls = p.__class__
         if not self._no_xdev and ((cls is str and "/" not in p and p != ".." and p) or (
-            cls is bytes and b"/" not in p and p != b".." and p
+            cls is bytes and 0x2F not in p and p != b".." and p  # (0x2F: b"/", by memchr; see _enc)
         )):
             try:
                 st = _os_stat(path, dir_fd=self._fd, follow_symlinks=False)

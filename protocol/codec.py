@@ -315,7 +315,8 @@ def _c_path(v: Any) -> Any:
                 raise _Bad("not encodable") from None
         if not isinstance(v, bytes):
             raise _Bad(f"expected bin, got {type(v).__name__}")
-    if b"\x00" in v:
+    if 0 in v:  # (not b"\x00" in v: bytes.__contains__ tries the bytes as an int first and
+        # formats, then drops, a TypeError: ~0.4 us; an int is looked up by memchr at once)
         raise _Bad("embedded NUL byte")
     if len(v) > 65536:
         raise _Bad("too long")
@@ -570,7 +571,7 @@ def encode_params(method: Method, args: dict[str, Any]) -> list[Any]:
         v = args[p.name]
         if p.type in ("path", "text"):
             v = _fs(v)
-            if b"\x00" in v:
+            if 0 in v:  # (a NUL byte; see _c_path)
                 raise ValueError("embedded null byte")  # what os raises
         elif p.type == "data":
             if not isinstance(v, (bytes, bytearray, memoryview)):
