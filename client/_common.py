@@ -46,7 +46,7 @@ def _fs(v: Any) -> bytes:
         b = bytes(v)
     else:  # pragma: no cover - os.fspath returns only str or bytes
         raise TypeError(f"expected str, bytes or os.PathLike object, not {type(v).__name__}")
-    if b"\x00" in b:
+    if 0 in b:  # (a NUL byte; an int is found by memchr at once, b"\x00" is tried as an int first)
         raise ValueError("embedded null byte")  # what os raises
     return b
 

@@ -107,7 +107,7 @@ def _encode(m: Method) -> tuple[list[str], str]:
                 "        raise ValueError('embedded null byte')",
                 f"elif {v}.__class__ is bytes:",
                 f"    {w} = {v}",
-                f"    if b'\\x00' in {v}:  # type: ignore[operator]",
+                f"    if 0 in {v}:  # type: ignore[operator]  # (an int: b'\\x00' would make and drop a TypeError)",
                 "        raise ValueError('embedded null byte')",
                 "else:",
                 f"    {v} = _fspath({v})",

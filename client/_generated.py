@@ -76,7 +76,7 @@ class SyncMethods:
                 raise ValueError('embedded null byte')
         elif path.__class__ is bytes:
             w0 = path
-            if b'\x00' in path:  # type: ignore[operator]
+            if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
                 raise ValueError('embedded null byte')
         else:
             path = _fspath(path)
@@ -92,7 +92,7 @@ class SyncMethods:
                 raise ValueError('embedded null byte')
         elif path.__class__ is bytes:
             w0 = path
-            if b'\x00' in path:  # type: ignore[operator]
+            if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
                 raise ValueError('embedded null byte')
         else:
             path = _fspath(path)
@@ -107,7 +107,7 @@ class SyncMethods:
                 raise ValueError('embedded null byte')
         elif path.__class__ is bytes:
             w0 = path
-            if b'\x00' in path:  # type: ignore[operator]
+            if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
                 raise ValueError('embedded null byte')
         else:
             path = _fspath(path)
@@ -122,7 +122,7 @@ class SyncMethods:
                 raise ValueError('embedded null byte')
         elif path.__class__ is bytes:
             w0 = path
-            if b'\x00' in path:  # type: ignore[operator]
+            if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
                 raise ValueError('embedded null byte')
         else:
             path = _fspath(path)
@@ -137,7 +137,7 @@ class SyncMethods:
                 raise ValueError('embedded null byte')
         elif path.__class__ is bytes:
             w0 = path
-            if b'\x00' in path:  # type: ignore[operator]
+            if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
                 raise ValueError('embedded null byte')
         else:
             path = _fspath(path)
@@ -152,7 +152,7 @@ class SyncMethods:
                 raise ValueError('embedded null byte')
         elif path.__class__ is bytes:
             w0 = path
-            if b'\x00' in path:  # type: ignore[operator]
+            if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
                 raise ValueError('embedded null byte')
         else:
             path = _fspath(path)
@@ -175,7 +175,7 @@ class SyncMethods:
                 raise ValueError('embedded null byte')
         elif path.__class__ is bytes:
             w0 = path
-            if b'\x00' in path:  # type: ignore[operator]
+            if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
                 raise ValueError('embedded null byte')
         else:
             path = _fspath(path)
@@ -190,7 +190,7 @@ class SyncMethods:
                 raise ValueError('embedded null byte')
         elif path.__class__ is bytes:
             w0 = path
-            if b'\x00' in path:  # type: ignore[operator]
+            if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
                 raise ValueError('embedded null byte')
         else:
             path = _fspath(path)
@@ -205,7 +205,7 @@ class SyncMethods:
                 raise ValueError('embedded null byte')
         elif path.__class__ is bytes:
             w0 = path
-            if b'\x00' in path:  # type: ignore[operator]
+            if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
                 raise ValueError('embedded null byte')
         else:
             path = _fspath(path)
@@ -223,7 +223,7 @@ class SyncMethods:
                 raise ValueError('embedded null byte')
         elif path.__class__ is bytes:
             w0 = path
-            if b'\x00' in path:  # type: ignore[operator]
+            if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
                 raise ValueError('embedded null byte')
         else:
             path = _fspath(path)
@@ -239,7 +239,7 @@ class SyncMethods:
                 raise ValueError('embedded null byte')
         elif path.__class__ is bytes:
             w0 = path
-            if b'\x00' in path:  # type: ignore[operator]
+            if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
                 raise ValueError('embedded null byte')
         else:
             path = _fspath(path)
@@ -254,7 +254,7 @@ class SyncMethods:
                 raise ValueError('embedded null byte')
         elif src.__class__ is bytes:
             w0 = src
-            if b'\x00' in src:  # type: ignore[operator]
+            if 0 in src:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
                 raise ValueError('embedded null byte')
         else:
             src = _fspath(src)
@@ -265,7 +265,7 @@ class SyncMethods:
                 raise ValueError('embedded null byte')
         elif dst.__class__ is bytes:
             w1 = dst
-            if b'\x00' in dst:  # type: ignore[operator]
+            if 0 in dst:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
                 raise ValueError('embedded null byte')
         else:
             dst = _fspath(dst)
@@ -281,7 +281,7 @@ class SyncMethods:
                 raise ValueError('embedded null byte')
         elif a.__class__ is bytes:
             w0 = a
-            if b'\x00' in a:  # type: ignore[operator]
+            if 0 in a:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
                 raise ValueError('embedded null byte')
         else:
             a = _fspath(a)
@@ -292,7 +292,7 @@ class SyncMethods:
                 raise ValueError('embedded null byte')
         elif b.__class__ is bytes:
             w1 = b
-            if b'\x00' in b:  # type: ignore[operator]
+            if 0 in b:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
                 raise ValueError('embedded null byte')
         else:
             b = _fspath(b)
@@ -307,7 +307,7 @@ class SyncMethods:
                 raise ValueError('embedded null byte')
         elif src.__class__ is bytes:
             w0 = src
-            if b'\x00' in src:  # type: ignore[operator]
+            if 0 in src:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
                 raise ValueError('embedded null byte')
         else:
             src = _fspath(src)
@@ -318,7 +318,7 @@ class SyncMethods:
                 raise ValueError('embedded null byte')
         elif dst.__class__ is bytes:
             w1 = dst
-            if b'\x00' in dst:  # type: ignore[operator]
+            if 0 in dst:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
                 raise ValueError('embedded null byte')
         else:
             dst = _fspath(dst)
@@ -334,7 +334,7 @@ class SyncMethods:
                 raise ValueError('embedded null byte')
         elif src.__class__ is bytes:
             w0 = src
-            if b'\x00' in src:  # type: ignore[operator]
+            if 0 in src:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
                 raise ValueError('embedded null byte')
         else:
             src = _fspath(src)
@@ -345,7 +345,7 @@ class SyncMethods:
                 raise ValueError('embedded null byte')
         elif dst.__class__ is bytes:
             w1 = dst
-            if b'\x00' in dst:  # type: ignore[operator]
+            if 0 in dst:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
                 raise ValueError('embedded null byte')
         else:
             dst = _fspath(dst)
@@ -361,7 +361,7 @@ class SyncMethods:
                 raise ValueError('embedded null byte')
         elif path.__class__ is bytes:
             w1 = path
-            if b'\x00' in path:  # type: ignore[operator]
+            if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
                 raise ValueError('embedded null byte')
         else:
             path = _fspath(path)
@@ -376,7 +376,7 @@ class SyncMethods:
                 raise ValueError('embedded null byte')
         elif path.__class__ is bytes:
             w0 = path
-            if b'\x00' in path:  # type: ignore[operator]
+            if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
                 raise ValueError('embedded null byte')
         else:
             path = _fspath(path)
@@ -392,7 +392,7 @@ class SyncMethods:
                 raise ValueError('embedded null byte')
         elif path.__class__ is bytes:
             w0 = path
-            if b'\x00' in path:  # type: ignore[operator]
+            if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
                 raise ValueError('embedded null byte')
         else:
             path = _fspath(path)
@@ -409,7 +409,7 @@ class SyncMethods:
                 raise ValueError('embedded null byte')
         elif path.__class__ is bytes:
             w0 = path
-            if b'\x00' in path:  # type: ignore[operator]
+            if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
                 raise ValueError('embedded null byte')
         else:
             path = _fspath(path)
@@ -425,7 +425,7 @@ class SyncMethods:
                 raise ValueError('embedded null byte')
         elif path.__class__ is bytes:
             w0 = path
-            if b'\x00' in path:  # type: ignore[operator]
+            if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
                 raise ValueError('embedded null byte')
         else:
             path = _fspath(path)
@@ -441,7 +441,7 @@ class SyncMethods:
                 raise ValueError('embedded null byte')
         elif src.__class__ is bytes:
             w0 = src
-            if b'\x00' in src:  # type: ignore[operator]
+            if 0 in src:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
                 raise ValueError('embedded null byte')
         else:
             src = _fspath(src)
@@ -452,7 +452,7 @@ class SyncMethods:
                 raise ValueError('embedded null byte')
         elif dst.__class__ is bytes:
             w1 = dst
-            if b'\x00' in dst:  # type: ignore[operator]
+            if 0 in dst:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
                 raise ValueError('embedded null byte')
         else:
             dst = _fspath(dst)
@@ -469,7 +469,7 @@ class SyncMethods:
                 raise ValueError('embedded null byte')
         elif src.__class__ is bytes:
             w0 = src
-            if b'\x00' in src:  # type: ignore[operator]
+            if 0 in src:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
                 raise ValueError('embedded null byte')
         else:
             src = _fspath(src)
@@ -480,7 +480,7 @@ class SyncMethods:
                 raise ValueError('embedded null byte')
         elif dst.__class__ is bytes:
             w1 = dst
-            if b'\x00' in dst:  # type: ignore[operator]
+            if 0 in dst:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
                 raise ValueError('embedded null byte')
         else:
             dst = _fspath(dst)
@@ -498,7 +498,7 @@ class SyncMethods:
                 raise ValueError('embedded null byte')
         elif path.__class__ is bytes:
             w0 = path
-            if b'\x00' in path:  # type: ignore[operator]
+            if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
                 raise ValueError('embedded null byte')
         else:
             path = _fspath(path)
@@ -515,7 +515,7 @@ class SyncMethods:
                 raise ValueError('embedded null byte')
         elif path.__class__ is bytes:
             w0 = path
-            if b'\x00' in path:  # type: ignore[operator]
+            if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
                 raise ValueError('embedded null byte')
         else:
             path = _fspath(path)
@@ -531,7 +531,7 @@ class SyncMethods:
                 raise ValueError('embedded null byte')
         elif path.__class__ is bytes:
             w0 = path
-            if b'\x00' in path:  # type: ignore[operator]
+            if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
                 raise ValueError('embedded null byte')
         else:
             path = _fspath(path)
@@ -546,7 +546,7 @@ class SyncMethods:
                 raise ValueError('embedded null byte')
         elif path.__class__ is bytes:
             w0 = path
-            if b'\x00' in path:  # type: ignore[operator]
+            if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
                 raise ValueError('embedded null byte')
         else:
             path = _fspath(path)
@@ -564,7 +564,7 @@ class SyncMethods:
                 raise ValueError('embedded null byte')
         elif path.__class__ is bytes:
             w0 = path
-            if b'\x00' in path:  # type: ignore[operator]
+            if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
                 raise ValueError('embedded null byte')
         else:
             path = _fspath(path)
@@ -729,7 +729,7 @@ def _encode_stat(path: PathArg, *, follow_symlinks: bool = True) -> tuple[tuple[
             raise ValueError('embedded null byte')
     elif path.__class__ is bytes:
         w0 = path
-        if b'\x00' in path:  # type: ignore[operator]
+        if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
             raise ValueError('embedded null byte')
     else:
         path = _fspath(path)
@@ -744,7 +744,7 @@ def _encode_lstat(path: PathArg) -> tuple[tuple[Any, ...], list[Any]]:
             raise ValueError('embedded null byte')
     elif path.__class__ is bytes:
         w0 = path
-        if b'\x00' in path:  # type: ignore[operator]
+        if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
             raise ValueError('embedded null byte')
     else:
         path = _fspath(path)
@@ -758,7 +758,7 @@ def _encode_exists(path: PathArg) -> tuple[tuple[Any, ...], list[Any]]:
             raise ValueError('embedded null byte')
     elif path.__class__ is bytes:
         w0 = path
-        if b'\x00' in path:  # type: ignore[operator]
+        if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
             raise ValueError('embedded null byte')
     else:
         path = _fspath(path)
@@ -772,7 +772,7 @@ def _encode_listdir(path: PathArg = '.') -> tuple[tuple[Any, ...], list[Any]]:
             raise ValueError('embedded null byte')
     elif path.__class__ is bytes:
         w0 = path
-        if b'\x00' in path:  # type: ignore[operator]
+        if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
             raise ValueError('embedded null byte')
     else:
         path = _fspath(path)
@@ -786,7 +786,7 @@ def _encode_scandir(path: PathArg = '.') -> tuple[tuple[Any, ...], list[Any]]:
             raise ValueError('embedded null byte')
     elif path.__class__ is bytes:
         w0 = path
-        if b'\x00' in path:  # type: ignore[operator]
+        if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
             raise ValueError('embedded null byte')
     else:
         path = _fspath(path)
@@ -800,7 +800,7 @@ def _encode_du(path: PathArg = '.', *, progress: Callable[[Progress], Any] | Non
             raise ValueError('embedded null byte')
     elif path.__class__ is bytes:
         w0 = path
-        if b'\x00' in path:  # type: ignore[operator]
+        if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
             raise ValueError('embedded null byte')
     else:
         path = _fspath(path)
@@ -814,7 +814,7 @@ def _encode_walk(top: PathArg = '.', *, top_down: bool = True, follow_symlinks: 
             raise ValueError('embedded null byte')
     elif top.__class__ is bytes:
         w0 = top
-        if b'\x00' in top:  # type: ignore[operator]
+        if 0 in top:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
             raise ValueError('embedded null byte')
     else:
         top = _fspath(top)
@@ -830,7 +830,7 @@ def _encode_watch(path: PathArg = '.', *, recursive: bool = True, max_queue: int
             raise ValueError('embedded null byte')
     elif path.__class__ is bytes:
         w0 = path
-        if b'\x00' in path:  # type: ignore[operator]
+        if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
             raise ValueError('embedded null byte')
     else:
         path = _fspath(path)
@@ -846,7 +846,7 @@ def _encode_readlink(path: PathArg) -> tuple[tuple[Any, ...], list[Any]]:
             raise ValueError('embedded null byte')
     elif path.__class__ is bytes:
         w0 = path
-        if b'\x00' in path:  # type: ignore[operator]
+        if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
             raise ValueError('embedded null byte')
     else:
         path = _fspath(path)
@@ -860,7 +860,7 @@ def _encode_realpath(path: PathArg) -> tuple[tuple[Any, ...], list[Any]]:
             raise ValueError('embedded null byte')
     elif path.__class__ is bytes:
         w0 = path
-        if b'\x00' in path:  # type: ignore[operator]
+        if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
             raise ValueError('embedded null byte')
     else:
         path = _fspath(path)
@@ -874,7 +874,7 @@ def _encode_mkdir(path: PathArg, mode: int = 0o777, *, parents: bool = False, ex
             raise ValueError('embedded null byte')
     elif path.__class__ is bytes:
         w0 = path
-        if b'\x00' in path:  # type: ignore[operator]
+        if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
             raise ValueError('embedded null byte')
     else:
         path = _fspath(path)
@@ -891,7 +891,7 @@ def _encode_unlink(path: PathArg, *, missing_ok: bool = False) -> tuple[tuple[An
             raise ValueError('embedded null byte')
     elif path.__class__ is bytes:
         w0 = path
-        if b'\x00' in path:  # type: ignore[operator]
+        if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
             raise ValueError('embedded null byte')
     else:
         path = _fspath(path)
@@ -906,7 +906,7 @@ def _encode_rmdir(path: PathArg) -> tuple[tuple[Any, ...], list[Any]]:
             raise ValueError('embedded null byte')
     elif path.__class__ is bytes:
         w0 = path
-        if b'\x00' in path:  # type: ignore[operator]
+        if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
             raise ValueError('embedded null byte')
     else:
         path = _fspath(path)
@@ -920,7 +920,7 @@ def _encode_rename(src: PathArg, dst: PathArg, *, noreplace: bool = False) -> tu
             raise ValueError('embedded null byte')
     elif src.__class__ is bytes:
         w0 = src
-        if b'\x00' in src:  # type: ignore[operator]
+        if 0 in src:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
             raise ValueError('embedded null byte')
     else:
         src = _fspath(src)
@@ -931,7 +931,7 @@ def _encode_rename(src: PathArg, dst: PathArg, *, noreplace: bool = False) -> tu
             raise ValueError('embedded null byte')
     elif dst.__class__ is bytes:
         w1 = dst
-        if b'\x00' in dst:  # type: ignore[operator]
+        if 0 in dst:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
             raise ValueError('embedded null byte')
     else:
         dst = _fspath(dst)
@@ -946,7 +946,7 @@ def _encode_exchange(a: PathArg, b: PathArg) -> tuple[tuple[Any, ...], list[Any]
             raise ValueError('embedded null byte')
     elif a.__class__ is bytes:
         w0 = a
-        if b'\x00' in a:  # type: ignore[operator]
+        if 0 in a:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
             raise ValueError('embedded null byte')
     else:
         a = _fspath(a)
@@ -957,7 +957,7 @@ def _encode_exchange(a: PathArg, b: PathArg) -> tuple[tuple[Any, ...], list[Any]
             raise ValueError('embedded null byte')
     elif b.__class__ is bytes:
         w1 = b
-        if b'\x00' in b:  # type: ignore[operator]
+        if 0 in b:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
             raise ValueError('embedded null byte')
     else:
         b = _fspath(b)
@@ -971,7 +971,7 @@ def _encode_move(src: PathArg, dst: PathArg, *, overwrite: bool = False, progres
             raise ValueError('embedded null byte')
     elif src.__class__ is bytes:
         w0 = src
-        if b'\x00' in src:  # type: ignore[operator]
+        if 0 in src:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
             raise ValueError('embedded null byte')
     else:
         src = _fspath(src)
@@ -982,7 +982,7 @@ def _encode_move(src: PathArg, dst: PathArg, *, overwrite: bool = False, progres
             raise ValueError('embedded null byte')
     elif dst.__class__ is bytes:
         w1 = dst
-        if b'\x00' in dst:  # type: ignore[operator]
+        if 0 in dst:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
             raise ValueError('embedded null byte')
     else:
         dst = _fspath(dst)
@@ -997,7 +997,7 @@ def _encode_link(src: PathArg, dst: PathArg) -> tuple[tuple[Any, ...], list[Any]
             raise ValueError('embedded null byte')
     elif src.__class__ is bytes:
         w0 = src
-        if b'\x00' in src:  # type: ignore[operator]
+        if 0 in src:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
             raise ValueError('embedded null byte')
     else:
         src = _fspath(src)
@@ -1008,7 +1008,7 @@ def _encode_link(src: PathArg, dst: PathArg) -> tuple[tuple[Any, ...], list[Any]
             raise ValueError('embedded null byte')
     elif dst.__class__ is bytes:
         w1 = dst
-        if b'\x00' in dst:  # type: ignore[operator]
+        if 0 in dst:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
             raise ValueError('embedded null byte')
     else:
         dst = _fspath(dst)
@@ -1023,7 +1023,7 @@ def _encode_symlink(target: PathArg, path: PathArg) -> tuple[tuple[Any, ...], li
             raise ValueError('embedded null byte')
     elif path.__class__ is bytes:
         w1 = path
-        if b'\x00' in path:  # type: ignore[operator]
+        if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
             raise ValueError('embedded null byte')
     else:
         path = _fspath(path)
@@ -1037,7 +1037,7 @@ def _encode_chmod(path: PathArg, mode: int) -> tuple[tuple[Any, ...], list[Any]]
             raise ValueError('embedded null byte')
     elif path.__class__ is bytes:
         w0 = path
-        if b'\x00' in path:  # type: ignore[operator]
+        if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
             raise ValueError('embedded null byte')
     else:
         path = _fspath(path)
@@ -1052,7 +1052,7 @@ def _encode_chown(path: PathArg, uid: int, gid: int) -> tuple[tuple[Any, ...], l
             raise ValueError('embedded null byte')
     elif path.__class__ is bytes:
         w0 = path
-        if b'\x00' in path:  # type: ignore[operator]
+        if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
             raise ValueError('embedded null byte')
     else:
         path = _fspath(path)
@@ -1068,7 +1068,7 @@ def _encode_utime(path: PathArg, *, ns: tuple[int, int] | None = None) -> tuple[
             raise ValueError('embedded null byte')
     elif path.__class__ is bytes:
         w0 = path
-        if b'\x00' in path:  # type: ignore[operator]
+        if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
             raise ValueError('embedded null byte')
     else:
         path = _fspath(path)
@@ -1083,7 +1083,7 @@ def _encode_truncate(path: PathArg, length: int) -> tuple[tuple[Any, ...], list[
             raise ValueError('embedded null byte')
     elif path.__class__ is bytes:
         w0 = path
-        if b'\x00' in path:  # type: ignore[operator]
+        if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
             raise ValueError('embedded null byte')
     else:
         path = _fspath(path)
@@ -1098,7 +1098,7 @@ def _encode_copy_file(src: PathArg, dst: PathArg, *, overwrite: bool = True, ref
             raise ValueError('embedded null byte')
     elif src.__class__ is bytes:
         w0 = src
-        if b'\x00' in src:  # type: ignore[operator]
+        if 0 in src:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
             raise ValueError('embedded null byte')
     else:
         src = _fspath(src)
@@ -1109,7 +1109,7 @@ def _encode_copy_file(src: PathArg, dst: PathArg, *, overwrite: bool = True, ref
             raise ValueError('embedded null byte')
     elif dst.__class__ is bytes:
         w1 = dst
-        if b'\x00' in dst:  # type: ignore[operator]
+        if 0 in dst:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
             raise ValueError('embedded null byte')
     else:
         dst = _fspath(dst)
@@ -1125,7 +1125,7 @@ def _encode_cp(src: PathArg, dst: PathArg, *, recursive: bool = False, overwrite
             raise ValueError('embedded null byte')
     elif src.__class__ is bytes:
         w0 = src
-        if b'\x00' in src:  # type: ignore[operator]
+        if 0 in src:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
             raise ValueError('embedded null byte')
     else:
         src = _fspath(src)
@@ -1136,7 +1136,7 @@ def _encode_cp(src: PathArg, dst: PathArg, *, recursive: bool = False, overwrite
             raise ValueError('embedded null byte')
     elif dst.__class__ is bytes:
         w1 = dst
-        if b'\x00' in dst:  # type: ignore[operator]
+        if 0 in dst:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
             raise ValueError('embedded null byte')
     else:
         dst = _fspath(dst)
@@ -1153,7 +1153,7 @@ def _encode_rm(path: PathArg, *, recursive: bool = False, force: bool = False, p
             raise ValueError('embedded null byte')
     elif path.__class__ is bytes:
         w0 = path
-        if b'\x00' in path:  # type: ignore[operator]
+        if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
             raise ValueError('embedded null byte')
     else:
         path = _fspath(path)
@@ -1169,7 +1169,7 @@ def _encode_mkfifo(path: PathArg, mode: int = 0o666) -> tuple[tuple[Any, ...], l
             raise ValueError('embedded null byte')
     elif path.__class__ is bytes:
         w0 = path
-        if b'\x00' in path:  # type: ignore[operator]
+        if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
             raise ValueError('embedded null byte')
     else:
         path = _fspath(path)
@@ -1184,7 +1184,7 @@ def _encode_read_file(path: PathArg, *, progress: Callable[[Progress], Any] | No
             raise ValueError('embedded null byte')
     elif path.__class__ is bytes:
         w0 = path
-        if b'\x00' in path:  # type: ignore[operator]
+        if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
             raise ValueError('embedded null byte')
     else:
         path = _fspath(path)
@@ -1198,7 +1198,7 @@ def _encode_write_file(path: PathArg, data: bytes | bytearray | memoryview, *, m
             raise ValueError('embedded null byte')
     elif path.__class__ is bytes:
         w0 = path
-        if b'\x00' in path:  # type: ignore[operator]
+        if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
             raise ValueError('embedded null byte')
     else:
         path = _fspath(path)
@@ -1215,7 +1215,7 @@ def _encode_open(path: PathArg, mode: str = 'r', *, buffering: int = -1, encodin
             raise ValueError('embedded null byte')
     elif path.__class__ is bytes:
         w0 = path
-        if b'\x00' in path:  # type: ignore[operator]
+        if 0 in path:  # type: ignore[operator]  # (an int: b'\x00' would make and drop a TypeError)
             raise ValueError('embedded null byte')
     else:
         path = _fspath(path)
