@@ -29,6 +29,15 @@ def _cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
+def _pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of ``pid`` on ``cpus`` (threads made later inherit it from theirs)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except OSError:
+            pass  # (gone meanwhile)
+
+
 def main() -> int:
     p = base_parser(__doc__)
     p.add_argument("--n", type=int, default=None)
@@ -69,25 +78,37 @@ def main() -> int:
                      ("stat `f`", "batches of 256", batched, ("stat", "f")),
                      ("write_file 100 B", "one by one", one_by_one, ("write_file", "w", b"y" * 100)),
                      ("listdir (100 entries)", "one by one", one_by_one, ("listdir", "ls"))]
-            for what, how, fn, args in kinds:
-                calls = n if how != "batches of 256" else (n // 256) * 256
-                fn(*args if how == "one by one" else args)  # warm-up pass
-                d0, c0, t0 = _cpu(d.pid), os.times(), time.perf_counter()
-                fn(*args)
-                d1, c1, t1 = _cpu(d.pid), os.times(), time.perf_counter()
-                dcpu = (d1 - d0) / calls * 1e6
-                ccpu = ((c1.user - c0.user) + (c1.system - c0.system)) / calls * 1e6
-                rows.append([what, how, f"{calls:,}", f"{dcpu:.1f} us", f"{ccpu:.1f} us",
-                             f"{(t1 - t0) / calls * 1e6:.1f} us", f"{calls / (t1 - t0):,.0f}/s"])
+            mine = os.sched_getaffinity(0)
+            cpus = sorted(mine)
+            placements = [("same CPU", {cpus[0]}, {cpus[0]})]
+            if len(cpus) > 1:
+                placements.append(("two CPUs", {cpus[0]}, {cpus[1]}))
+            for where, dset, cset in placements:
+                _pin(d.pid, dset)
+                os.sched_setaffinity(0, cset)
+                for what, how, fn, args in kinds:
+                    calls = n if how != "batches of 256" else (n // 256) * 256
+                    fn(*args if how == "one by one" else args)  # warm-up pass
+                    d0, c0, t0 = _cpu(d.pid), os.times(), time.perf_counter()
+                    fn(*args)
+                    d1, c1, t1 = _cpu(d.pid), os.times(), time.perf_counter()
+                    dcpu = (d1 - d0) / calls * 1e6
+                    ccpu = ((c1.user - c0.user) + (c1.system - c0.system)) / calls * 1e6
+                    rows.append([what, how, where, f"{calls:,}", f"{dcpu:.1f} us", f"{ccpu:.1f} us",
+                                 f"{(t1 - t0) / calls * 1e6:.1f} us", f"{calls / (t1 - t0):,.0f}/s"])
+            os.sched_setaffinity(0, mine)
     finally:
         d.stop()
         subprocess.run(["rm", "-rf", d.base], check=False)
     print("### Daemon CPU per request\n")
     print(f"`python -m bench.bench_cpu{' --quick' if a.quick else ''}`: the daemon's user + system CPU time "
           "(`/proc/PID/stat`, clock ticks) over the calls of one Client, divided by the calls; the client's own "
-          "CPU (`os.times`) and the wall time per call beside it. After one untimed warm-up pass of each.\n")
-    print(md_table(["operation", "how", "calls", "daemon CPU per call", "client CPU per call", "wall per call",
-                    "rate"], rows))
+          "CPU (`os.times`) and the wall time per call beside it. After one untimed warm-up pass of each. Placement: "
+          "the daemon (all its threads) and the client pinned to the same CPU, then to two different ones; which of "
+          "the two the scheduler picks decides most of an unpinned figure (a wake-up on another CPU costs this VM "
+          "an IPI and cold caches on every request).\n")
+    print(md_table(["operation", "how", "placement", "calls", "daemon CPU per call", "client CPU per call",
+                    "wall per call", "rate"], rows))
     return 0
 
 
