@@ -13,10 +13,13 @@ No trio and no compiled extension here.
 from __future__ import annotations
 
 import errno
+import fcntl
 import inspect
 import io
+import mmap
 import operator
 import os
+import stat
 import sys
 from typing import Any
 
@@ -161,23 +164,29 @@ def finish(spec: Spec, vals: tuple[Any, ...], reply: Reply, atomic: Any = None) 
 
 def read_packed(fd: int, sizes: Any, m: Any) -> list[bytes]:
     """A big listing's packed form from the memfd the daemon passed (``sizes``: its four
-    parts' lengths, one after the other from offset 0); the fd is closed."""
+    parts' lengths, one after the other from offset 0); the fd is closed. The fd must be a
+    sealed regular file (memfd) exactly as long as the sizes say: anything else, a file the
+    daemon could still change or one asking for more than it holds, is ``EPROTO``."""
     try:
         if sizes.__class__ is not list or len(sizes) != 4 or not all(n.__class__ is int and n >= 0 for n in sizes):
             raise _bad_result(m)
-        parts: list[bytes] = []
-        off = 0
-        for n in sizes:
-            chunks = []
-            left = n
-            while left:  # (a read gives at most ~2 GiB)
-                b = os.pread(fd, left, off)
-                if not b:  # shorter than the daemon said
-                    raise _bad_result(m)
-                chunks.append(b)
-                left -= len(b)
-                off += len(b)
-            parts.append(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        total = sum(sizes)
+        try:
+            st = os.fstat(fd)
+            seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
+        except OSError:
+            raise _bad_result(m) from None
+        want = fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW
+        if not stat.S_ISREG(st.st_mode) or st.st_size != total or seals & want != want:
+            raise _bad_result(m)
+        if total == 0:
+            return [b"", b"", b"", b""]
+        with mmap.mmap(fd, total, prot=mmap.PROT_READ) as mm:  # (one copy of each part, no read loop)
+            parts: list[bytes] = []
+            off = 0
+            for n in sizes:
+                parts.append(mm[off:off + n])
+                off += n
         return parts
     finally:
         os.close(fd)

@@ -20,7 +20,9 @@ import errno
 import fcntl
 import os
 import socket as _stdsocket
+import struct
 import sys
+import termios
 import threading
 import time
 from dataclasses import dataclass, field
@@ -85,6 +87,14 @@ _BATCH_SLICE = 100e-6
 #: passed with the reply (PROTOCOL.md "Listings"): no message limit for scandir, and one
 #: read instead of frames
 PACKED_FD_FROM = 1 << 20
+
+
+def _unread(sock: _stdsocket.socket) -> int:
+    """Bytes sent on ``sock`` that its peer has not read yet."""
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0])
+    except OSError:
+        return 0  # (closed: nothing more will be read)
 
 
 def packed_to_fd(parts: tuple[bytes, ...]) -> int:
@@ -991,6 +1001,7 @@ class Server:
         """A long request, in its own task: the work runs in a worker thread."""
         fd: int | None = None
         built = 0
+        listing = False
         size = req.size
         job = conn.jobs.get(req.msgid)
         try:
@@ -1007,6 +1018,9 @@ class Server:
                                                                  limiter=self.limiter)
                     ticking.cancel_scope.cancel()
                 built = len(payload)
+                listing = fd is not None and req.packed  # a memfd: its bytes count too
+                if listing:
+                    built += os.fstat(fd).st_size  # type: ignore[arg-type]
                 conn.reply_bytes += built
             conn.inflight_bytes -= size
             size = 0
@@ -1014,6 +1028,10 @@ class Server:
             if req.progress and job is not None:
                 await self._send(conn, conn.proto.progress(req.msgid, *job.progress))
             await self._send(conn, payload, fd)
+            if listing:
+                # Sent, the memfd lives on in the peer's queue (its pages charged to this
+                # daemon) until the peer reads it: it stays in the budget until then.
+                await self._taken(conn)
         finally:
             if job is not None and conn.jobs.get(req.msgid) is job:
                 del conn.jobs[req.msgid]
@@ -1022,6 +1040,18 @@ class Server:
             if fd is not None:
                 os.close(fd)
             self._long_done(conn, size)
+
+    async def _taken(self, conn: _Conn) -> None:
+        """Wait until the peer has read all that was sent to it (``SIOCOUTQ`` 0), at most
+        ``send_timeout``: a peer that does not read its replies is dropped."""
+        delay = 0.001
+        with trio.move_on_after(self.cfg.send_timeout) as cs:
+            while not conn.dead and _unread(conn.sock):
+                await trio.sleep(delay)
+                delay = min(delay * 2, 0.05)
+        if cs.cancelled_caught and not conn.dead:
+            self._fault(conn, "does not read its replies; dropped")
+            self._kill(conn)
 
     def _long_done(self, conn: _Conn, size: int) -> None:
         """A long call's task ends: it no longer counts in flight (the reader may read on),

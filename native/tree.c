@@ -983,7 +983,7 @@ static int bn_put_entry(void *arg, int fd, const char *name, unsigned char type)
     struct bn_scanning *s = arg;
     bn_scan *out = s->out;
     struct stat st;
-    char link[PATH_MAX];
+    char link[PATH_MAX + 1];
     int r;
     (void)type;
     if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
@@ -996,8 +996,8 @@ static int bn_put_entry(void *arg, int fd, const char *name, unsigned char type)
     out->count++;
     if (!S_ISLNK(st.st_mode))
         return 0;
-    ssize_t k = readlinkat(fd, name, link, sizeof link - 1);
-    k = k < 0 ? 0 : k;  /* replaced meanwhile: no text */
+    ssize_t k = readlinkat(fd, name, link, PATH_MAX);
+    k = k < 0 || k == PATH_MAX ? 0 : k;  /* replaced meanwhile (or longer than any link may be): no text */
     link[k] = 0;
     if ((r = bn_buf_put(&out->links, &out->links_len, &s->lcap, link, (size_t)k + 1)) < 0 ||
         (r = bn_stats_room(&out->targets, out->nlinks, &s->tcap)) < 0)

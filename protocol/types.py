@@ -238,11 +238,18 @@ _FSERR = sys.getfilesystemencodeerrors()
 
 
 def _records(b: bytes) -> list[int]:
+    """13-int64 records as one list; ino, dev and rdev are unsigned (as ``os.stat`` says:
+    an overlayfs or NFS inode number may be 2**63 or more), the rest signed."""
     a = array.array("q")
     a.frombytes(b)
     if sys.byteorder == "big":
         a.byteswap()  # the wire is little-endian
-    return a.tolist()
+    v = a.tolist()
+    for k in (1, 2, 12):
+        col = v[k::13]
+        if col and min(col) < 0:
+            v[k::13] = [x + (1 << 64) if x < 0 else x for x in col]
+    return v
 
 
 def entries_from_packed(names: Any, stats: Any, links: Any, targets: Any, *, prefix: Any) -> list[DirEntry]:
@@ -258,7 +265,7 @@ def entries_from_packed(names: Any, stats: Any, links: Any, targets: Any, *, pre
     if not (names.__class__ is bytes and stats.__class__ is bytes and links.__class__ is bytes
             and targets.__class__ is bytes) or len(stats) % PACKED_STAT or len(targets) % PACKED_STAT:
         raise ValueError("malformed packed listing")
-    as_str = prefix.__class__ is str
+    as_str = isinstance(prefix, str)  # (a str subclass is a str path too)
     if as_str:
         nl: list[Any] = names.decode(_FSENC, _FSERR).split("\0")
         lk: list[Any] = links.decode(_FSENC, _FSERR).split("\0")

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import array
 import errno
+import fcntl
 import os
 import socket
 import stat
 import struct
 import threading
+import termios
+import time
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +145,26 @@ def test_packed_only_for_listings(root_dir: Path) -> None:
     assert reply[1] == 7 and reply[2]["errno"] == errno.EINVAL and "packed" in reply[2]["message"]
 
 
+class _Str(str):
+    pass
+
+
+def test_str_subclass_path_is_a_str_path(root_dir: Path) -> None:
+    (root_dir / "d").mkdir()
+    (root_dir / "d" / "f").write_bytes(b"")
+    with Root(root_dir) as r:
+        ents = r.scandir(_Str("d"))
+    assert [(e.name, e.path) for e in ents] == [("f", "d/f")]
+    assert decode_result(SCANDIR, [b"f\0", FILE, b"", b""], _Str("d"))[0].path == "d/f"
+
+
+def test_big_inode_numbers_are_unsigned() -> None:
+    rec = struct.pack("<13q", stat.S_IFREG | 0o644, -2, -3, 1, 0, 0, 0, -10**9, 0, 0, 4096, 0, -4)
+    st = entries_from_packed(b"a\0", rec, b"", b"", prefix="d")[0].stat(follow_symlinks=False)
+    assert (st.st_ino, st.st_dev, st.st_rdev) == (2**64 - 2, 2**64 - 3, 2**64 - 4)
+    assert st.st_atime_ns == -10**9  # times stay signed (before 1970)
+
+
 def test_empty_directory(root_dir: Path) -> None:
     (root_dir / "e").mkdir()
     with Root(root_dir) as r:
@@ -186,8 +209,17 @@ def test_well_formed_packed_decodes() -> None:
         ents[0].stat()
 
 
-def _fake_daemon(path: str, result: Any, content: bytes) -> threading.Thread:
-    """A peer that answers one scandir request with ``result`` and a memfd of ``content``."""
+def _sealed(content: bytes, seal: bool = True) -> int:
+    fd = os.memfd_create("fake", os.MFD_ALLOW_SEALING)
+    os.write(fd, content)
+    if seal:
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW)
+    return fd
+
+
+def _fake_daemon(path: str, result: Any, content: bytes | None, make: Any = None) -> threading.Thread:
+    """A peer that answers one scandir request with ``result`` and a sealed memfd of
+    ``content`` (or the fd ``make()`` opens)."""
     lst = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     lst.bind(path)
     lst.listen(1)
@@ -195,8 +227,7 @@ def _fake_daemon(path: str, result: Any, content: bytes) -> threading.Thread:
     def serve() -> None:
         with lst, lst.accept()[0] as s:
             req = msgpack.unpackb(s.recv(1 << 16)[1:])
-            fd = os.memfd_create("fake")
-            os.write(fd, content)
+            fd = make() if make is not None else _sealed(content or b"")
             s.sendmsg([b"\x00" + msgpack.packb([1, req[1], None, result])],
                       [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])
             os.close(fd)
@@ -207,18 +238,30 @@ def _fake_daemon(path: str, result: Any, content: bytes) -> threading.Thread:
     return t
 
 
-@pytest.mark.parametrize("result, content", [
-    ([2, 0, 0, 0], b"a"),  # shorter than it says
-    ([2, 104, 0], b"a\0" + FILE),  # three sizes
-    ([2, "104", 0, 0], b"a\0" + FILE),  # a size not an int
-    ([2, 100, 0, 0], b"a\0" + FILE),  # a record cut short
-    ({"names": 2}, b"a\0"),
+def _pipe() -> int:
+    r, w = os.pipe()
+    os.write(w, b"a\0" + FILE)
+    os.close(w)
+    return r
+
+
+@pytest.mark.parametrize("result, content, make", [
+    ([2, 0, 0, 0], b"a", None),  # shorter than it says
+    ([2, 104, 0], b"a\0" + FILE, None),  # three sizes
+    ([2, "104", 0, 0], b"a\0" + FILE, None),  # a size not an int
+    ([2, 100, 0, 0], b"a\0" + FILE, None),  # a record cut short (and the fd longer than the sizes)
+    ({"names": 2}, b"a\0", None),
+    ([2**63, 0, 0, 0], b"a\0", None),  # far more than the fd holds
+    ([2**50, 0, 0, 0], b"a\0", None),
+    ([2, 104, 0, 0], None, lambda: _sealed(b"a\0" + FILE, seal=False)),  # the daemon could still change it
+    ([2, 104, 0, 0], None, _pipe),  # not a file
+    ([1 << 20, 0, 0, 0], None, lambda: os.open("/dev/zero", os.O_RDONLY)),  # endless
 ])
-def test_malformed_listing_fd_is_eproto(tmp_path: Path, result: Any, content: bytes) -> None:
+def test_malformed_listing_fd_is_eproto(tmp_path: Path, result: Any, content: bytes | None, make: Any) -> None:
     from beneathd.client import Client
 
     path = str(tmp_path / "fake.sock")
-    t = _fake_daemon(path, result, content)
+    t = _fake_daemon(path, result, content, make)
     before = len(os.listdir("/proc/self/fd"))
     with Client(path) as c:
         with pytest.raises(OSError) as ei:
@@ -239,3 +282,46 @@ def test_listing_fd_read_whole(tmp_path: Path) -> None:
     assert [(e.name, e.path, e.kind, e.target_kind, e.link_target) for e in ents] == [
         (b"a", b"d/a", "file", "file", None), (b"l", b"d/l", "symlink", "file", b"a")]
     t.join(10)
+
+
+def test_listings_a_peer_does_not_read_stay_in_its_reply_budget(root_dir: Path) -> None:
+    """A memfd listing sent stays in the connection's reply budget (``max_reply_bytes``)
+    until the peer has read it: a peer that asks for three listings each over the budget
+    and reads none has at most the two built at once in its queue, not three (each may be
+    ~125 bytes an entry of the daemon's memory); reading lets the next come."""
+    big = root_dir / "big"
+    big.mkdir()
+    fd = os.open(big, os.O_PATH)
+    for i in range(2000):
+        os.close(os.open(f"entry-{i:05d}", os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=fd))
+    os.close(fd)
+    assert os.stat(big).st_size > 16 * 1024  # (a long call: listed in a worker, replied by its task)
+    with server_thread(root_dir, max_message=32 * 1024, max_reply_bytes=64 * 1024) as path, \
+            socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+        s.connect(path)
+        for msgid in (1, 2, 3):
+            s.send(b"\x00" + msgpack.packb([0, msgid, "scandir", [b"big"], {"link_target": True, "packed": True}]))
+        deadline = time.monotonic() + 30
+        while _queued(s) == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.5)  # (time for all three, were they sent)
+        queued = _queued(s)
+        got = []
+        for _ in range(3):
+            data, anc, _flags, _ = s.recvmsg(1 << 16, socket.CMSG_SPACE(4 * 4))
+            fds = [f for _l, _t, d in anc for f in array.array("i", d[:len(d) - len(d) % 4])]
+            reply = msgpack.unpackb(data[1:])
+            assert reply[2] is None and len(fds) == 1, reply
+            if not got:
+                assert 0 < queued < 3 * len(data), (queued, len(data))  # two at most, of 16 bytes each
+            got.append(reply[1])
+            size = os.fstat(fds[0]).st_size
+            assert size == sum(reply[3]) and size > 32 * 1024
+            for f in fds:
+                os.close(f)
+    assert sorted(got) == [1, 2, 3]
+
+
+def _queued(s: socket.socket) -> int:
+    """Bytes waiting in ``s``'s receive queue (all datagrams, SIOCINQ on AF_UNIX)."""
+    return int(struct.unpack("i", fcntl.ioctl(s.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0])

@@ -158,10 +158,17 @@ const KIND_OF_MODE: Record<number, string> = {
 function packedParts(result: unknown, fds: number[]): Uint8Array[] | null {
   try {
     if (fds.length === 1 && Array.isArray(result) && result.length === 4 &&
-        result.every((n) => (typeof n === "number" || typeof n === "bigint") && n >= 0)) {
+        result.every((n) => (typeof n === "number" || typeof n === "bigint") && Number.isSafeInteger(Number(n)) &&
+                            Number(n) >= 0)) {
+      const sizes = result.map(Number);
+      const st = fs.fstatSync(fds[0] as number);
+      // a regular file (the daemon's memfd) exactly as long as the sizes say, or malformed
+      if (!st.isFile() || st.size !== sizes.reduce((a, b) => a + b, 0)) {
+        throw new TypeError("beneathd: malformed readdir reply (the listing fd does not match its sizes)");
+      }
       const parts: Uint8Array[] = [];
       let off = 0;
-      for (const n of result.map(Number)) {
+      for (const n of sizes) {
         const b = Buffer.alloc(n);
         for (let got = 0; got < n;) {
           const k = fs.readSync(fds[0] as number, b, got, n - got, off + got);
@@ -209,7 +216,10 @@ function packedDirents(parts: Uint8Array[], parentPath: string | Buffer,
   let j = 0;
   for (let i = 0; i < nl.length; i++) {
     const st: bigint[] = [];
-    for (let k = 0; k < 13; k++) st.push(view.getBigInt64(i * PACKED_STAT + 8 * k, true));
+    for (let k = 0; k < 13; k++) {  // ino, dev and rdev unsigned (as fs says them), the rest signed
+      const at = i * PACKED_STAT + 8 * k;
+      st.push(k === 1 || k === 2 || k === 12 ? view.getBigUint64(at, true) : view.getBigInt64(at, true));
+    }
     const kind = KIND_OF_MODE[Number(st[0]) & 0o170000] ?? "other";
     let target: string | Buffer | null = null;
     if (kind === "symlink") {
