@@ -957,25 +957,13 @@ void bn_names_free(bn_names *n)
 
 /* ---- bn_scan_dir: scandir's whole listing, lstat and link texts included ---- */
 
-/* Room for one more 13-int64 record in *a (capacity *cap records). */
-static int bn_stats_room(int64_t **a, size_t n, size_t *cap)
-{
-    if (n < *cap)
-        return 0;
-    size_t c = *cap ? *cap * 2 : 256;
-    int64_t *b = realloc(*a, c * 13 * sizeof **a);
-    if (!b)
-        return -ENOMEM;
-    *a = b;
-    *cap = c;
-    return 0;
-}
-
 struct bn_scanning {
     const bn_root *rt;
     bn_scan *out;
-    size_t ncap, scap, lcap, tcap, plen;
-    char *path;   /* prefix, then each link's name after it */
+    /* the records, as bytes while they grow (bn_buf_put): bn_scan_dir hands them over */
+    char *stats, *targets;
+    size_t slen, tlen, ncap, scap, lcap, tcap, plen;
+    char path[PATH_MAX];   /* prefix, then each link's name after it */
 };
 
 static int bn_put_entry(void *arg, int fd, const char *name, unsigned char type)
@@ -983,46 +971,45 @@ static int bn_put_entry(void *arg, int fd, const char *name, unsigned char type)
     struct bn_scanning *s = arg;
     bn_scan *out = s->out;
     struct stat st;
+    int64_t rec[13] = {0};
     char link[PATH_MAX + 1];
     int r;
     (void)type;
     if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
         return errno == ENOENT ? 0 : -errno;  /* removed since getdents: as os.scandir + lstat would skip it */
     size_t len = strlen(name) + 1;
-    if ((r = bn_stats_room(&out->stats, out->count, &s->scap)) < 0 ||
+    bn_stat_out(&st, rec);
+    if ((r = bn_buf_put(&s->stats, &s->slen, &s->scap, (const char *)rec, sizeof rec)) < 0 ||
         (r = bn_buf_put(&out->names, &out->names_len, &s->ncap, name, len)) < 0)
         return r;
-    bn_stat_out(&st, out->stats + 13 * out->count);
-    out->count++;
     if (!S_ISLNK(st.st_mode))
         return 0;
     ssize_t k = readlinkat(fd, name, link, PATH_MAX);
     k = k < 0 || k == PATH_MAX ? 0 : k;  /* replaced meanwhile (or longer than any link may be): no text */
     link[k] = 0;
-    if ((r = bn_buf_put(&out->links, &out->links_len, &s->lcap, link, (size_t)k + 1)) < 0 ||
-        (r = bn_stats_room(&out->targets, out->nlinks, &s->tcap)) < 0)
-        return r;
-    int64_t *t = out->targets + 13 * out->nlinks++;
-    memset(t, 0, 13 * sizeof *t);
+    memset(rec, 0, sizeof rec);  /* the target's, left 0 when dangling or pointing out (bn_stat
+                                    writes only on success) */
     if (s->plen + len <= PATH_MAX) {
         memcpy(s->path + s->plen, name, len);
-        if (bn_stat(s->rt, s->path, t) < 0)
-            memset(t, 0, 13 * sizeof *t);  /* dangling or pointing out */
+        bn_stat(s->rt, s->path, rec);
     }
-    return 0;
+    if ((r = bn_buf_put(&out->links, &out->links_len, &s->lcap, link, (size_t)k + 1)) < 0)
+        return r;
+    return bn_buf_put(&s->targets, &s->tlen, &s->tcap, (const char *)rec, sizeof rec);
 }
 
 long bn_scan_dir(const bn_root *rt, int fd, const char *prefix, bn_scan *out)
 {
     struct bn_scanning s = {.rt = rt, .out = out, .plen = strlen(prefix)};
     memset(out, 0, sizeof *out);
-    s.path = malloc(PATH_MAX);
-    if (!s.path)
-        return -ENOMEM;
     if (s.plen < PATH_MAX)
         memcpy(s.path, prefix, s.plen);  /* (longer: no link's target can be named, none is looked up) */
     int r = bn_each_name(fd, bn_put_entry, &s);
-    free(s.path);
+    /* (realloc'd memory suits any type; on failure too, for bn_scan_free) */
+    out->stats = (int64_t *)(void *)s.stats;
+    out->count = s.slen / (13 * sizeof *out->stats);
+    out->targets = (int64_t *)(void *)s.targets;
+    out->nlinks = s.tlen / (13 * sizeof *out->targets);
     return r < 0 ? r : (long)out->count;
 }
 
