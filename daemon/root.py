@@ -33,11 +33,13 @@ from ..protocol.modes import open_flags
 from ..protocol.types import (
     _PROGRESS_INTERVAL,
     PACKED_STAT,
+    _stat_of,
     AtomicFile,
     DirEntry,
     Progress,
     entries_from_packed,
     read_counted,
+    split_names,
     walk_counted,
 )
 from .journal import Journal
@@ -63,8 +65,6 @@ _os_close = os.close
 _S_ISLNK = _stat.S_ISLNK
 _FS_ENCODING = sys.getfilesystemencoding()
 _FS_ERRORS = sys.getfilesystemencodeerrors()
-_NS = 1_000_000_000
-_stat_result = os.stat_result
 _unpack = ffi.unpack
 #: open() mode string -> flags, filled lazily (only valid modes get in; bounded)
 _OPEN_FLAGS: dict[str, int] = {}
@@ -226,9 +226,7 @@ def _check(r: int, path: Any, path2: Any = None) -> int:
 
 def _stat_out(out: Any) -> os.stat_result:
     """An ``os.stat_result`` from the native ``int64_t[13]`` (the wire order of protocol.types)."""
-    mode, ino, dev, nlink, uid, gid, size, a, m, c, blksize, blocks, rdev = _unpack(out, 13)
-    return _stat_result((mode, ino, dev, nlink, uid, gid, size, a // _NS, m // _NS, c // _NS,
-                         a / _NS, m / _NS, c / _NS, a, m, c, blksize, blocks, rdev))
+    return _stat_of(_unpack(out, 13))
 
 
 def _take(ptr: Any, n: int) -> bytes:
@@ -236,16 +234,14 @@ def _take(ptr: Any, n: int) -> bytes:
     return ffi.buffer(ptr, n)[:] if n else b""
 
 
-if sys.byteorder == "big":  # the packed listing's records are little-endian on the wire
-    _take_plain = _take
-
-    def _take(ptr: Any, n: int) -> bytes:  # type: ignore[no-redef]
-        b = _take_plain(ptr, n)
-        if ffi.typeof(ptr) is ffi.typeof("int64_t *"):
-            a = array.array("q", b)
-            a.byteswap()
-            b = a.tobytes()
-        return b
+def _take_records(ptr: Any, n: int) -> bytes:
+    """``n`` bytes of 13-int64 records, little-endian as on the wire."""
+    b = _take(ptr, n)
+    if sys.byteorder == "big":
+        a = array.array("q", b)
+        a.byteswap()
+        b = a.tobytes()
+    return b
 
 
 def _check_procfs(fd: int) -> None:
@@ -490,8 +486,8 @@ class Root:
             n = lib.bn_scan_dir(self._r, fd, b if not b or b.endswith(b"/") else b + b"/", out)
             if n < 0:
                 raise _error(-n, path)
-            return (_take(out.names, out.names_len), _take(out.stats, out.count * PACKED_STAT),
-                    _take(out.links, out.links_len), _take(out.targets, out.nlinks * PACKED_STAT))
+            return (_take(out.names, out.names_len), _take_records(out.stats, out.count * PACKED_STAT),
+                    _take(out.links, out.links_len), _take_records(out.targets, out.nlinks * PACKED_STAT))
         finally:
             lib.bn_scan_free(out)
             os.close(fd)
@@ -820,12 +816,6 @@ def _join(parent: Any, name: Any) -> Any:
     return name if parent in (".", b".") else os.path.join(parent, name)
 
 
-def _split_str(b: bytes) -> list[str]:
-    """NUL-ended names decoded as os.fsdecode would, in one call for the lot (a NUL ends
-    every name, and no UTF-8 sequence spans one, so decoding the lot equals decoding each)."""
-    return b[:-1].decode(_FS_ENCODING, "surrogateescape").split("\0") if b else []
-
-
 class _WalkFrame:
     __slots__ = ("path", "rel", "fd", "dev", "ino", "dirs", "files", "i", "via_link")
 
@@ -863,9 +853,8 @@ class _Walk:
                 cut = names.dirs
             finally:
                 lib.bn_names_free(names)
-            if not self.as_bytes:
-                return _split_str(raw[:cut]), _split_str(raw[cut:])
-            return (raw[:cut - 1].split(b"\0") if cut else []), (raw[cut:-1].split(b"\0") if len(raw) > cut else [])
+            as_str = not self.as_bytes
+            return split_names(raw[:cut], as_str), split_names(raw[cut:], as_str)
         dirs: list[Any] = []
         files: list[Any] = []
         ancestors = {(f.dev, f.ino) for f in self.frames}

@@ -19,6 +19,7 @@ from .batch import gc_paused
 __all__ = [
     "Progress",
     "entries_from_packed",
+    "split_names",
     "PACKED_STAT",
     "WatchEvent",
     "WATCH_KINDS",
@@ -73,6 +74,7 @@ STAT_FIELDS = (
 KINDS = ("file", "dir", "symlink", "fifo", "socket", "char", "block", "other")
 
 _NS = 1_000_000_000
+_stat_result = os.stat_result
 
 
 def stat_from_list(seq: Any) -> os.stat_result:
@@ -97,8 +99,6 @@ def _stat_of(v: list[int]) -> os.stat_result:
     return _stat_result((mode, ino, dev, nlink, uid, gid, size, a_ns // _NS, m_ns // _NS, c_ns // _NS,
                          a_ns / _NS, m_ns / _NS, c_ns / _NS, a_ns, m_ns, c_ns, blksize, blocks, rdev))
 
-
-_stat_result = os.stat_result
 
 
 def stat_to_list(st: os.stat_result) -> list[int]:
@@ -237,6 +237,17 @@ _FSENC = sys.getfilesystemencoding()
 _FSERR = sys.getfilesystemencodeerrors()
 
 
+def split_names(b: bytes, as_str: bool) -> list[Any]:
+    """Names each ended by a NUL, in one string (``bn_list_names``, ``bn_scan_dir``): as
+    bytes, or decoded as ``os.fsdecode`` would, in one call for the lot (a NUL ends every
+    name and no UTF-8 sequence spans one, so decoding the lot equals decoding each).
+    ValueError if the last does not end in a NUL."""
+    out: list[Any] = (b.decode(_FSENC, _FSERR).split("\0") if as_str else b.split(b"\0")) if b else [""]
+    if out.pop():  # (what followed the last NUL: nothing, if it ended in one)
+        raise ValueError("malformed names: the last does not end in a NUL")
+    return out
+
+
 def _records(b: bytes) -> list[int]:
     """13-int64 records as one list; ino, dev and rdev are unsigned (as ``os.stat`` says:
     an overlayfs or NFS inode number may be 2**63 or more), the rest signed."""
@@ -266,16 +277,9 @@ def entries_from_packed(names: Any, stats: Any, links: Any, targets: Any, *, pre
             and targets.__class__ is bytes) or len(stats) % PACKED_STAT or len(targets) % PACKED_STAT:
         raise ValueError("malformed packed listing")
     as_str = isinstance(prefix, str)  # (a str subclass is a str path too)
-    if as_str:
-        nl: list[Any] = names.decode(_FSENC, _FSERR).split("\0")
-        lk: list[Any] = links.decode(_FSENC, _FSERR).split("\0")
-        sep: Any = "/"
-    else:
-        nl = names.split(b"\0")
-        lk = links.split(b"\0")
-        sep = b"/"
-    if nl.pop() or lk.pop():  # each part ends in a NUL (an empty part splits into one "")
-        raise ValueError("malformed packed listing: a part does not end in a NUL")
+    nl = split_names(names, as_str)
+    lk = split_names(links, as_str)
+    sep: Any = "/" if as_str else b"/"
     sv = _records(stats)
     tv = _records(targets)
     if len(nl) * 13 != len(sv) or len(lk) * 13 != len(tv):
