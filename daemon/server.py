@@ -1050,8 +1050,7 @@ class Server:
                 await trio.sleep(delay)
                 delay = min(delay * 2, 0.05)
         if cs.cancelled_caught and not conn.dead:
-            self._fault(conn, "does not read its replies; dropped")
-            self._kill(conn)
+            self._drop_slow(conn)
 
     def _long_done(self, conn: _Conn, size: int) -> None:
         """A long call's task ends: it no longer counts in flight (the reader may read on),
@@ -1121,8 +1120,12 @@ class Server:
                     self._kill(conn)
                     return
             if cs.cancelled_caught:
-                self._fault(conn, "does not read its replies; dropped")
-                self._kill(conn)
+                self._drop_slow(conn)
+
+    def _drop_slow(self, conn: _Conn) -> None:
+        """A peer that has not taken its replies within ``send_timeout``."""
+        self._fault(conn, "does not read its replies; dropped")
+        self._kill(conn)
 
     def _kill(self, conn: _Conn) -> None:
         conn.dead = True
