@@ -12,7 +12,8 @@ from typing import Any, Callable, Iterator
 
 from beneathd.protocol import EscapeError
 
-__all__ = ["EscapeError", "call_with_timeout", "outcome", "IS_ROOT", "ESCAPE", "tmpfs", "mounted_tmpfs", "du_by_path"]
+__all__ = ["EscapeError", "call_with_timeout", "outcome", "IS_ROOT", "ESCAPE", "tmpfs", "mounted_tmpfs", "du_by_path",
+           "empty_files"]
 
 IS_ROOT = os.geteuid() == 0
 
@@ -113,3 +114,15 @@ def du_by_path(top: Any) -> tuple[int, int]:
             size += os.lstat(os.path.join(dp, name)).st_blocks * 512
             n += 1
     return size, n
+
+
+def empty_files(directory: Any, n: int, name: str = "entry-{:05d}") -> None:
+    """Make ``directory`` and ``n`` empty files in it, named ``name.format(i)`` (a wide
+    directory for listing tests: one open by directory fd each, no path walked)."""
+    os.mkdir(directory)
+    fd = os.open(directory, os.O_PATH)
+    try:
+        for i in range(n):
+            os.close(os.open(name.format(i), os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=fd))
+    finally:
+        os.close(fd)

@@ -26,7 +26,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _util import tmpfs  # noqa: E402
+from _util import empty_files, tmpfs  # noqa: E402
 from backends import server_thread  # noqa: E402
 
 N255 = "n" * 250 + ".name"   # 255 bytes
@@ -97,12 +97,7 @@ def test_paths_at_path_max(fs: Any, root_dir: Path) -> None:
 def test_listing_too_big_for_a_message_names_walk(root_dir: Path) -> None:
     from beneathd.client import Client
 
-    big = root_dir / "big"
-    big.mkdir()
-    fd = os.open(big, os.O_PATH)
-    for i in range(5000):
-        os.close(os.open(f"entry-{i:05d}", os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=fd))
-    os.close(fd)
+    empty_files(root_dir / "big", 5000)
     with server_thread(root_dir, max_message=32 * 1024) as sock, Client(sock) as c:
         with pytest.raises(OSError) as ei:
             c.listdir("big")
@@ -123,12 +118,8 @@ def test_a_million_entries_through_the_daemon(tmp_path: Path) -> None:
     with tmpfs(tmp_path / "t", size="2g") as base:
         os.chmod(base, 0o755)
         d = DaemonProc(base=str(base))
-        os.mkdir(os.path.join(d.root, "big"))
-        fd = os.open(os.path.join(d.root, "big"), os.O_PATH)
         n = 1_000_000
-        for i in range(n):
-            os.close(os.open(f"file-{i:07d}", os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=fd))
-        os.close(fd)
+        empty_files(os.path.join(d.root, "big"), n, "file-{:07d}")
         d.chown_tree(d.root)
 
         def rss() -> int:

@@ -22,6 +22,7 @@ from typing import Any
 
 import msgpack
 import pytest
+from _util import empty_files
 from backends import server_thread
 
 from beneathd.daemon import Root
@@ -290,11 +291,7 @@ def test_listings_a_peer_does_not_read_stay_in_its_reply_budget(root_dir: Path) 
     and reads none has at most the two built at once in its queue, not three (each may be
     ~125 bytes an entry of the daemon's memory); reading lets the next come."""
     big = root_dir / "big"
-    big.mkdir()
-    fd = os.open(big, os.O_PATH)
-    for i in range(2000):
-        os.close(os.open(f"entry-{i:05d}", os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=fd))
-    os.close(fd)
+    empty_files(big, 2000)
     assert os.stat(big).st_size > 16 * 1024  # (a long call: listed in a worker, replied by its task)
     with server_thread(root_dir, max_message=32 * 1024, max_reply_bytes=64 * 1024) as path, \
             socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
