@@ -13,7 +13,7 @@ import { abortError, ConnectionLost, fromWire, invalidArg, systemError, type Pat
 import { FileHandle } from "./filehandle.js";
 import { METHODS, type MethodName, type MethodSpec } from "./methods.js";
 import { closeFds, Transport } from "./transport.js";
-import { BigIntStats, Dirent, echo, type Encoding, Stats, toMode, toNs, toStats, wireBytes, wirePath } from "./types.js";
+import { BigIntStats, Dirent, echo, type Encoding, kindOfMode, Stats, toMode, toNs, toStats, wireBytes, wirePath } from "./types.js";
 import { checkWatchOptions, Watcher, type WatchOptions } from "./watch.js";
 
 /** Above this, `writeFile` writes into an atomic writer's fd instead of sending the bytes
@@ -148,10 +148,6 @@ function toDirents(r: unknown, parentPath: string | Buffer, conv: (b: Uint8Array
 }
 
 const PACKED_STAT = 13 * 8;
-const KIND_OF_MODE: Record<number, string> = {
-  0o100000: "file", 0o040000: "dir", 0o120000: "symlink", 0o010000: "fifo", 0o140000: "socket", 0o020000: "char",
-  0o060000: "block",
-};
 
 /** The parts of a packed listing (PROTOCOL.md "Listings"): as sent, or read from the
  * memfd passed with a big one (the result is then the parts' sizes); the fd is closed. */
@@ -220,7 +216,7 @@ function packedDirents(parts: Uint8Array[], parentPath: string | Buffer,
       const at = i * PACKED_STAT + 8 * k;
       st.push(k === 1 || k === 2 || k === 12 ? view.getBigUint64(at, true) : view.getBigInt64(at, true));
     }
-    const kind = KIND_OF_MODE[Number(st[0]) & 0o170000] ?? "other";
+    const kind = kindOfMode(Number(st[0]));
     let target: string | Buffer | null = null;
     if (kind === "symlink") {
       if (j >= lk.length) throw new TypeError("beneathd: malformed readdir reply (more links than texts)");

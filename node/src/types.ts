@@ -128,6 +128,13 @@ export function toStats(wire: unknown, bigint = false): Stats | BigIntStats {
 const KIND_MODE: Record<string, number> = {
   file: S_IFREG, dir: S_IFDIR, symlink: S_IFLNK, fifo: S_IFIFO, socket: S_IFSOCK, char: S_IFCHR, block: S_IFBLK,
 };
+const KIND_OF_MODE: Record<number, string> =
+  Object.fromEntries(Object.entries(KIND_MODE).map(([kind, mode]) => [mode, kind]));
+
+/** The kind of a mode's file type, as the daemon names it ("other" for none of those). */
+export function kindOfMode(mode: number): string {
+  return KIND_OF_MODE[mode & S_IFMT] ?? "other";
+}
 
 /** `fs.Dirent`'s shape: `name`, `parentPath` (and the older `path`), the `is*()` methods;
  * plus what the daemon also knows: `linkTarget` (a symlink's text) and `stats`, the
