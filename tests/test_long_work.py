@@ -112,8 +112,9 @@ def test_progress_of_copy_file_counts_bytes(tmp_path: Path, backend: str) -> Non
         fs.copy_file("f", "g", progress=seen.append, reflink="never")
         assert seen[-1] == Progress(1, len(data))
         seen.clear()
-        fs.move("g", "h", progress=seen.append)  # a rename: nothing to count, one call at the end
-        assert seen == [Progress(0, 0)]
+        fs.move("g", "h", progress=seen.append)  # a rename: nothing to count, a call at the end
+        # (and one every 100 ms before it, if the rename takes that long on a loaded machine)
+        assert seen and all(p == Progress(0, 0) for p in seen), seen
     assert (tmp_path / "h").read_bytes() == data
 
 
